@@ -1,0 +1,1 @@
+//! Unsafe syscall wrappers.
