@@ -1,0 +1,619 @@
+#![forbid(unsafe_code)]
+//! Debian's podman runs containers with the runtime under test
+//! (`podman --runtime <path> --cgroup-manager cgroupfs`), on private storage
+//! and run directories. `BERTH_RUNTIME` names the runtime binary (default:
+//! this workspace's `berth-runtime`), so the suite can be validated against runc.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::mount::{umount2, MntFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+
+const PODMAN: &str = "/usr/bin/podman";
+const IMAGE: &str = "localhost/berth-test-busybox:latest";
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Root here lacks CAP_SYS_RESOURCE, so podman's default rlimits (nofile
+/// 1048576, nproc from the host's hard limit) cannot be set by any runtime;
+/// every container gets limits that can.
+const ULIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=20000:20000",
+    "--ulimit",
+    "nproc=32768:32768",
+];
+
+/// Host paths podman and the runtime create whatever their flags say: the
+/// image blob-info cache, netavark's run directory, and the runtime's default
+/// state root (podman 4 passes no `--root` to the runtime, and drops
+/// `--runtime-flag root=` on `delete`). Those that did not exist before the
+/// first guard of this test binary are removed, if empty, after the last.
+const HOST_PATHS: [&str; 7] = [
+    "/var/lib/containers/cache/blob-info-cache-v1.boltdb",
+    "/var/lib/containers/cache",
+    "/var/lib/containers",
+    "/run/containers/networks",
+    "/run/containers",
+    "/run/runc",
+    "/run/berth-runtime",
+];
+
+struct HostPaths {
+    live_guards: usize,
+    created_by_tests: Vec<&'static str>,
+}
+
+static HOST: Mutex<HostPaths> = Mutex::new(HostPaths {
+    live_guards: 0,
+    created_by_tests: Vec::new(),
+});
+
+fn runtime_under_test() -> PathBuf {
+    let path = std::env::var_os("BERTH_RUNTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| berth_tests::workspace_binary("berth-runtime"));
+    assert!(
+        path.is_file(),
+        "runtime under test {} does not exist: build it with `cargo build -p berth-runtime` \
+         or point BERTH_RUNTIME at a runtime binary",
+        path.display()
+    );
+    path
+}
+
+/// Runs `cmd` to completion with `input` (or nothing) on its stdin, killing it
+/// (by its PID) if it takes longer than `timeout`. Never panics, so `Drop` can use it.
+fn output_within(
+    mut cmd: Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Output, String> {
+    let description = format!("{cmd:?}");
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {description}: {e}"))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        // Closing stdin after the input is what ends e.g. `cat`.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{description} did not finish within {timeout:?}"));
+            }
+            Err(e) => return Err(format!("waiting for {description}: {e}")),
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+#[track_caller]
+fn assert_success(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed: {}", describe(out));
+    text(&out.stdout)
+}
+
+/// Wraps `arg` in single quotes for `sh -c`.
+fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// Mount points at or below `dir` in this mount namespace, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // Later lines are mounted on top of earlier ones: unmount in reverse order.
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .rev()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|mount_point| mount_point.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|mount_point| std::cmp::Reverse(mount_point.components().count()));
+    mounts
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
+            std::str::from_utf8(digits)
+                .ok()
+                .and_then(|digits| u8::from_str_radix(digits, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Lazily unmounts everything at or below `dir`; returns what is still mounted.
+fn unmount_under(dir: &Path) -> Vec<PathBuf> {
+    for _ in 0..5 {
+        let mounts = mounts_under(dir);
+        if mounts.is_empty() {
+            break;
+        }
+        for mount_point in mounts {
+            if let Err(e) = umount2(&mount_point, MntFlags::MNT_DETACH) {
+                eprintln!("cleanup: umount {}: {e}", mount_point.display());
+            }
+        }
+    }
+    mounts_under(dir)
+}
+
+/// True once `pid` has exited (reaping it if it is our child).
+fn has_exited(pid: Pid) -> bool {
+    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: "pid (comm) S ...".
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`, for a process we identified by PID.
+fn stop_process(pid: Pid, grace: Duration) {
+    if has_exited(pid) {
+        return;
+    }
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if has_exited(pid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !has_exited(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Processes whose command line names `dir`: with a unique private directory
+/// these are exactly the conmon monitors the podman under test started.
+fn processes_naming(dir: &Path) -> Vec<Pid> {
+    let own = std::process::id();
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid as u32 != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The cgroup v1 hierarchies and the cgroup2 mount of this host.
+fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Every cgroup directory at or below `dir`, children before parents.
+fn cgroup_tree(dir: &Path) -> Vec<PathBuf> {
+    let mut tree = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                tree.extend(cgroup_tree(&entry.path()));
+            }
+        }
+    }
+    if dir.is_dir() {
+        tree.push(dir.to_path_buf());
+    }
+    tree
+}
+
+/// Kills whatever is left in the cgroup subtree `parent` and removes it.
+fn remove_cgroup_subtree(parent: &str) {
+    let relative = parent.trim_start_matches('/');
+    for hierarchy in cgroup_hierarchies() {
+        let tree = cgroup_tree(&hierarchy.join(relative));
+        for cgroup in &tree {
+            let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|line| line.trim().parse().ok()) {
+                stop_process(Pid::from_raw(pid), Duration::ZERO);
+            }
+        }
+        for cgroup in tree {
+            if let Err(e) = std::fs::remove_dir(&cgroup) {
+                eprintln!("cleanup: rmdir {}: {e}", cgroup.display());
+            }
+        }
+    }
+}
+
+/// Private storage, run and temp directories for podman, an imported busybox
+/// image, and a cgroup parent of its own. Dropping it removes every
+/// container, process, mount, cgroup and directory the tests made.
+struct Podman {
+    dir: PathBuf,
+    runtime: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        assert!(
+            Path::new(PODMAN).is_file(),
+            "{PODMAN} is missing: install Debian's podman package (the README's test command does)"
+        );
+        let runtime = runtime_under_test();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-podman-")
+            .tempdir_in("/tmp")
+            .expect("create a tempdir under /tmp")
+            .keep();
+        let name = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .expect("tempdir name is UTF-8")
+            .to_owned();
+        {
+            let mut host = HOST.lock().unwrap_or_else(|e| e.into_inner());
+            if host.live_guards == 0 {
+                host.created_by_tests = HOST_PATHS
+                    .into_iter()
+                    .filter(|path| !Path::new(path).exists())
+                    .collect();
+            }
+            host.live_guards += 1;
+        }
+        let podman = Podman {
+            dir,
+            runtime,
+            cgroup_parent: format!("/{name}"),
+        };
+        // Private configuration files keep the host's out of the picture.
+        std::fs::write(podman.dir.join("containers.conf"), "").expect("write containers.conf");
+        let storage = format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+            podman.dir.join("runroot").display(),
+            podman.dir.join("root").display()
+        );
+        std::fs::write(podman.dir.join("storage.conf"), storage).expect("write storage.conf");
+        std::fs::create_dir(podman.dir.join("tmp")).expect("create podman's TMPDIR");
+        podman.import_busybox();
+        podman
+    }
+
+    fn import_busybox(&self) {
+        let image = self.dir.join("image");
+        let rootfs = image.join("rootfs");
+        berth_tests::make_busybox_rootfs(&rootfs).expect("make busybox rootfs");
+        let tar = image.join("rootfs.tar");
+        let mut command = Command::new("tar");
+        command.arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".");
+        let out = output_within(command, None, COMMAND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        assert_success(&out, "tar of the busybox rootfs");
+        let tar = tar.to_str().expect("tar path is UTF-8");
+        let out = self.podman(&["import", "--change", r#"CMD ["/bin/sh"]"#, tar, IMAGE]);
+        assert_success(&out, "podman import");
+    }
+
+    /// podman on this guard's directories with the runtime under test.
+    fn podman_command(&self) -> Command {
+        let mut command = Command::new(PODMAN);
+        command
+            .env_remove("CONTAINER_HOST")
+            .env_remove("CONTAINER_CONNECTION")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
+            .env("TMPDIR", self.dir.join("tmp"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("libpod"))
+            .arg("--network-config-dir")
+            .arg(self.dir.join("networks"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ])
+            .arg("--runtime")
+            .arg(&self.runtime);
+        command
+    }
+
+    fn try_podman(&self, args: &[&str], input: Option<&[u8]>) -> Result<Output, String> {
+        let mut command = self.podman_command();
+        command.args(args);
+        output_within(command, input, COMMAND_TIMEOUT)
+    }
+
+    #[track_caller]
+    fn podman(&self, args: &[&str]) -> Output {
+        self.try_podman(args, None)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The flags every container of these tests gets, then `flags`.
+    fn run_args<'a>(&'a self, flags: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["run", "--network", "none", "--cgroup-parent"];
+        args.push(&self.cgroup_parent);
+        args.extend(ULIMITS);
+        args.extend_from_slice(flags);
+        args
+    }
+
+    /// `podman run` with `flags`, then the image and `command`.
+    #[track_caller]
+    fn run(&self, flags: &[&str], command: &[&str]) -> Output {
+        let mut args = self.run_args(flags);
+        args.push(IMAGE);
+        args.extend_from_slice(command);
+        self.podman(&args)
+    }
+
+    #[track_caller]
+    fn inspect(&self, container: &str, format: &str) -> String {
+        let out = self.podman(&["inspect", "--format", format, container]);
+        assert_success(&out, "podman inspect").trim().to_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Through podman first, so the runtime deletes its own state,
+        // cgroups and mounts the way it would for a user.
+        if let Err(e) = self.try_podman(&["rm", "--all", "--force", "--time", "1"], None) {
+            eprintln!("cleanup: {e}");
+        }
+        for pid in processes_naming(&self.dir) {
+            stop_process(pid, Duration::from_secs(5));
+        }
+        remove_cgroup_subtree(&self.cgroup_parent);
+
+        let left = unmount_under(&self.dir);
+        if left.is_empty() {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                eprintln!("cleanup: remove {}: {e}", self.dir.display());
+            }
+        } else {
+            eprintln!(
+                "cleanup: leaving {} in place, still mounted: {left:?}",
+                self.dir.display()
+            );
+        }
+
+        let mut host = HOST.lock().unwrap_or_else(|e| e.into_inner());
+        host.live_guards -= 1;
+        if host.live_guards == 0 {
+            for path in host.created_by_tests.drain(..) {
+                let path = Path::new(path);
+                // Only what the tests created, and only empty directories.
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir(path)
+                } else {
+                    std::fs::remove_file(path)
+                };
+            }
+        }
+    }
+}
+
+#[test]
+fn run_rm_output_and_exit_code() {
+    let podman = Podman::new();
+
+    let out = podman.run(&["--rm"], &["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert!(text(&out.stderr).contains("err\n"), "{}", describe(&out));
+
+    let mut args = podman.run_args(&["--rm", "--interactive"]);
+    args.extend([IMAGE, "cat"]);
+    let out = podman
+        .try_podman(&args, Some(b"through stdin\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(assert_success(&out, "run -i cat"), "through stdin\n");
+
+    // `script` gives podman a pty, so `-it` gets a real terminal.
+    let mut command = podman.podman_command();
+    let mut args = podman.run_args(&["--rm", "-it"]);
+    args.extend([IMAGE, "sh", "-c", "tty; exit 4"]);
+    command.args(&args);
+    let line: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|arg| shell_quote(&arg.to_string_lossy()))
+        .collect();
+    let mut script = Command::new("script");
+    script.arg("-qec").arg(line.join(" ")).arg("/dev/null");
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    let out = output_within(script, None, COMMAND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(4), "run -it: {}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/0"),
+        "tty inside `run -it` is not /dev/pts/0: {}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn detached_exec_pause_stop() {
+    let podman = Podman::new();
+    let out = podman.run(&["-d"], &["sleep", "1000"]);
+    let id = assert_success(&out, "podman run -d").trim().to_owned();
+    assert_eq!(podman.inspect(&id, "{{.State.Status}}"), "running");
+
+    let out = podman.podman(&["exec", &id, "sh", "-c", "echo from-exec; exit 3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exec exit code: {}",
+        describe(&out)
+    );
+    assert_eq!(text(&out.stdout), "from-exec\n");
+
+    assert_success(&podman.podman(&["pause", &id]), "podman pause");
+    assert_eq!(podman.inspect(&id, "{{.State.Status}}"), "paused");
+    assert_success(&podman.podman(&["unpause", &id]), "podman unpause");
+    assert_eq!(podman.inspect(&id, "{{.State.Status}}"), "running");
+    let out = podman.podman(&["exec", &id, "echo", "after-unpause"]);
+    assert_eq!(
+        assert_success(&out, "exec after unpause"),
+        "after-unpause\n"
+    );
+
+    // sleep as PID 1 ignores SIGTERM: stop must fall back to SIGKILL.
+    let started = Instant::now();
+    assert_success(&podman.podman(&["stop", "--time", "1", &id]), "podman stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stop --time 1 took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        podman.inspect(&id, "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 137"
+    );
+    assert_success(&podman.podman(&["rm", &id]), "podman rm");
+}
+
+#[test]
+fn limits_user_and_capabilities() {
+    let podman = Podman::new();
+    let script = "id; cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
+                  /sys/fs/cgroup/pids/pids.max; ulimit -n; ulimit -Hn; \
+                  grep CapEff /proc/self/status; touch /file";
+    let out = podman.run(
+        &[
+            "--rm",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "10",
+            "--user",
+            "1000:1000",
+            "--cap-drop",
+            "ALL",
+            "--read-only",
+        ],
+        &["sh", "-c", script],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "touch / must fail: {}",
+        describe(&out)
+    );
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // podman adds a passwd entry for a numeric user, so `id` may name it.
+    let id = lines.first().copied().unwrap_or_default();
+    assert!(
+        id.starts_with("uid=1000") && id.contains(" gid=1000"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        lines.get(1..),
+        Some(
+            &[
+                "67108864",
+                "10",
+                "20000",
+                "20000",
+                "CapEff:\t0000000000000000"
+            ][..]
+        ),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stderr).contains("Read-only file system"),
+        "{}",
+        describe(&out)
+    );
+}
