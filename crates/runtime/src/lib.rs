@@ -1,2 +1,15 @@
 #![forbid(unsafe_code)]
-//! runtime.
+//! The OCI runtime library: turns a bundle into a running, confined container.
+
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod exec;
+pub mod hooks;
+pub mod process;
+pub mod rootfs;
+pub mod state;
+pub mod sync;
+pub mod tty;
+
+pub use error::{Error, Result};

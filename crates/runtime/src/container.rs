@@ -1,0 +1,730 @@
+//! Container lifecycle as runc drives it: create (fork, namespaces, rootfs,
+//! wait on the exec fifo), start, state, kill, pause/resume and delete.
+//!
+//! Process tree of `create`: the runtime forks a first child that joins or
+//! unshares namespaces (asking the runtime to write id maps for a new user
+//! namespace), which forks the container's init (pid 1 in a new pid
+//! namespace) and exits. Init builds the rootfs, reports ready and blocks
+//! opening the exec fifo until `start` opens its other end.
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::config::{load_bundle, Bundle};
+use crate::error::{Context, Error, Result};
+use crate::rootfs::{CgroupMountEntry, CgroupView, RootfsContext};
+use crate::state::{self, ContainerState, Status, EXEC_FIFO};
+use crate::sync::{channel_pair, Channel, Msg};
+
+pub struct CreateOptions<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+}
+
+pub struct Created {
+    pub state: ContainerState,
+    /// The pty master when the process has a terminal and no console socket
+    /// was given (foreground `run` copies it to its own stdio).
+    pub console: Option<OwnedFd>,
+}
+
+pub(crate) fn cgroup_of(cgroups_path: Option<&str>, id: &str) -> Result<berth_cgroups::Cgroup> {
+    let layout = berth_cgroups::detect().map_err(|e| Error::Cgroup(e.to_string()))?;
+    berth_cgroups::Cgroup::new(&layout, cgroups_path, id).map_err(|e| Error::Cgroup(e.to_string()))
+}
+
+fn cgroup_view(cg: &berth_cgroups::Cgroup) -> CgroupView {
+    let view = cg.container_view();
+    CgroupView {
+        entries: view
+            .entries
+            .into_iter()
+            .map(|(name, host_dir)| CgroupMountEntry { name, host_dir })
+            .collect(),
+        symlinks: view.symlinks,
+    }
+}
+
+/// Undoes a failed create: kills what was started, removes the cgroup and the
+/// state directory.
+struct CreateGuard<'a> {
+    dir: PathBuf,
+    cgroup: Option<&'a berth_cgroups::Cgroup>,
+    pids: Vec<i32>,
+    armed: bool,
+}
+
+impl Drop for CreateGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for pid in &self.pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(*pid), None);
+        }
+        if let Some(cg) = self.cgroup {
+            let _ = cg.kill_all(libc::SIGKILL);
+            wait_cgroup_empty(cg, Duration::from_secs(5));
+            let _ = cg.delete();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_cgroup_empty(cg: &berth_cgroups::Cgroup, timeout: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        match cg.pids() {
+            Ok(p) if !p.is_empty() => std::thread::sleep(Duration::from_millis(10)),
+            _ => return,
+        }
+    }
+}
+
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    state::validate_id(opts.id)?;
+    let bundle = load_bundle(opts.bundle)?;
+    let spec = &bundle.spec;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("linux section is missing".into()))?;
+    if !linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount)
+    {
+        return Err(Error::InvalidConfig(
+            "a mount namespace is required".into(),
+        ));
+    }
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    if let Some(sock) = opts.console_socket {
+        if !terminal {
+            return Err(Error::InvalidConfig(
+                "--console-socket given but process.terminal is false".into(),
+            ));
+        }
+        if !sock.exists() {
+            return Err(Error::InvalidConfig(format!(
+                "console socket {} does not exist",
+                sock.display()
+            )));
+        }
+    }
+    if let Some(profile) = linux.seccomp() {
+        berth_sys::seccomp::compile(profile)
+            .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?;
+    }
+
+    std::fs::create_dir_all(opts.root).context(|| format!("create root {}", opts.root.display()))?;
+    let _ = std::fs::set_permissions(opts.root, std::fs::Permissions::from_mode(0o700));
+    let dir = state::container_dir(opts.root, opts.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Exists(opts.id.to_string()))
+        }
+        Err(e) => return Err(e).context(|| format!("create {}", dir.display())),
+    }
+    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
+    let mut guard = CreateGuard {
+        dir: dir.clone(),
+        cgroup: None,
+        pids: Vec::new(),
+        armed: true,
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+        .context(|| format!("chmod {}", dir.display()))?;
+    let fifo = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        .context(|| format!("mkfifo {}", fifo.display()))?;
+    // World-writable so init can still open it after switching to the container's user.
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
+        .context(|| format!("chmod {}", fifo.display()))?;
+
+    let cgroup = cgroup_of(cgroups_path.as_deref(), opts.id)?;
+    cgroup.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+    // From here on the guard removes the cgroup too.
+    let cgroup_ref: &berth_cgroups::Cgroup = &cgroup;
+    guard.cgroup = Some(cgroup_ref);
+    if let Some(resources) = linux.resources() {
+        cgroup.apply(resources).map_err(|e| Error::Cgroup(e.to_string()))?;
+    }
+
+    let mut st = ContainerState {
+        id: opts.id.to_string(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
+        cgroups_path,
+        started: false,
+        hooks: spec.hooks().clone(),
+    };
+
+    let (parent_chan, child_chan) = channel_pair()?;
+    let view = cgroup_view(&cgroup);
+    let stage1 = match berth_sys::process::fork().context(|| "fork".to_string())? {
+        berth_sys::process::Forked::Child => {
+            drop(parent_chan);
+            let code = match first_child(&child_chan, &bundle, &fifo, &view, opts) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = child_chan.send(&Msg::Failed(e.to_string()));
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+        berth_sys::process::Forked::Parent(pid) => pid,
+    };
+    drop(child_chan);
+    guard.pids.push(stage1.as_raw());
+    let console = drive_create(&parent_chan, &bundle, &cgroup, stage1, opts, &mut st, &mut guard)?;
+
+    st.pid_start_time = state::process_start_time(st.pid)
+        .map(|(t, _)| t)
+        .ok_or_else(|| Error::Init("container init exited during create".into()))?;
+    st.save(opts.root)?;
+    if let Some(pid_file) = opts.pid_file {
+        write_pid_file(pid_file, st.pid)?;
+    }
+    guard.armed = false;
+    Ok(Created { state: st, console })
+}
+
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("berth-tmp");
+    std::fs::write(&tmp, pid.to_string()).context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).context(|| format!("write pid file {}", path.display()))
+}
+
+/// The runtime's side of create: places the first child in the cgroup, writes
+/// id maps, runs runtime-namespace hooks, relays the console, until init is ready.
+fn drive_create(
+    chan: &Channel,
+    bundle: &Bundle,
+    cgroup: &berth_cgroups::Cgroup,
+    stage1: Pid,
+    opts: &CreateOptions,
+    st: &mut ContainerState,
+    guard: &mut CreateGuard,
+) -> Result<Option<OwnedFd>> {
+    cgroup
+        .add_process(stage1.as_raw())
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    chan.send(&Msg::Proceed)?;
+    let mut console = None;
+    loop {
+        let Some((msg, mut fds)) = chan.recv()? else {
+            return Err(Error::Init("container init exited before it was ready".into()));
+        };
+        match msg {
+            Msg::IdMapRequest(pid) => {
+                write_id_maps(&bundle.spec, pid)?;
+                chan.send(&Msg::Proceed)?;
+            }
+            Msg::Pid(pid) => {
+                st.pid = pid;
+                guard.pids.push(pid);
+                let _ = nix::sys::wait::waitpid(stage1, None);
+            }
+            Msg::RuntimeHooks => {
+                let hooks = bundle.spec.hooks().as_ref();
+                let json = serde_json::to_vec(&st.hook_state(Status::Creating))
+                    .map_err(|e| Error::Init(e.to_string()))?;
+                let result = crate::hooks::run_hooks(
+                    "prestart",
+                    hooks.and_then(|h| h.prestart().as_ref()),
+                    &json,
+                )
+                .and_then(|_| {
+                    crate::hooks::run_hooks(
+                        "createRuntime",
+                        hooks.and_then(|h| h.create_runtime().as_ref()),
+                        &json,
+                    )
+                });
+                match result {
+                    Ok(()) => chan.send(&Msg::Proceed)?,
+                    Err(e) => {
+                        let _ = chan.send(&Msg::Failed(e.to_string()));
+                        return Err(e);
+                    }
+                }
+            }
+            Msg::Console => {
+                let Some(master) = fds.pop() else {
+                    return Err(Error::Init("console message without a pty".into()));
+                };
+                match opts.console_socket {
+                    Some(path) => send_console(path, &master)?,
+                    None => console = Some(master),
+                }
+            }
+            Msg::Ready => return Ok(console),
+            Msg::Failed(why) => return Err(Error::Init(why)),
+            Msg::Proceed => return Err(Error::Init("unexpected message from init".into())),
+        }
+    }
+}
+
+/// Sends the pty master to the console socket as runc does: SCM_RIGHTS with
+/// the pty's name as payload.
+pub fn send_console(path: &Path, master: &OwnedFd) -> Result<()> {
+    let sock = std::os::unix::net::UnixStream::connect(path)
+        .context(|| format!("connect to console socket {}", path.display()))?;
+    berth_sys::socket::send_with_fds(&sock, b"/dev/ptmx", &[master])
+        .context(|| format!("send pty to {}", path.display()))?;
+    Ok(())
+}
+
+fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let uid = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
+    if !uid.is_empty() {
+        std::fs::write(format!("/proc/{pid}/uid_map"), &uid)
+            .context(|| format!("write uid_map {uid:?}"))?;
+    }
+    if !gid.is_empty() {
+        std::fs::write(format!("/proc/{pid}/gid_map"), &gid)
+            .context(|| format!("write gid_map {gid:?}"))?;
+    }
+    Ok(())
+}
+
+const NS_ORDER: [(LinuxNamespaceType, CloneFlags); 8] = [
+    (LinuxNamespaceType::User, CloneFlags::CLONE_NEWUSER),
+    (LinuxNamespaceType::Ipc, CloneFlags::CLONE_NEWIPC),
+    (LinuxNamespaceType::Uts, CloneFlags::CLONE_NEWUTS),
+    (LinuxNamespaceType::Network, CloneFlags::CLONE_NEWNET),
+    (LinuxNamespaceType::Pid, CloneFlags::CLONE_NEWPID),
+    (LinuxNamespaceType::Time, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+    (LinuxNamespaceType::Cgroup, CloneFlags::CLONE_NEWCGROUP),
+    (LinuxNamespaceType::Mount, CloneFlags::CLONE_NEWNS),
+];
+
+/// First child: join namespaces given by path, create the others, fork init.
+fn first_child(
+    chan: &Channel,
+    bundle: &Bundle,
+    fifo: &Path,
+    view: &CgroupView,
+    opts: &CreateOptions,
+) -> Result<()> {
+    chan.wait_proceed()?;
+    let spec = &bundle.spec;
+    let namespaces: Vec<_> = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    // Open every namespace path first: joining the mount namespace changes what paths mean.
+    let mut joins = Vec::new();
+    for (typ, flag) in NS_ORDER {
+        if let Some(ns) = namespaces.iter().find(|n| n.typ() == typ) {
+            if let Some(path) = ns.path() {
+                let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                    .context(|| format!("open namespace {}", path.display()))?;
+                joins.push((flag, fd, path.clone()));
+            }
+        }
+    }
+    nix::sys::prctl::set_dumpable(false).context(|| "PR_SET_DUMPABLE".to_string())?;
+    for (flag, fd, path) in &joins {
+        nix::sched::setns(fd, *flag).context(|| format!("join namespace {}", path.display()))?;
+    }
+    let new_ns = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t && n.path().is_none());
+    let in_userns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::User);
+    if new_ns(LinuxNamespaceType::User) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context(|| "unshare user namespace".to_string())?;
+        chan.send(&Msg::IdMapRequest(std::process::id() as i32))?;
+        chan.wait_proceed()?;
+    }
+    if in_userns {
+        let root_uid = nix::unistd::Uid::from_raw(0);
+        let root_gid = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root_gid, root_gid, root_gid).context(|| "become root in the user namespace (gid)".to_string())?;
+        nix::unistd::setresuid(root_uid, root_uid, root_uid).context(|| "become root in the user namespace (uid)".to_string())?;
+    }
+    let mut flags = CloneFlags::empty();
+    for (typ, flag) in NS_ORDER {
+        if typ != LinuxNamespaceType::User && new_ns(typ) {
+            flags |= flag;
+        }
+    }
+    nix::sched::unshare(flags).context(|| format!("unshare namespaces {flags:?}"))?;
+    if new_ns(LinuxNamespaceType::Time) {
+        write_time_offsets(spec)?;
+    }
+    match berth_sys::process::fork().context(|| "fork init".to_string())? {
+        berth_sys::process::Forked::Parent(pid) => {
+            chan.send(&Msg::Pid(pid.as_raw()))?;
+            Ok(())
+        }
+        berth_sys::process::Forked::Child => {
+            let err = match init(chan, bundle, fifo, view, opts, in_userns) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            // Before Ready the runtime reports the error; after it, stderr is all we have.
+            if chan.send(&Msg::Failed(err.to_string())).is_err() {
+                eprintln!("berth-runtime init: {err}");
+            }
+            std::process::exit(127);
+        }
+    }
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<()> {
+    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for (clock, off) in offsets {
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    std::fs::write("/proc/self/timens_offsets", text).context(|| "write timens_offsets".to_string())
+}
+
+/// The container's init, pid 1 of its pid namespace: everything up to the
+/// exec fifo, then the user's program.
+fn init(
+    chan: &Channel,
+    bundle: &Bundle,
+    fifo: &Path,
+    view: &CgroupView,
+    opts: &CreateOptions,
+    in_userns: bool,
+) -> Result<std::convert::Infallible> {
+    let spec = &bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
+    nix::unistd::setsid().context(|| "setsid".to_string())?;
+    nix::sys::stat::umask(Mode::empty());
+    let new_uts = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Uts));
+    if new_uts {
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).context(|| format!("set hostname {h:?}"))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            berth_sys::process::set_domainname(d).context(|| format!("set domainname {d:?}"))?;
+        }
+    }
+    crate::rootfs::prepare(&RootfsContext {
+        spec,
+        rootfs: &bundle.rootfs,
+        in_userns,
+        cgroups: view,
+    })?;
+    chan.send(&Msg::RuntimeHooks)?;
+    chan.wait_proceed()?;
+    if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+        let st = hook_state_json(bundle, opts.id, Status::Created)?;
+        crate::hooks::run_hooks("createContainer", Some(hooks), &st)?;
+    }
+    let fifo_fd = nix::fcntl::open(fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .context(|| "open exec fifo".to_string())?;
+    if opts.no_pivot {
+        crate::rootfs::move_root(&bundle.rootfs)?;
+    } else {
+        crate::rootfs::pivot(&bundle.rootfs)?;
+    }
+    crate::rootfs::apply_sysctls(spec)?;
+    crate::rootfs::finalize(spec)?;
+    if process.terminal().unwrap_or(false) {
+        let master = crate::tty::setup_container_console(process)?;
+        chan.send_with_fds(&Msg::Console, &[&master])?;
+    }
+    crate::process::apply_rlimits(process)?;
+    crate::process::apply_oom_score_adj(process)?;
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        crate::tty::apply_personality(p)?;
+    }
+    let prepared = crate::process::prepare_exec(process)?;
+    chan.send(&Msg::Ready)?;
+    // The runtime exits after Ready; from here errors go to the container's stderr.
+    let fifo_write = nix::fcntl::open(
+        crate::rootfs::as_fd_path(&fifo_fd).as_str(),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context(|| "open exec fifo for writing".to_string())?;
+    nix::unistd::write(&fifo_write, b"0").context(|| "write exec fifo".to_string())?;
+    drop(fifo_write);
+    drop(fifo_fd);
+    if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+        let st = hook_state_json(bundle, opts.id, Status::Running)?;
+        crate::hooks::run_hooks("startContainer", Some(hooks), &st)?;
+    }
+    crate::process::finish_and_exec(spec, process, &prepared, opts.preserve_fds)
+}
+
+fn hook_state_json(bundle: &Bundle, id: &str, status: Status) -> Result<Vec<u8>> {
+    let annotations: BTreeMap<String, String> = bundle
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let st = state::HookState {
+        oci_version: state::OCI_VERSION,
+        id,
+        status,
+        pid: Some(std::process::id() as i32),
+        bundle: &bundle.dir,
+        annotations: &annotations,
+    };
+    serde_json::to_vec(&st).map_err(|e| Error::Init(e.to_string()))
+}
+
+/// The live status of a container.
+pub fn status(root: &Path, st: &ContainerState) -> Status {
+    if !st.init_alive() {
+        return Status::Stopped;
+    }
+    if !st.started && st.dir(root).join(EXEC_FIFO).exists() {
+        return Status::Created;
+    }
+    if cgroup_of(st.cgroups_path.as_deref(), &st.id)
+        .and_then(|cg| cg.is_frozen().map_err(|e| Error::Cgroup(e.to_string())))
+        .unwrap_or(false)
+    {
+        return Status::Paused;
+    }
+    Status::Running
+}
+
+pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
+    let mut st = ContainerState::load(root, id)?;
+    let current = status(root, &st);
+    if current != Status::Created {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: current.to_string(),
+            why: "cannot start a container that is not in the created state",
+        });
+    }
+    let fifo = st.dir(root).join(EXEC_FIFO);
+    let fd = nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context(|| format!("open {}", fifo.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut buf = [0u8; 1];
+        match nix::unistd::read(&fd, &mut buf) {
+            Ok(1) => break,
+            Ok(_) | Err(nix::errno::Errno::EAGAIN) => {
+                if !st.init_alive() {
+                    return Err(Error::Init("container init exited before start".into()));
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::Init("container init did not answer start".into()));
+                }
+                let pfd = nix::poll::PollFd::new(
+                    std::os::fd::AsFd::as_fd(&fd),
+                    nix::poll::PollFlags::POLLIN,
+                );
+                let _ = nix::poll::poll(&mut [pfd], nix::poll::PollTimeout::from(50u16));
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context(|| format!("read {}", fifo.display())),
+        }
+    }
+    let _ = std::fs::remove_file(&fifo);
+    st.started = true;
+    st.save(root)?;
+    if let Some(hooks) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
+        let json = serde_json::to_vec(&st.hook_state(Status::Running))
+            .map_err(|e| Error::Init(e.to_string()))?;
+        // The spec says a failing poststart hook is only a warning.
+        if let Err(e) = crate::hooks::run_hooks("poststart", Some(hooks), &json) {
+            eprintln!("warning: {e}");
+        }
+    }
+    Ok(st)
+}
+
+pub fn kill(root: &Path, id: &str, signal: Signal, all: bool) -> Result<()> {
+    let st = ContainerState::load(root, id)?;
+    let current = status(root, &st);
+    if current == Status::Stopped {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: current.to_string(),
+            why: "container not running",
+        });
+    }
+    if all {
+        let cg = cgroup_of(st.cgroups_path.as_deref(), id)?;
+        cg.kill_all(signal as i32).map_err(|e| Error::Cgroup(e.to_string()))
+    } else {
+        nix::sys::signal::kill(Pid::from_raw(st.pid), signal)
+            .context(|| format!("send {signal} to {}", st.pid))
+    }
+}
+
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let st = ContainerState::load(root, id)?;
+    let current = status(root, &st);
+    if current != Status::Running {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: current.to_string(),
+            why: "container not running",
+        });
+    }
+    cgroup_of(st.cgroups_path.as_deref(), id)?
+        .freeze()
+        .map_err(|e| Error::Cgroup(e.to_string()))
+}
+
+pub fn resume(root: &Path, id: &str) -> Result<()> {
+    let st = ContainerState::load(root, id)?;
+    let current = status(root, &st);
+    if current != Status::Paused {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: current.to_string(),
+            why: "container not paused",
+        });
+    }
+    cgroup_of(st.cgroups_path.as_deref(), id)?
+        .thaw()
+        .map_err(|e| Error::Cgroup(e.to_string()))
+}
+
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let st = ContainerState::load(root, id)?;
+    cgroup_of(st.cgroups_path.as_deref(), id)?
+        .pids()
+        .map_err(|e| Error::Cgroup(e.to_string()))
+}
+
+pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value> {
+    let st = ContainerState::load(root, id)?;
+    let stats = cgroup_of(st.cgroups_path.as_deref(), id)?
+        .stats()
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    serde_json::to_value(stats).map_err(|e| Error::Init(e.to_string()))
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let st = match ContainerState::load(root, id) {
+        Ok(st) => st,
+        Err(Error::NotFound(_)) => {
+            // A create that died before writing state.json may have left its directory.
+            let dir = state::container_dir(root, id);
+            if state::validate_id(id).is_ok() && dir.is_dir() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return if force {
+                Ok(())
+            } else {
+                Err(Error::NotFound(id.to_string()))
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let current = status(root, &st);
+    let cg = cgroup_of(st.cgroups_path.as_deref(), id)?;
+    match current {
+        Status::Stopped | Status::Created => {}
+        Status::Running | Status::Paused | Status::Creating if !force => {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status: current.to_string(),
+                why: "cannot delete a container that is not stopped (use --force)",
+            })
+        }
+        _ => {}
+    }
+    if current != Status::Stopped {
+        let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+        let _ = cg.kill_all(libc::SIGKILL);
+        if current == Status::Paused {
+            let _ = cg.thaw();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while st.init_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _ = cg.kill_all(libc::SIGKILL);
+    wait_cgroup_empty(&cg, Duration::from_secs(5));
+    cg.delete().map_err(|e| Error::Cgroup(e.to_string()))?;
+    if let Some(hooks) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
+        let json = serde_json::to_vec(&st.hook_state(Status::Stopped))
+            .map_err(|e| Error::Init(e.to_string()))?;
+        if let Err(e) = crate::hooks::run_hooks("poststop", Some(hooks), &json) {
+            eprintln!("warning: {e}");
+        }
+    }
+    std::fs::remove_dir_all(st.dir(root)).context(|| format!("remove {}", st.dir(root).display()))
+}
+
+/// Every container under `root`, with its live status.
+pub fn list(root: &Path) -> Result<Vec<(ContainerState, Status)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).context(|| format!("read {}", root.display())),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Ok(st) = ContainerState::load(root, &name) {
+            let s = status(root, &st);
+            out.push((st, s));
+        }
+    }
+    out.sort_by(|a, b| a.0.created.cmp(&b.0.created));
+    Ok(out)
+}

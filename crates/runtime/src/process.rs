@@ -1,0 +1,332 @@
+//! The last steps before the container's program runs, shared by the init
+//! process and `exec`: rlimits, user and groups, capabilities, no_new_privs,
+//! seccomp, working directory, fd hygiene and execve.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::resource::{setrlimit, Resource};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process, Spec};
+
+use crate::error::{Context, Error, Result};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything needed for execve, resolved inside the container before the
+/// runtime reports success, so "not found" errors surface at create/exec time.
+pub struct PreparedExec {
+    pub path: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::InvalidConfig(format!("{what} {s:?} contains a NUL byte")))
+}
+
+/// Finds the program and builds argv/envp. Must run with the container's root
+/// as `/` (after pivot_root or setns into its mount namespace).
+pub fn prepare_exec(process: &Process) -> Result<PreparedExec> {
+    let args = process.args().as_deref().unwrap_or_default();
+    let Some(arg0) = args.first() else {
+        return Err(Error::InvalidConfig("process.args must not be empty".into()));
+    };
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = home_of(process.user().uid()).unwrap_or_else(|| "/".to_string());
+        env.push(format!("HOME={home}"));
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let program = find_executable(arg0, &path_var, process.cwd())?;
+    Ok(PreparedExec {
+        path: CString::new(program.as_os_str().as_bytes())
+            .map_err(|_| Error::InvalidConfig(format!("bad program path {program:?}")))?,
+        args: args
+            .iter()
+            .map(|a| cstring(a, "argument"))
+            .collect::<Result<_>>()?,
+        env: env
+            .iter()
+            .map(|e| cstring(e, "environment variable"))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+    })
+}
+
+fn is_executable(p: &Path) -> std::result::Result<(), nix::errno::Errno> {
+    let meta = std::fs::metadata(p).map_err(|e| {
+        nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT))
+    })?;
+    if meta.is_dir() {
+        return Err(nix::errno::Errno::EACCES);
+    }
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK)
+}
+
+/// Looks the program up the way exec(3p) would in the container, with the
+/// messages runc gives (docker maps them to exit codes 127 and 126).
+pub fn find_executable(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
+    let not_found = || {
+        Error::Init(format!(
+            "exec: \"{arg0}\": executable file not found in $PATH"
+        ))
+    };
+    let check = |p: PathBuf| -> Result<PathBuf> {
+        match is_executable(&p) {
+            Ok(()) => Ok(p),
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => Err(Error::Init(
+                format!("exec: \"{arg0}\": stat {arg0}: no such file or directory"),
+            )),
+            Err(_) => Err(Error::Init(format!("exec: \"{arg0}\": permission denied"))),
+        }
+    };
+    if arg0.contains('/') {
+        let p = Path::new(arg0);
+        return check(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        });
+    }
+    let mut denied = false;
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(arg0);
+        match is_executable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(nix::errno::Errno::EACCES) if candidate.exists() => denied = true,
+            Err(_) => {}
+        }
+    }
+    if denied {
+        return Err(Error::Init(format!("exec: \"{arg0}\": permission denied")));
+    }
+    Err(not_found())
+}
+
+fn resource_of(t: PosixRlimitType) -> Resource {
+    match t {
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
+    }
+}
+
+pub fn apply_rlimits(process: &Process) -> Result<()> {
+    for r in process.rlimits().iter().flatten() {
+        if r.soft() > r.hard() {
+            return Err(Error::InvalidConfig(format!(
+                "rlimit {}: soft limit {} is above hard limit {}",
+                r.typ(),
+                r.soft(),
+                r.hard()
+            )));
+        }
+        setrlimit(resource_of(r.typ()), r.soft(), r.hard()).context(|| {
+            format!(
+                "set rlimit {} to {}:{} (raising a hard limit needs CAP_SYS_RESOURCE)",
+                r.typ(),
+                r.soft(),
+                r.hard()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+pub fn apply_oom_score_adj(process: &Process) -> Result<()> {
+    if let Some(adj) = process.oom_score_adj() {
+        crate::rootfs::write_proc("self/oom_score_adj", &adj.to_string())?;
+    }
+    Ok(())
+}
+
+fn to_caps(set: &oci_spec::runtime::Capabilities) -> Result<caps::CapsHashSet> {
+    set.iter()
+        .map(|c| {
+            let name = format!("CAP_{c}");
+            name.parse::<caps::Capability>()
+                .map_err(|_| Error::InvalidConfig(format!("unknown capability {name}")))
+        })
+        .collect()
+}
+
+/// Capabilities this kernel knows and this process may hold: asking for one
+/// beyond that (root here may lack some) grants what exists instead of failing.
+fn available(wanted: caps::CapsHashSet) -> caps::CapsHashSet {
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
+    wanted.intersection(&bounding).copied().collect()
+}
+
+/// Drops the bounding set to what the config keeps. Needs CAP_SETPCAP, so it
+/// runs before the switch to the container's user.
+pub fn drop_bounding(c: Option<&LinuxCapabilities>) -> Result<()> {
+    let keep = match c.and_then(|c| c.bounding().as_ref()) {
+        Some(b) => to_caps(b)?,
+        None => caps::CapsHashSet::new(),
+    };
+    for cap in caps::read(None, caps::CapSet::Bounding).unwrap_or_default() {
+        if !keep.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap)
+                .map_err(|e| Error::Init(format!("drop {cap} from the bounding set: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets permitted, inheritable, effective and ambient, after the user switch
+/// (PR_SET_KEEPCAPS kept the permitted set across it).
+pub fn set_capabilities(c: Option<&LinuxCapabilities>) -> Result<()> {
+    let get = |s: Option<&oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet> {
+        Ok(available(match s {
+            Some(s) => to_caps(s)?,
+            None => caps::CapsHashSet::new(),
+        }))
+    };
+    let permitted = get(c.and_then(|c| c.permitted().as_ref()))?;
+    let inheritable = get(c.and_then(|c| c.inheritable().as_ref()))?;
+    let effective = get(c.and_then(|c| c.effective().as_ref()))?;
+    let ambient = get(c.and_then(|c| c.ambient().as_ref()))?;
+    let set = |which, v: &caps::CapsHashSet| {
+        caps::set(None, which, v).map_err(|e| Error::Init(format!("set {which:?} capabilities: {e}")))
+    };
+    // Effective is lowered first: it must stay a subset of permitted.
+    set(caps::CapSet::Effective, &effective.intersection(&permitted).copied().collect())?;
+    set(caps::CapSet::Permitted, &permitted)?;
+    set(caps::CapSet::Inheritable, &inheritable)?;
+    set(caps::CapSet::Effective, &effective)?;
+    caps::clear(None, caps::CapSet::Ambient)
+        .map_err(|e| Error::Init(format!("clear ambient capabilities: {e}")))?;
+    for cap in ambient {
+        // Ambient needs the cap in both permitted and inheritable; the kernel
+        // refuses otherwise, as runc does we skip those silently.
+        if permitted.contains(&cap) && inheritable.contains(&cap) {
+            caps::raise(None, caps::CapSet::Ambient, cap)
+                .map_err(|e| Error::Init(format!("raise ambient {cap}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Groups, gid and uid of the process, keeping capabilities across the switch.
+pub fn switch_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    let gid = Gid::from_raw(user.gid());
+    let uid = Uid::from_raw(user.uid());
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    // setgroups is denied in user namespaces that wrote "deny"; only fail
+    // when groups were actually asked for.
+    match nix::unistd::setgroups(&groups) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
+        Err(e) => return Err(e).context(|| format!("setgroups {groups:?}")),
+    }
+    nix::sys::prctl::set_keepcaps(true).context(|| "PR_SET_KEEPCAPS".to_string())?;
+    nix::unistd::setresgid(gid, gid, gid).context(|| format!("setgid {gid}"))?;
+    nix::unistd::setresuid(uid, uid, uid).context(|| format!("setuid {uid}"))?;
+    nix::sys::prctl::set_keepcaps(false).context(|| "PR_SET_KEEPCAPS".to_string())?;
+    Ok(())
+}
+
+/// The working directory, which must end up inside the container's root: a
+/// cwd reached through a leaked fd would be outside it.
+pub fn enter_cwd(process: &Process) -> Result<()> {
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).context(|| format!("chdir to cwd {:?} set in config.json", cwd))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(Error::Init(format!(
+            "cwd {cwd:?} is outside the container's root filesystem"
+        ))),
+    }
+}
+
+/// The final sequence, in the order that keeps each step possible: bounding
+/// set (needs CAP_SETPCAP), seccomp without no_new_privs (needs CAP_SYS_ADMIN),
+/// user switch, remaining capability sets, no_new_privs, seccomp with it, exec.
+pub fn finish_and_exec(
+    spec: &Spec,
+    process: &Process,
+    prepared: &PreparedExec,
+    preserve_fds: i32,
+) -> Result<std::convert::Infallible> {
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(
+            berth_sys::seccomp::compile(profile)
+                .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?,
+        ),
+        None => None,
+    };
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    enter_cwd(process)?;
+    drop_bounding(process.capabilities().as_ref())?;
+    if !nnp {
+        if let Some(s) = &seccomp {
+            s.load().map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+        }
+    }
+    switch_user(process)?;
+    set_capabilities(process.capabilities().as_ref())?;
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    } else {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    }
+    berth_sys::process::cloexec_from(3 + preserve_fds).context(|| "close fds".to_string())?;
+    if nnp {
+        nix::sys::prctl::set_no_new_privs().context(|| "PR_SET_NO_NEW_PRIVS".to_string())?;
+        if let Some(s) = &seccomp {
+            s.load().map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+        }
+    }
+    nix::unistd::execve(&prepared.path, &prepared.args, &prepared.env)
+        .context(|| format!("exec {:?}", prepared.path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executables_are_found_in_path_with_runc_messages() {
+        assert_eq!(
+            find_executable("sh", "/nonexistent:/bin", Path::new("/")).expect("sh"),
+            PathBuf::from("/bin/sh")
+        );
+        let err = find_executable("no-such-program", "/bin", Path::new("/")).expect_err("missing");
+        assert!(err.to_string().contains("executable file not found in $PATH"));
+        let err = find_executable("/etc/hostname", "/bin", Path::new("/")).expect_err("not exec");
+        assert!(err.to_string().contains("permission denied"), "{err}");
+    }
+}

@@ -1,0 +1,61 @@
+//! Process-level calls that need `unsafe`: fork, the domain name, and fd
+//! hygiene before a container's process is executed.
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Which side of a fork the caller is on.
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// Forks the calling process.
+///
+/// Only call this from a single-threaded process: the runtime CLI never starts
+/// threads, which is what makes the child's use of the allocator sound.
+pub fn fork() -> Result<Forked, Errno> {
+    // SAFETY: the runtime binary is single-threaded (no thread is ever spawned),
+    // so the child inherits no lock held by another thread.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Sets the NIS domain name of the current UTS namespace.
+pub fn set_domainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(rc).map(drop)
+}
+
+/// Marks every fd from `first` upwards close-on-exec, so nothing of the
+/// runtime leaks into the container's process.
+pub fn cloexec_from(first: RawFd) -> Result<(), Errno> {
+    let first = u32::try_from(first).map_err(|_| Errno::EBADF)?;
+    // SAFETY: close_range only changes flags of fds of this process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// Takes ownership of an fd number inherited from the caller (`--preserve-fds`,
+/// `LISTEN_FDS`), after checking it is open.
+pub fn adopt_fd(fd: RawFd) -> Result<OwnedFd, Errno> {
+    nix::fcntl::fcntl(
+        // SAFETY: a borrowed fd used only for this F_GETFD probe.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )?;
+    // SAFETY: the fd is open (checked above) and the caller hands it over.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
