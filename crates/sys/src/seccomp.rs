@@ -46,8 +46,6 @@ pub enum SeccompError {
         #[source]
         source: libseccomp::error::SeccompError,
     },
-    #[error("seccomp: flag {flag} is not supported")]
-    UnsupportedFlag { flag: String },
     #[error("seccomp: libseccomp could not {what}: {source}")]
     Library {
         what: String,
@@ -996,6 +994,26 @@ mod tests {
         assert!(program.has_listener());
         assert!(program.flags & libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH != 0);
         assert!(program.flags & libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV != 0);
+    }
+
+    #[test]
+    fn architecture_the_library_lacks_is_named() {
+        let version = libseccomp::ScmpVersion::current().expect("libseccomp version");
+        let mut p = profile(LinuxSeccompAction::ScmpActAllow, vec![]);
+        p.set_architectures(Some(vec![Arch::ScmpArchLoongarch64]));
+        if (version.major, version.minor) < (2, 6) {
+            // LoongArch support arrived in libseccomp 2.6.
+            let err = compile_err(&p);
+            assert!(err.contains("SCMP_ARCH_LOONGARCH64"), "{err}");
+        } else {
+            compile(&p).expect("libseccomp 2.6 knows LoongArch");
+        }
+    }
+
+    #[test]
+    fn program_can_be_built_in_one_thread_and_loaded_in_another() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<SeccompProgram>();
     }
 
     #[test]
