@@ -58,6 +58,8 @@ pub enum SeccompError {
     ProgramTooLarge(usize),
     #[error("seccomp: loading the filter needs no_new_privs or CAP_SYS_ADMIN (EACCES)")]
     NeedsNoNewPrivileges,
+    #[error("seccomp: thread {0} could not be given the filter (SECCOMP_FILTER_FLAG_TSYNC)")]
+    ThreadNotSynchronised(libc::pid_t),
     #[error("seccomp: the kernel refused the filter (flags {flags:#x}): {errno}")]
     Load { flags: libc::c_ulong, errno: Errno },
 }
@@ -182,6 +184,11 @@ impl SeccompProgram {
             });
         }
         if self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 {
+            // Without a listener, TSYNC reports a thread it could not synchronise
+            // by returning that thread's id; the filter was not installed.
+            if ret > 0 {
+                return Err(SeccompError::ThreadNotSynchronised(ret as libc::pid_t));
+            }
             return Ok(None);
         }
         // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER a successful call returns a

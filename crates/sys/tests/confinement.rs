@@ -210,6 +210,32 @@ fn errno_ret_is_honoured() {
 }
 
 #[test]
+fn tsync_filters_threads_started_before_the_load() {
+    isolated("tsync_filters_threads_started_before_the_load", || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut profile = allow_all_but(vec![rule(
+            &["mkdir", "mkdirat"],
+            LinuxSeccompAction::ScmpActErrno,
+            None,
+        )]);
+        profile.set_flags(Some(vec![
+            oci_spec::runtime::LinuxSeccompFilterFlag::SeccompFilterFlagTsync,
+        ]));
+        let program = compile(&profile).expect("compile");
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let target = dir.path().join("from-other-thread");
+        let other = std::thread::spawn(move || {
+            wait.recv().expect("signal from the loading thread");
+            fs::create_dir(target).map_err(|e| e.raw_os_error())
+        });
+        set_no_new_privs();
+        assert!(program.load().expect("load").is_none());
+        go.send(()).expect("wake the other thread");
+        assert_eq!(other.join().expect("other thread"), Err(Some(libc::EPERM)));
+    });
+}
+
+#[test]
 fn argument_conditions_select_calls() {
     isolated("argument_conditions_select_calls", || {
         use LinuxSeccompOperator::*;
