@@ -25,3 +25,16 @@ pub fn set_controlling_terminal(fd: impl AsFd) -> Result<(), Errno> {
     let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) };
     Errno::result(rc).map(drop)
 }
+
+/// Rows and columns of the terminal behind `fd`.
+pub fn window_size(fd: impl AsFd) -> Result<(u16, u16), Errno> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize struct into memory we own for the call.
+    let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    Errno::result(rc).map(|_| (ws.ws_row, ws.ws_col))
+}
