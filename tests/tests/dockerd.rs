@@ -129,6 +129,27 @@ fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
+/// Runs `command` under `script`, which gives it a pty for its terminal the
+/// way a user's shell does, so `run -it` gets a real one.
+fn output_in_terminal(command: &Command) -> Result<Output, String> {
+    let line: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|arg| shell_quote(&arg.to_string_lossy()))
+        .collect();
+    let mut script = Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command"])
+        .arg(line.join(" "))
+        .arg("/dev/null");
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    output_within(script, COMMAND_TIMEOUT)
+}
+
 /// Mount points at or below `dir` in this mount namespace, deepest first.
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -470,6 +491,23 @@ impl Dockerd {
         self.docker(&args)
     }
 
+    /// `docker run -it --rm --runtime berth` of `sh -c command` in a terminal.
+    #[track_caller]
+    fn run_in_terminal(&self, command: &str) -> Output {
+        let mut docker = self.docker_command();
+        docker.args([
+            "run",
+            "-it",
+            "--rm",
+            "--runtime",
+            "berth",
+            "--network",
+            "none",
+        ]);
+        docker.args([IMAGE, "sh", "-c", command]);
+        output_in_terminal(&docker).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Starts a detached container running `command`; returns its full id.
     #[track_caller]
     fn run_detached(&self, flags: &[&str], command: &[&str]) -> String {
@@ -563,51 +601,14 @@ fn exit_code_and_tty() {
     assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
     assert_eq!(text(&out.stdout), "out\n");
 
-    // `script` gives the docker CLI a pty, so `-it` gets a real terminal.
-    let mut line = vec![shell_quote(&dockerd.docker.display().to_string())];
-    line.extend(
-        [
-            "--host",
-            &format!("unix://{}", dockerd.socket.display()),
-            "run",
-            "-it",
-            "--rm",
-            "--runtime",
-            "berth",
-            "--network",
-            "none",
-            IMAGE,
-            "sh",
-            "-c",
-            "tty; exit 0",
-        ]
-        .iter()
-        .map(|arg| shell_quote(arg)),
-    );
-    let with_tty = |line: &[String]| {
-        let mut script = Command::new("script");
-        script
-            .arg("-qec")
-            .arg(line.join(" "))
-            .arg("/dev/null")
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_API_VERSION")
-            .env_remove("DOCKER_CONTEXT")
-            .env("DOCKER_CONFIG", dockerd.dir.join("cli"));
-        output_within(script, COMMAND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
-    };
-    let out = with_tty(&line);
+    let out = dockerd.run_in_terminal("tty; exit 0");
     assert!(out.status.success(), "run -it: {}", describe(&out));
     assert!(
         text(&out.stdout).contains("/dev/pts/0"),
         "tty inside `run -it` is not /dev/pts/0: {}",
         describe(&out)
     );
-
-    if let Some(last) = line.last_mut() {
-        *last = shell_quote("test -t 0 && test -t 1 && exit 5");
-    }
-    let out = with_tty(&line);
+    let out = dockerd.run_in_terminal("test -t 0 && test -t 1 && exit 5");
     assert_eq!(
         out.status.code(),
         Some(5),

@@ -148,6 +148,27 @@ fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
+/// Runs `command` under `script`, which gives it a pty for its terminal the
+/// way a user's shell does, so `run -it` gets a real one.
+fn output_in_terminal(command: &Command) -> Result<Output, String> {
+    let line: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|arg| shell_quote(&arg.to_string_lossy()))
+        .collect();
+    let mut script = Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command"])
+        .arg(line.join(" "))
+        .arg("/dev/null");
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    output_within(script, None, COMMAND_TIMEOUT)
+}
+
 /// Mount points at or below `dir` in this mount namespace, deepest first.
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -494,24 +515,11 @@ fn run_rm_output_and_exit_code() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(assert_success(&out, "run -i cat"), "through stdin\n");
 
-    // `script` gives podman a pty, so `-it` gets a real terminal.
     let mut command = podman.podman_command();
     let mut args = podman.run_args(&["--rm", "-it"]);
     args.extend([IMAGE, "sh", "-c", "tty; exit 4"]);
     command.args(&args);
-    let line: Vec<String> = std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|arg| shell_quote(&arg.to_string_lossy()))
-        .collect();
-    let mut script = Command::new("script");
-    script.arg("-qec").arg(line.join(" ")).arg("/dev/null");
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => script.env(key, value),
-            None => script.env_remove(key),
-        };
-    }
-    let out = output_within(script, None, COMMAND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let out = output_in_terminal(&command).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(4), "run -it: {}", describe(&out));
     assert!(
         text(&out.stdout).contains("/dev/pts/0"),
