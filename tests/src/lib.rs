@@ -19,8 +19,21 @@ use tempfile::TempDir;
 /// The static busybox the fixtures are made from (Debian's `busybox-static`).
 pub const BUSYBOX: &str = "/bin/busybox";
 
-/// The longest a single runtime invocation may take before the test fails.
+/// The longest a single runtime invocation may take before the test fails,
+/// unless `$BERTH_TEST_TIMEOUT` (seconds) says otherwise.
 pub const RUNTIME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest the cleanup of one container may wait for the runtime.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`RUNTIME_TIMEOUT`], or `$BERTH_TEST_TIMEOUT` seconds when set.
+pub fn runtime_timeout() -> Duration {
+    std::env::var("BERTH_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(RUNTIME_TIMEOUT)
+}
 
 /// Docker's default capability set (SECURITY.md), in the order moby lists them.
 pub const DEFAULT_CAPABILITIES: [&str; 14] = [
@@ -690,11 +703,11 @@ impl<'r> Container<'r> {
         command
     }
 
-    /// Runs the runtime with `args`, output captured, bounded by [`RUNTIME_TIMEOUT`].
+    /// Runs the runtime with `args`, output captured, bounded by [`runtime_timeout`].
     /// Panics on timeout so the test fails instead of hanging.
     pub fn invoke(&self, args: &[&str]) -> Output {
         let mut command = self.command(args);
-        match output_with_timeout(&mut command, RUNTIME_TIMEOUT) {
+        match output_with_timeout(&mut command, runtime_timeout()) {
             Ok(output) => output,
             Err(err) => panic!("{} {args:?}: {err}", self.runtime),
         }
@@ -727,7 +740,7 @@ impl<'r> Container<'r> {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", self.runtime));
-        let status = wait_child(&mut child, RUNTIME_TIMEOUT)
+        let status = wait_child(&mut child, runtime_timeout())
             .unwrap_or_else(|e| panic!("{} create: {e}", self.runtime));
         self.pid = std::fs::read_to_string(&pid_file)
             .ok()
@@ -857,16 +870,15 @@ impl Drop for Container<'_> {
             return;
         };
         if work.path().join("root").exists() {
+            let timeout = runtime_timeout().min(CLEANUP_TIMEOUT);
             let mut command = self.command(&["delete", "--force", &self.id]);
-            let deleted = output_with_timeout(&mut command, RUNTIME_TIMEOUT)
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if !deleted {
+            let deleted = output_with_timeout(&mut command, timeout);
+            if deleted.is_ok_and(|o| !o.status.success()) {
                 // A paused container may refuse a forced delete; thaw and retry.
                 let mut command = self.command(&["resume", &self.id]);
-                let _ = output_with_timeout(&mut command, RUNTIME_TIMEOUT);
+                let _ = output_with_timeout(&mut command, timeout);
                 let mut command = self.command(&["delete", "--force", &self.id]);
-                let _ = output_with_timeout(&mut command, RUNTIME_TIMEOUT);
+                let _ = output_with_timeout(&mut command, timeout);
             }
         }
         if let Some(pid) = self.pid {
@@ -885,7 +897,7 @@ impl Drop for Container<'_> {
 /// Runs `bundle` in the foreground under `runtime` (`run --bundle B ID`, a
 /// fresh id and state root, no tty) and returns the exit status and the
 /// container's stdout and stderr. Panics if the runtime does not finish
-/// within [`RUNTIME_TIMEOUT`].
+/// within [`runtime_timeout`].
 pub fn run_container(runtime: &Runtime, bundle: &Bundle) -> Output {
     let container = Container::new(runtime, bundle)
         .unwrap_or_else(|e| panic!("preparing a container for {runtime}: {e}"));
