@@ -103,7 +103,9 @@ pub fn wait_foreground(pid: i32, console: Option<OwnedFd>) -> Result<u8> {
                 // Drain what the process wrote before it exited.
                 let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
                 while poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0
-                    && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
+                    && fds[0]
+                        .revents()
+                        .is_some_and(|r| r.contains(PollFlags::POLLIN))
                     && copy(master, &stdout)
                 {}
             }

@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use nix::sys::signal::Signal;
 
 #[derive(Parser)]
-#[command(name = "berth-runtime", version, about = "OCI runtime of Berth (runc-compatible command line)")]
+#[command(
+    name = "berth-runtime",
+    version,
+    about = "OCI runtime of Berth (runc-compatible command line)"
+)]
 struct Cli {
     /// Directory for container state (must be on tmpfs)
     #[arg(long, global = true, default_value = "/run/berth-runtime")]
@@ -228,7 +232,11 @@ impl Logger {
             format!("time=\"{time}\" level=error msg={msg:?}")
         };
         if let Some(path) = &self.path {
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
                 let _ = writeln!(f, "{line}");
             }
         }
@@ -238,7 +246,9 @@ impl Logger {
 
 fn run(cli: Cli) -> Result<u8> {
     if cli.systemd_cgroup {
-        bail!("--systemd-cgroup is not supported: this runtime manages cgroups through cgroupfs only");
+        bail!(
+            "--systemd-cgroup is not supported: this runtime manages cgroups through cgroupfs only"
+        );
     }
     let root = cli.root.as_path();
     match cli.command {
@@ -251,23 +261,36 @@ fn run(cli: Cli) -> Result<u8> {
             container::start(root, &container_id)?;
             Ok(0)
         }
-        Command::Run { create: a, detach, .. } => run_container(root, &a, detach),
+        Command::Run {
+            create: a, detach, ..
+        } => run_container(root, &a, detach),
         Command::State { container_id } => {
             let st = ContainerState::load(root, &container_id)?;
             let status = container::status(root, &st);
             println!("{}", serde_json::to_string_pretty(&st.report(status))?);
             Ok(0)
         }
-        Command::Kill { all, container_id, signal } => {
+        Command::Kill {
+            all,
+            container_id,
+            signal,
+        } => {
             container::kill(root, &container_id, parse_signal(&signal)?, all)?;
             Ok(0)
         }
-        Command::Delete { force, container_id } => {
+        Command::Delete {
+            force,
+            container_id,
+        } => {
             container::delete(root, &container_id, force)?;
             Ok(0)
         }
         Command::Exec(a) => exec(root, *a),
-        Command::Ps { format, container_id, ps_args } => {
+        Command::Ps {
+            format,
+            container_id,
+            ps_args,
+        } => {
             let pids = container::pids(root, &container_id)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string(&pids)?),
@@ -300,7 +323,11 @@ fn run(cli: Cli) -> Result<u8> {
                 .with_context(|| format!("write {}", path.display()))?;
             Ok(0)
         }
-        Command::Events { stats, interval, container_id } => {
+        Command::Events {
+            stats,
+            interval,
+            container_id,
+        } => {
             let every = parse_interval(&interval)?;
             loop {
                 let data = container::stats(root, &container_id)?;
@@ -319,7 +346,9 @@ fn run(cli: Cli) -> Result<u8> {
 
 fn parse_interval(s: &str) -> Result<std::time::Duration> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("invalid interval {s:?}"))?;
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid interval {s:?}"))?;
     Ok(match unit {
         "ms" => std::time::Duration::from_millis(n),
         "s" | "" => std::time::Duration::from_secs(n),
@@ -422,7 +451,11 @@ fn print_ps_table(pids: &[i32], ps_args: &[String]) -> Result<()> {
         .output()
         .context("run ps")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
@@ -473,9 +506,16 @@ fn list(root: &Path, format: Format, quiet: bool) -> Result<()> {
             println!("{}", serde_json::to_string(&items)?);
         }
         Format::Table => {
-            println!("{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for (st, status) in &all {
-                let pid = if *status == Status::Stopped { 0 } else { st.pid };
+                let pid = if *status == Status::Stopped {
+                    0
+                } else {
+                    st.pid
+                };
                 println!(
                     "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
                     st.id,
@@ -483,7 +523,11 @@ fn list(root: &Path, format: Format, quiet: bool) -> Result<()> {
                     status,
                     st.bundle.display(),
                     st.created,
-                    if st.owner.is_empty() { "root" } else { &st.owner }
+                    if st.owner.is_empty() {
+                        "root"
+                    } else {
+                        &st.owner
+                    }
                 );
             }
         }

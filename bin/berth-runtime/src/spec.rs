@@ -113,7 +113,10 @@ pub fn process_from_flags(bundle: &Path, a: &ExecArgs) -> Result<Process> {
     }
     let spec = Spec::load(bundle.join("config.json"))
         .with_context(|| format!("load {}", bundle.join("config.json").display()))?;
-    let mut p = spec.process().clone().context("config.json has no process")?;
+    let mut p = spec
+        .process()
+        .clone()
+        .context("config.json has no process")?;
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
     p.set_console_size(None);
@@ -135,9 +138,13 @@ pub fn process_from_flags(bundle: &Path, a: &ExecArgs) -> Result<Process> {
             Some((u, g)) => (u, Some(g)),
             None => (user.as_str(), None),
         };
-        let uid: u32 = uid.parse().with_context(|| format!("invalid --user {user:?}: expected uid[:gid]"))?;
+        let uid: u32 = uid
+            .parse()
+            .with_context(|| format!("invalid --user {user:?}: expected uid[:gid]"))?;
         let gid: u32 = match gid {
-            Some(g) => g.parse().with_context(|| format!("invalid --user {user:?}: expected uid[:gid]"))?,
+            Some(g) => g
+                .parse()
+                .with_context(|| format!("invalid --user {user:?}: expected uid[:gid]"))?,
             None => 0,
         };
         let mut u = p.user().clone();
@@ -160,14 +167,21 @@ pub fn process_from_flags(bundle: &Path, a: &ExecArgs) -> Result<Process> {
                 .trim_start_matches("CAP_")
                 .parse()
                 .map_err(|_| anyhow::anyhow!("unknown capability {name:?}"))?;
-            for set in [
-                caps.bounding_mut(),
-                caps.effective_mut(),
-                caps.permitted_mut(),
-                caps.inheritable_mut(),
-            ] {
-                set.get_or_insert_with(Default::default).insert(cap);
-            }
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut set = set.clone().unwrap_or_default();
+                set.insert(cap);
+                Some(set)
+            };
+            let (b, e, p, i) = (
+                add(caps.bounding()),
+                add(caps.effective()),
+                add(caps.permitted()),
+                add(caps.inheritable()),
+            );
+            caps.set_bounding(b);
+            caps.set_effective(e);
+            caps.set_permitted(p);
+            caps.set_inheritable(i);
         }
         p.set_capabilities(Some(caps));
     }

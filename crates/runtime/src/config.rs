@@ -82,8 +82,7 @@ pub fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
                 m.destination()
             ));
         }
-        if m
-            .destination()
+        if m.destination()
             .components()
             .any(|c| c == std::path::Component::ParentDir)
         {
@@ -104,10 +103,18 @@ pub fn validate(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         seen.push(ns.typ());
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
-                return invalid(format!("namespace {} path {:?} is not absolute", ns.typ(), p));
+                return invalid(format!(
+                    "namespace {} path {:?} is not absolute",
+                    ns.typ(),
+                    p
+                ));
             }
             if !p.exists() {
-                return invalid(format!("namespace {} path {:?} does not exist", ns.typ(), p));
+                return invalid(format!(
+                    "namespace {} path {:?} does not exist",
+                    ns.typ(),
+                    p
+                ));
             }
         }
     }

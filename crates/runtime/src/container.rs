@@ -52,9 +52,12 @@ fn cgroup_view(cg: &berth_cgroups::Cgroup) -> CgroupView {
     let view = cg.container_view();
     CgroupView {
         entries: view
-            .entries
+            .mounts
             .into_iter()
-            .map(|(name, host_dir)| CgroupMountEntry { name, host_dir })
+            .map(|m| CgroupMountEntry {
+                name: m.name,
+                host_dir: m.host_dir,
+            })
             .collect(),
         symlinks: view.symlinks,
     }
@@ -62,14 +65,14 @@ fn cgroup_view(cg: &berth_cgroups::Cgroup) -> CgroupView {
 
 /// Undoes a failed create: kills what was started, removes the cgroup and the
 /// state directory.
-struct CreateGuard<'a> {
+struct CreateGuard {
     dir: PathBuf,
-    cgroup: Option<&'a berth_cgroups::Cgroup>,
+    cgroup: Option<berth_cgroups::Cgroup>,
     pids: Vec<i32>,
     armed: bool,
 }
 
-impl Drop for CreateGuard<'_> {
+impl Drop for CreateGuard {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -78,7 +81,7 @@ impl Drop for CreateGuard<'_> {
             let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(Pid::from_raw(*pid), None);
         }
-        if let Some(cg) = self.cgroup {
+        if let Some(cg) = &self.cgroup {
             let _ = cg.kill_all(libc::SIGKILL);
             wait_cgroup_empty(cg, Duration::from_secs(5));
             let _ = cg.delete();
@@ -111,11 +114,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .flatten()
         .any(|n| n.typ() == LinuxNamespaceType::Mount)
     {
-        return Err(Error::InvalidConfig(
-            "a mount namespace is required".into(),
-        ));
+        return Err(Error::InvalidConfig("a mount namespace is required".into()));
     }
-    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     if let Some(sock) = opts.console_socket {
         if !terminal {
             return Err(Error::InvalidConfig(
@@ -134,7 +139,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?;
     }
 
-    std::fs::create_dir_all(opts.root).context(|| format!("create root {}", opts.root.display()))?;
+    std::fs::create_dir_all(opts.root)
+        .context(|| format!("create root {}", opts.root.display()))?;
     let _ = std::fs::set_permissions(opts.root, std::fs::Permissions::from_mode(0o700));
     let dir = state::container_dir(opts.root, opts.id);
     match std::fs::create_dir(&dir) {
@@ -144,7 +150,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         }
         Err(e) => return Err(e).context(|| format!("create {}", dir.display())),
     }
-    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
+    let cgroups_path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
     let mut guard = CreateGuard {
         dir: dir.clone(),
         cgroup: None,
@@ -161,13 +170,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .context(|| format!("chmod {}", fifo.display()))?;
 
     let cgroup = cgroup_of(cgroups_path.as_deref(), opts.id)?;
-    cgroup.create().map_err(|e| Error::Cgroup(e.to_string()))?;
     // From here on the guard removes the cgroup too.
-    let cgroup_ref: &berth_cgroups::Cgroup = &cgroup;
-    guard.cgroup = Some(cgroup_ref);
-    if let Some(resources) = linux.resources() {
-        cgroup.apply(resources).map_err(|e| Error::Cgroup(e.to_string()))?;
-    }
+    guard.cgroup = Some(cgroup.clone());
+    cgroup.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+    let resources = with_default_device_rules(linux);
+    cgroup
+        .apply(&resources)
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
 
     let mut st = ContainerState {
         id: opts.id.to_string(),
@@ -206,7 +215,15 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     drop(child_chan);
     guard.pids.push(stage1.as_raw());
-    let console = drive_create(&parent_chan, &bundle, &cgroup, stage1, opts, &mut st, &mut guard)?;
+    let console = drive_create(
+        &parent_chan,
+        &bundle,
+        &cgroup,
+        stage1,
+        opts,
+        &mut st,
+        &mut guard,
+    )?;
 
     st.pid_start_time = state::process_start_time(st.pid)
         .map(|(t, _)| t)
@@ -217,6 +234,50 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     }
     guard.armed = false;
     Ok(Created { state: st, console })
+}
+
+/// The config's resources with the device rules every container needs
+/// appended, as runc does: mknod of any node, the default devices, the
+/// console and ptys, and each device listed in linux.devices.
+fn with_default_device_rules(
+    linux: &oci_spec::runtime::Linux,
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    let mut rules = resources.devices().clone().unwrap_or_default();
+    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
+    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        rules.push(rule(LinuxDeviceType::C, Some(major), Some(minor), "rwm"));
+    }
+    rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm"));
+    for d in linux.devices().iter().flatten() {
+        let typ = match d.typ() {
+            LinuxDeviceType::U => LinuxDeviceType::C,
+            other => other,
+        };
+        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    resources.set_devices(Some(rules));
+    resources
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
@@ -243,7 +304,9 @@ fn drive_create(
     let mut console = None;
     loop {
         let Some((msg, mut fds)) = chan.recv()? else {
-            return Err(Error::Init("container init exited before it was ready".into()));
+            return Err(Error::Init(
+                "container init exited before it was ready".into(),
+            ));
         };
         match msg {
             Msg::IdMapRequest(pid) => {
@@ -332,7 +395,10 @@ const NS_ORDER: [(LinuxNamespaceType, CloneFlags); 8] = [
     (LinuxNamespaceType::Uts, CloneFlags::CLONE_NEWUTS),
     (LinuxNamespaceType::Network, CloneFlags::CLONE_NEWNET),
     (LinuxNamespaceType::Pid, CloneFlags::CLONE_NEWPID),
-    (LinuxNamespaceType::Time, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+    (
+        LinuxNamespaceType::Time,
+        CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    ),
     (LinuxNamespaceType::Cgroup, CloneFlags::CLONE_NEWCGROUP),
     (LinuxNamespaceType::Mount, CloneFlags::CLONE_NEWNS),
 ];
@@ -367,18 +433,27 @@ fn first_child(
     for (flag, fd, path) in &joins {
         nix::sched::setns(fd, *flag).context(|| format!("join namespace {}", path.display()))?;
     }
-    let new_ns = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t && n.path().is_none());
-    let in_userns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::User);
+    let new_ns = |t: LinuxNamespaceType| {
+        namespaces
+            .iter()
+            .any(|n| n.typ() == t && n.path().is_none())
+    };
+    let in_userns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
     if new_ns(LinuxNamespaceType::User) {
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context(|| "unshare user namespace".to_string())?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+            .context(|| "unshare user namespace".to_string())?;
         chan.send(&Msg::IdMapRequest(std::process::id() as i32))?;
         chan.wait_proceed()?;
     }
     if in_userns {
         let root_uid = nix::unistd::Uid::from_raw(0);
         let root_gid = nix::unistd::Gid::from_raw(0);
-        nix::unistd::setresgid(root_gid, root_gid, root_gid).context(|| "become root in the user namespace (gid)".to_string())?;
-        nix::unistd::setresuid(root_uid, root_uid, root_uid).context(|| "become root in the user namespace (uid)".to_string())?;
+        nix::unistd::setresgid(root_gid, root_gid, root_gid)
+            .context(|| "become root in the user namespace (gid)".to_string())?;
+        nix::unistd::setresuid(root_uid, root_uid, root_uid)
+            .context(|| "become root in the user namespace (uid)".to_string())?;
     }
     let mut flags = CloneFlags::empty();
     for (typ, flag) in NS_ORDER {
@@ -410,7 +485,11 @@ fn first_child(
 }
 
 fn write_time_offsets(spec: &Spec) -> Result<()> {
-    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
         return Ok(());
     };
     let mut text = String::new();
@@ -462,7 +541,11 @@ fn init(
     })?;
     chan.send(&Msg::RuntimeHooks)?;
     chan.wait_proceed()?;
-    if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+    if let Some(hooks) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().as_ref())
+    {
         let st = hook_state_json(bundle, opts.id, Status::Created)?;
         crate::hooks::run_hooks("createContainer", Some(hooks), &st)?;
     }
@@ -496,7 +579,11 @@ fn init(
     nix::unistd::write(&fifo_write, b"0").context(|| "write exec fifo".to_string())?;
     drop(fifo_write);
     drop(fifo_fd);
-    if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+    if let Some(hooks) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+    {
         let st = hook_state_json(bundle, opts.id, Status::Running)?;
         crate::hooks::run_hooks("startContainer", Some(hooks), &st)?;
     }
@@ -604,7 +691,8 @@ pub fn kill(root: &Path, id: &str, signal: Signal, all: bool) -> Result<()> {
     }
     if all {
         let cg = cgroup_of(st.cgroups_path.as_deref(), id)?;
-        cg.kill_all(signal as i32).map_err(|e| Error::Cgroup(e.to_string()))
+        cg.kill_all(signal as i32)
+            .map_err(|e| Error::Cgroup(e.to_string()))
     } else {
         nix::sys::signal::kill(Pid::from_raw(st.pid), signal)
             .context(|| format!("send {signal} to {}", st.pid))

@@ -73,7 +73,9 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
         )));
     }
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::InvalidConfig("process.args must not be empty".into()));
+        return Err(Error::InvalidConfig(
+            "process.args must not be empty".into(),
+        ));
     }
     let terminal = opts.process.terminal().unwrap_or(false);
     if opts.console_socket.is_some() && !terminal {
@@ -88,8 +90,12 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
         let theirs = format!("/proc/{}/ns/{name}", st.pid);
         let ours = format!("/proc/self/ns/{name}");
         if Path::new(&theirs).exists() && !same_ns(Path::new(&theirs), Path::new(&ours)) {
-            let fd = nix::fcntl::open(theirs.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                .context(|| format!("open {theirs}"))?;
+            let fd = nix::fcntl::open(
+                theirs.as_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .context(|| format!("open {theirs}"))?;
             joins.push((flag, fd, name));
         }
     }
@@ -168,7 +174,8 @@ fn first_child(
     // runtime binary on the host) while we are inside its namespaces.
     nix::sys::prctl::set_dumpable(false).context(|| "PR_SET_DUMPABLE".to_string())?;
     for (flag, fd, name) in joins {
-        nix::sched::setns(fd, *flag).context(|| format!("join the container's {name} namespace"))?;
+        nix::sched::setns(fd, *flag)
+            .context(|| format!("join the container's {name} namespace"))?;
     }
     match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Parent(pid) => chan.send(&Msg::Pid(pid.as_raw())),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{Gid, Uid};
-use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process, Spec};
+use oci_spec::runtime::{PosixRlimitType, Process, Spec};
 
 use crate::error::{Context, Error, Result};
 
@@ -31,7 +31,9 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
 pub fn prepare_exec(process: &Process) -> Result<PreparedExec> {
     let args = process.args().as_deref().unwrap_or_default();
     let Some(arg0) = args.first() else {
-        return Err(Error::InvalidConfig("process.args must not be empty".into()));
+        return Err(Error::InvalidConfig(
+            "process.args must not be empty".into(),
+        ));
     };
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -68,9 +70,8 @@ fn home_of(uid: u32) -> Option<String> {
 }
 
 fn is_executable(p: &Path) -> std::result::Result<(), nix::errno::Errno> {
-    let meta = std::fs::metadata(p).map_err(|e| {
-        nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT))
-    })?;
+    let meta = std::fs::metadata(p)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)))?;
     if meta.is_dir() {
         return Err(nix::errno::Errno::EACCES);
     }
@@ -167,73 +168,6 @@ pub fn apply_oom_score_adj(process: &Process) -> Result<()> {
     Ok(())
 }
 
-fn to_caps(set: &oci_spec::runtime::Capabilities) -> Result<caps::CapsHashSet> {
-    set.iter()
-        .map(|c| {
-            let name = format!("CAP_{c}");
-            name.parse::<caps::Capability>()
-                .map_err(|_| Error::InvalidConfig(format!("unknown capability {name}")))
-        })
-        .collect()
-}
-
-/// Capabilities this kernel knows and this process may hold: asking for one
-/// beyond that (root here may lack some) grants what exists instead of failing.
-fn available(wanted: caps::CapsHashSet) -> caps::CapsHashSet {
-    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
-    wanted.intersection(&bounding).copied().collect()
-}
-
-/// Drops the bounding set to what the config keeps. Needs CAP_SETPCAP, so it
-/// runs before the switch to the container's user.
-pub fn drop_bounding(c: Option<&LinuxCapabilities>) -> Result<()> {
-    let keep = match c.and_then(|c| c.bounding().as_ref()) {
-        Some(b) => to_caps(b)?,
-        None => caps::CapsHashSet::new(),
-    };
-    for cap in caps::read(None, caps::CapSet::Bounding).unwrap_or_default() {
-        if !keep.contains(&cap) {
-            caps::drop(None, caps::CapSet::Bounding, cap)
-                .map_err(|e| Error::Init(format!("drop {cap} from the bounding set: {e}")))?;
-        }
-    }
-    Ok(())
-}
-
-/// Sets permitted, inheritable, effective and ambient, after the user switch
-/// (PR_SET_KEEPCAPS kept the permitted set across it).
-pub fn set_capabilities(c: Option<&LinuxCapabilities>) -> Result<()> {
-    let get = |s: Option<&oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet> {
-        Ok(available(match s {
-            Some(s) => to_caps(s)?,
-            None => caps::CapsHashSet::new(),
-        }))
-    };
-    let permitted = get(c.and_then(|c| c.permitted().as_ref()))?;
-    let inheritable = get(c.and_then(|c| c.inheritable().as_ref()))?;
-    let effective = get(c.and_then(|c| c.effective().as_ref()))?;
-    let ambient = get(c.and_then(|c| c.ambient().as_ref()))?;
-    let set = |which, v: &caps::CapsHashSet| {
-        caps::set(None, which, v).map_err(|e| Error::Init(format!("set {which:?} capabilities: {e}")))
-    };
-    // Effective is lowered first: it must stay a subset of permitted.
-    set(caps::CapSet::Effective, &effective.intersection(&permitted).copied().collect())?;
-    set(caps::CapSet::Permitted, &permitted)?;
-    set(caps::CapSet::Inheritable, &inheritable)?;
-    set(caps::CapSet::Effective, &effective)?;
-    caps::clear(None, caps::CapSet::Ambient)
-        .map_err(|e| Error::Init(format!("clear ambient capabilities: {e}")))?;
-    for cap in ambient {
-        // Ambient needs the cap in both permitted and inheritable; the kernel
-        // refuses otherwise, as runc does we skip those silently.
-        if permitted.contains(&cap) && inheritable.contains(&cap) {
-            caps::raise(None, caps::CapSet::Ambient, cap)
-                .map_err(|e| Error::Init(format!("raise ambient {cap}: {e}")))?;
-        }
-    }
-    Ok(())
-}
-
 /// Groups, gid and uid of the process, keeping capabilities across the switch.
 pub fn switch_user(process: &Process) -> Result<()> {
     let user = process.user();
@@ -255,7 +189,6 @@ pub fn switch_user(process: &Process) -> Result<()> {
     nix::sys::prctl::set_keepcaps(true).context(|| "PR_SET_KEEPCAPS".to_string())?;
     nix::unistd::setresgid(gid, gid, gid).context(|| format!("setgid {gid}"))?;
     nix::unistd::setresuid(uid, uid, uid).context(|| format!("setuid {uid}"))?;
-    nix::sys::prctl::set_keepcaps(false).context(|| "PR_SET_KEEPCAPS".to_string())?;
     Ok(())
 }
 
@@ -272,9 +205,9 @@ pub fn enter_cwd(process: &Process) -> Result<()> {
     }
 }
 
-/// The final sequence, in the order that keeps each step possible: bounding
-/// set (needs CAP_SETPCAP), seccomp without no_new_privs (needs CAP_SYS_ADMIN),
-/// user switch, remaining capability sets, no_new_privs, seccomp with it, exec.
+/// The final sequence, in the order that keeps each step possible: seccomp
+/// without no_new_privs (needs CAP_SYS_ADMIN), user switch keeping
+/// capabilities, the five capability sets, no_new_privs, seccomp with it, exec.
 pub fn finish_and_exec(
     spec: &Spec,
     process: &Process,
@@ -290,14 +223,17 @@ pub fn finish_and_exec(
     };
     let nnp = process.no_new_privileges().unwrap_or(false);
     enter_cwd(process)?;
-    drop_bounding(process.capabilities().as_ref())?;
     if !nnp {
         if let Some(s) = &seccomp {
-            s.load().map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+            s.load()
+                .map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
         }
     }
     switch_user(process)?;
-    set_capabilities(process.capabilities().as_ref())?;
+    let wanted = process.capabilities().clone().unwrap_or_default();
+    berth_sys::capabilities::apply(&wanted)
+        .map_err(|e| Error::Init(format!("capabilities: {e}")))?;
+    nix::sys::prctl::set_keepcaps(false).context(|| "PR_SET_KEEPCAPS".to_string())?;
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     } else {
@@ -307,7 +243,8 @@ pub fn finish_and_exec(
     if nnp {
         nix::sys::prctl::set_no_new_privs().context(|| "PR_SET_NO_NEW_PRIVS".to_string())?;
         if let Some(s) = &seccomp {
-            s.load().map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+            s.load()
+                .map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
         }
     }
     nix::unistd::execve(&prepared.path, &prepared.args, &prepared.env)
@@ -325,7 +262,9 @@ mod tests {
             PathBuf::from("/bin/sh")
         );
         let err = find_executable("no-such-program", "/bin", Path::new("/")).expect_err("missing");
-        assert!(err.to_string().contains("executable file not found in $PATH"));
+        assert!(err
+            .to_string()
+            .contains("executable file not found in $PATH"));
         let err = find_executable("/etc/hostname", "/bin", Path::new("/")).expect_err("not exec");
         assert!(err.to_string().contains("permission denied"), "{err}");
     }

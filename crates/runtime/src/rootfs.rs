@@ -359,7 +359,11 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
             }
             Err(e) => {
                 return Err(e).context(|| {
-                    format!("mount {typ} {source} on {} ({:?})", dest.display(), opts.data)
+                    format!(
+                        "mount {typ} {source} on {} ({:?})",
+                        dest.display(),
+                        opts.data
+                    )
                 })
             }
         }
@@ -388,7 +392,8 @@ fn mount_cgroups(
     dest: &Path,
     opts: &MountOptions,
 ) -> Result<()> {
-    let flags = opts.flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let flags = opts.flags
+        & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     let bind = |src: &Path, dest: &Path| -> Result<()> {
         let target = open_in_root(root, dest, Create::Dir)?;
         mount(
@@ -530,7 +535,10 @@ fn create_devices(ctx: &RootfsContext, root: &OwnedFd) -> Result<()> {
 
 fn create_device(ctx: &RootfsContext, root: &OwnedFd, d: &DeviceNode) -> Result<()> {
     let (Some(parent), Some(name)) = (d.path.parent(), d.path.file_name()) else {
-        return Err(Error::InvalidConfig(format!("bad device path {:?}", d.path)));
+        return Err(Error::InvalidConfig(format!(
+            "bad device path {:?}",
+            d.path
+        )));
     };
     let parent_fd = open_in_root(root, parent, Create::Dir)?;
     if ctx.in_userns {
@@ -652,7 +660,11 @@ pub fn finalize(spec: &Spec) -> Result<()> {
             readonly_path(&root, Path::new(p))?;
         }
     }
-    if spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true)) {
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true))
+    {
         mount(
             None::<&str>,
             "/",
@@ -793,7 +805,14 @@ mod tests {
 
     #[test]
     fn mount_options_split_into_flags_propagation_and_data() {
-        let o = opts(&["nosuid", "noexec", "rbind", "rslave", "mode=755", "size=65536k"]);
+        let o = opts(&[
+            "nosuid",
+            "noexec",
+            "rbind",
+            "rslave",
+            "mode=755",
+            "size=65536k",
+        ]);
         assert_eq!(
             o.flags,
             MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_BIND | MsFlags::MS_REC
