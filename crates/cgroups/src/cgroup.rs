@@ -524,7 +524,13 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     };
     for file in ["cpuset.cpus", "cpuset.mems"] {
         let own = dir.join(file);
-        if read_file(&own)?.trim().is_empty() {
+        let current = match fs::read_to_string(&own) {
+            Ok(s) => s,
+            // Only a test tree lacks the file; the kernel always has it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(Error::Read { path: own, source }),
+        };
+        if current.trim().is_empty() {
             let value = read_file(&parent.join(file))?;
             write_file(&own, value.trim())?;
         }

@@ -23,6 +23,8 @@ mod error;
 mod layout;
 mod resources;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use cgroup::{Cgroup, ContainerView, ViewMount};
 pub use devices::{
