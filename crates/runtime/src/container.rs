@@ -48,8 +48,13 @@ pub(crate) fn cgroup_of(cgroups_path: Option<&str>, id: &str) -> Result<berth_cg
     berth_cgroups::Cgroup::new(&layout, cgroups_path, id).map_err(|e| Error::Cgroup(e.to_string()))
 }
 
+/// What /sys/fs/cgroup shows. On a hybrid host the cgroup2 side is left out,
+/// as runc does: programs inside pick v1 or v2 by what they find there.
 fn cgroup_view(cg: &berth_cgroups::Cgroup) -> CgroupView {
-    let view = cg.container_view();
+    let mut view = cg.container_view();
+    if view.mounts.iter().any(|m| m.fstype == "cgroup") {
+        view.mounts.retain(|m| m.fstype == "cgroup");
+    }
     CgroupView {
         entries: view
             .mounts
@@ -197,12 +202,16 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         hooks: spec.hooks().clone(),
     };
 
+    // Opened here, as host root: in a user namespace init could not reach it
+    // through the state directory.
+    let fifo_fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .context(|| format!("open {}", fifo.display()))?;
     let (parent_chan, child_chan) = channel_pair()?;
     let view = cgroup_view(&cgroup);
     let stage1 = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
             drop(parent_chan);
-            let code = match first_child(&child_chan, &bundle, &fifo, &view, opts) {
+            let code = match first_child(&child_chan, &bundle, &fifo_fd, &view, opts) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child_chan.send(&Msg::Failed(e.to_string()));
@@ -214,6 +223,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         berth_sys::process::Forked::Parent(pid) => pid,
     };
     drop(child_chan);
+    drop(fifo_fd);
     guard.pids.push(stage1.as_raw());
     let console = drive_create(
         &parent_chan,
@@ -407,7 +417,7 @@ const NS_ORDER: [(LinuxNamespaceType, CloneFlags); 8] = [
 fn first_child(
     chan: &Channel,
     bundle: &Bundle,
-    fifo: &Path,
+    fifo: &OwnedFd,
     view: &CgroupView,
     opts: &CreateOptions,
 ) -> Result<()> {
@@ -508,7 +518,7 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
 fn init(
     chan: &Channel,
     bundle: &Bundle,
-    fifo: &Path,
+    fifo_fd: &OwnedFd,
     view: &CgroupView,
     opts: &CreateOptions,
     in_userns: bool,
@@ -549,8 +559,6 @@ fn init(
         let st = hook_state_json(bundle, opts.id, Status::Created)?;
         crate::hooks::run_hooks("createContainer", Some(hooks), &st)?;
     }
-    let fifo_fd = nix::fcntl::open(fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .context(|| "open exec fifo".to_string())?;
     if opts.no_pivot {
         crate::rootfs::move_root(&bundle.rootfs)?;
     } else {
@@ -578,7 +586,6 @@ fn init(
     .context(|| "open exec fifo for writing".to_string())?;
     nix::unistd::write(&fifo_write, b"0").context(|| "write exec fifo".to_string())?;
     drop(fifo_write);
-    drop(fifo_fd);
     if let Some(hooks) = spec
         .hooks()
         .as_ref()

@@ -438,16 +438,6 @@ fn mount_cgroups(
             Err(e) => return Err(e).context(|| format!("symlink {link} in {}", dest.display())),
         }
     }
-    if flags.contains(MsFlags::MS_RDONLY) {
-        mount(
-            None::<&str>,
-            fd_path(&dir).as_str(),
-            None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | locked_flags(&dir),
-            None::<&str>,
-        )
-        .context(|| format!("remount {} read-only", dest.display()))?;
-    }
     Ok(())
 }
 
