@@ -13,7 +13,7 @@ pub enum Error {
     #[error("no cgroup filesystem found in {mountinfo}")]
     NoCgroupMounts { mountinfo: PathBuf },
 
-    /// A line of mountinfo or /proc/<pid>/cgroup did not have the expected shape.
+    /// A line of mountinfo or `/proc/<pid>/cgroup` did not have the expected shape.
     #[error("cannot parse {file}: {line:?}")]
     Parse { file: PathBuf, line: String },
 

@@ -86,7 +86,7 @@ pub fn detect() -> Result<Layout> {
 
 impl Layout {
     /// Builds a layout from the text of a mountinfo file and of a
-    /// /proc/<pid>/cgroup file. Reads `cgroup.controllers` below the cgroup2
+    /// `/proc/<pid>/cgroup` file. Reads `cgroup.controllers` below the cgroup2
     /// mount point, so tests can point mounts at a temporary directory.
     pub fn parse(mountinfo: &str, proc_cgroup: &str) -> Result<Layout> {
         let memberships = parse_proc_cgroup(proc_cgroup)?;
@@ -248,7 +248,7 @@ fn parse_proc_cgroup(text: &str) -> Result<Vec<Membership>> {
         .collect()
 }
 
-/// The host directory of `cgroup` (a path as seen in /proc/<pid>/cgroup) in a
+/// The host directory of `cgroup` (a path as seen in `/proc/<pid>/cgroup`) in a
 /// hierarchy mounted at `mount_point` whose mount shows `mount_root`.
 pub(crate) fn host_dir(mount_point: &Path, mount_root: &Path, cgroup: &Path) -> PathBuf {
     let inner = cgroup.strip_prefix(mount_root).unwrap_or(cgroup);
