@@ -163,7 +163,10 @@ pub fn apply_rlimits(process: &Process) -> Result<()> {
 
 pub fn apply_oom_score_adj(process: &Process) -> Result<()> {
     if let Some(adj) = process.oom_score_adj() {
-        crate::rootfs::write_proc("self/oom_score_adj", &adj.to_string())?;
+        crate::rootfs::write_proc(
+            &format!("{}/oom_score_adj", std::process::id()),
+            &adj.to_string(),
+        )?;
     }
     Ok(())
 }
