@@ -438,6 +438,14 @@ impl Dockerd {
         let version = self.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
         let version = assert_success(&version, "docker version");
         assert!(!version.trim().is_empty(), "no server API version");
+        let out = self.docker(&["info", "--format", "{{json .Runtimes.berth}}"]);
+        let registered = assert_success(&out, "docker info");
+        let runtime = runtime_under_test();
+        assert!(
+            registered.contains(&*runtime.to_string_lossy()),
+            "runtime `berth` is not {}: {registered}",
+            runtime.display()
+        );
     }
 
     fn import_busybox(&self) {
