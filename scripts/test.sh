@@ -42,7 +42,7 @@ fi
 install_packages() {
     local missing=() pkg
     for pkg in "${PACKAGES[@]}"; do
-        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
             missing+=("$pkg")
         fi
     done
@@ -50,8 +50,11 @@ install_packages() {
 
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
+    local policy_text
     for pkg in "${missing[@]}"; do
-        if ! apt-cache policy "$pkg" | grep -q 'Candidate: [^(]'; then
+        # Read it whole first: grep -q stopping early would fail the pipe.
+        policy_text="$(apt-cache policy "$pkg")"
+        if ! grep -q 'Candidate: [^(]' <<<"$policy_text"; then
             echo "scripts/test.sh: apt has no package '$pkg' (is this Debian 12?)" >&2
             exit 1
         fi
@@ -93,4 +96,4 @@ unset CARGO_TARGET_DIR
 
 cargo build --workspace --all-targets
 timeout --kill-after=60 "$TEST_TIME_LIMIT" \
-    cargo test --workspace -- --test-threads=2
+    cargo test --workspace --no-fail-fast -- --test-threads=2
