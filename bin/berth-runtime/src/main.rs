@@ -251,6 +251,12 @@ fn run(cli: Cli) -> Result<u8> {
         );
     }
     let root = cli.root.as_path();
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+    ) {
+        berth_runtime::sealed_exe::reexec_sealed()?;
+    }
     match cli.command {
         Command::Create(a) => {
             let created = create(root, &a, false)?;

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod hooks;
 pub mod process;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod state;
 pub mod sync;
 pub mod tty;
