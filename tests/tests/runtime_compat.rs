@@ -794,3 +794,23 @@ fn duplicate_id_is_refused() {
         assert_eq!(first_status.as_deref(), Some("created"), "{runtime}");
     }
 }
+
+#[test]
+fn invalid_namespace_type_is_refused() {
+    both_refuse(
+        |b| {
+            b.add_namespace("no-such-namespace", None);
+        },
+        None,
+    );
+}
+
+#[test]
+fn config_field_of_wrong_type_is_refused() {
+    both_refuse(
+        |b| {
+            b.set("/process/args", json!("sh -c true"));
+        },
+        None,
+    );
+}
