@@ -846,3 +846,39 @@ fn security_options() {
     );
     assert_eq!(assert_success(&out, "ulimit"), "1024\n2048\n");
 }
+
+#[test]
+fn update_changes_limits_of_a_running_container() {
+    let dockerd = Dockerd::start();
+    let id = dockerd.run_detached(
+        &["--memory", "64m", "--pids-limit", "20"],
+        &["sleep", "1000"],
+    );
+    assert_success(
+        &dockerd.docker(&[
+            "update",
+            "--memory",
+            "128m",
+            "--memory-swap",
+            "256m",
+            "--pids-limit",
+            "30",
+            &id,
+        ]),
+        "docker update",
+    );
+    let out = dockerd.docker(&[
+        "exec",
+        &id,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/pids/pids.max",
+    ]);
+    assert_eq!(
+        assert_success(&out, "read the limits inside"),
+        "134217728\n30\n",
+        "limits after update"
+    );
+    assert_eq!(dockerd.inspect(&id, "{{.HostConfig.Memory}}"), "134217728");
+    assert_success(&dockerd.docker(&["rm", "--force", &id]), "docker rm -f");
+}

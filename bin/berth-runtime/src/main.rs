@@ -138,6 +138,8 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Change the resource limits of a container
+    Update(UpdateArgs),
     /// Print the features this runtime supports (JSON)
     Features,
     /// Write a default config.json
@@ -155,6 +157,44 @@ enum Command {
         interval: String,
         container_id: String,
     },
+}
+
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// JSON file with the new linux.resources ("-" reads stdin)
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    /// Block IO weight (10-1000)
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    /// CPU CFS period in microseconds
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-share")]
+    cpu_share: Option<u64>,
+    /// CPUs allowed (e.g. 0-1)
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes allowed
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Memory limit in bytes (suffixes k, m, g allowed)
+    #[arg(long)]
+    memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1 for unlimited)
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// Maximum number of pids (-1 or 0 for unlimited)
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    container_id: String,
 }
 
 #[derive(clap::Args)]
@@ -314,6 +354,11 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::List { format, quiet } => {
             list(root, format, quiet)?;
+            Ok(0)
+        }
+        Command::Update(a) => {
+            let resources = spec::resources_from_update(&a)?;
+            container::update(root, &a.container_id, &resources)?;
             Ok(0)
         }
         Command::Features => {

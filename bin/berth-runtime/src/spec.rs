@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _, Result};
 use oci_spec::runtime::{Process, Spec};
 use serde_json::{json, Value};
 
-use crate::ExecArgs;
+use crate::{ExecArgs, UpdateArgs};
 
 const MASKED: [&str; 10] = [
     "/proc/acpi",
@@ -186,4 +186,102 @@ pub fn process_from_flags(bundle: &Path, a: &ExecArgs) -> Result<Process> {
         p.set_capabilities(Some(caps));
     }
     Ok(p)
+}
+
+/// A size such as `64m`, `1g`, `1024` or `-1`.
+fn parse_size(flag: &str, s: &str) -> Result<i64> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let lower = s.to_ascii_lowercase();
+    let (num, mult) = match lower.trim_end_matches('b').chars().last() {
+        Some('k') => (&lower[..lower.trim_end_matches('b').len() - 1], 1i64 << 10),
+        Some('m') => (&lower[..lower.trim_end_matches('b').len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.trim_end_matches('b').len() - 1], 1 << 30),
+        _ => (lower.trim_end_matches('b'), 1),
+    };
+    num.parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .with_context(|| format!("invalid --{flag} {s:?}: expected a size like 64m or 1g"))
+}
+
+/// The resources `update` applies: the JSON given with --resources, with the
+/// individual flags on top.
+pub fn resources_from_update(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    let mut r: LinuxResources = match &a.resources {
+        Some(p) if p.as_os_str() == "-" => {
+            serde_json::from_reader(std::io::stdin()).context("invalid resources JSON on stdin")?
+        }
+        Some(p) => {
+            let data = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            serde_json::from_slice(&data)
+                .with_context(|| format!("invalid resources JSON in {}", p.display()))?
+        }
+        None => LinuxResources::default(),
+    };
+    if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
+        let mut m = r.memory().clone().unwrap_or_else(LinuxMemory::default);
+        if let Some(v) = &a.memory {
+            m.set_limit(Some(parse_size("memory", v)?));
+        }
+        if let Some(v) = &a.memory_reservation {
+            m.set_reservation(Some(parse_size("memory-reservation", v)?));
+        }
+        if let Some(v) = &a.memory_swap {
+            m.set_swap(Some(parse_size("memory-swap", v)?));
+        }
+        r.set_memory(Some(m));
+    }
+    if a.cpu_period.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_share.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some()
+    {
+        let mut c = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        if a.cpu_period.is_some() {
+            c.set_period(a.cpu_period);
+        }
+        if a.cpu_quota.is_some() {
+            c.set_quota(a.cpu_quota);
+        }
+        if a.cpu_share.is_some() {
+            c.set_shares(a.cpu_share);
+        }
+        if a.cpuset_cpus.is_some() {
+            c.set_cpus(a.cpuset_cpus.clone());
+        }
+        if a.cpuset_mems.is_some() {
+            c.set_mems(a.cpuset_mems.clone());
+        }
+        r.set_cpu(Some(c));
+    }
+    if let Some(limit) = a.pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(limit);
+        r.set_pids(Some(p));
+    }
+    if let Some(w) = a.blkio_weight {
+        let mut b = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        b.set_weight(Some(w));
+        r.set_block_io(Some(b));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_runc() {
+        assert_eq!(parse_size("memory", "64m").expect("64m"), 64 << 20);
+        assert_eq!(parse_size("memory", "1G").expect("1G"), 1 << 30);
+        assert_eq!(parse_size("memory", "1024").expect("1024"), 1024);
+        assert_eq!(parse_size("memory", "-1").expect("-1"), -1);
+        let err = parse_size("memory", "lots").expect_err("bad size");
+        assert!(err.to_string().contains("--memory"));
+    }
 }

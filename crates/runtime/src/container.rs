@@ -252,8 +252,16 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 fn with_default_device_rules(
     linux: &oci_spec::runtime::Linux,
 ) -> oci_spec::runtime::LinuxResources {
-    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
     let mut resources = linux.resources().clone().unwrap_or_default();
+    add_default_device_rules(&mut resources, linux);
+    resources
+}
+
+fn add_default_device_rules(
+    resources: &mut oci_spec::runtime::LinuxResources,
+    linux: &oci_spec::runtime::Linux,
+) {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
     let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(true);
@@ -287,7 +295,33 @@ fn with_default_device_rules(
         rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
     }
     resources.set_devices(Some(rules));
-    resources
+}
+
+/// `update`: new resource limits for a created, running or paused container.
+/// Device rules, when given, get the same defaults as at create.
+pub fn update(root: &Path, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let st = ContainerState::load(root, id)?;
+    let current = status(root, &st);
+    if current == Status::Stopped {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: current.to_string(),
+            why: "cannot update a stopped container",
+        });
+    }
+    let mut resources = resources.clone();
+    if resources.devices().is_some() {
+        let spec = Spec::load(st.bundle.join("config.json")).map_err(|e| Error::Config {
+            path: st.bundle.join("config.json"),
+            why: e.to_string(),
+        })?;
+        if let Some(linux) = spec.linux() {
+            add_default_device_rules(&mut resources, linux);
+        }
+    }
+    cgroup_of(st.cgroups_path.as_deref(), id)?
+        .apply(&resources)
+        .map_err(|e| Error::Cgroup(e.to_string()))
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

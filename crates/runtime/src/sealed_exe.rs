@@ -17,7 +17,10 @@ const MEMFD_NAME: &str = "berth-runtime-sealed";
 /// True when this process already runs from the sealed copy.
 pub fn is_sealed() -> bool {
     std::fs::read_link("/proc/self/exe")
-        .map(|p| p.to_string_lossy().starts_with(&format!("/memfd:{MEMFD_NAME}")))
+        .map(|p| {
+            p.to_string_lossy()
+                .starts_with(&format!("/memfd:{MEMFD_NAME}"))
+        })
         .unwrap_or(false)
 }
 
@@ -27,15 +30,22 @@ pub fn reexec_sealed() -> Result<()> {
     if is_sealed() {
         return Ok(());
     }
-    let memfd = memfd_create(MEMFD_NAME, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
-        .context(|| "memfd_create".to_string())?;
-    let mut exe = std::fs::File::open("/proc/self/exe").context(|| "open /proc/self/exe".to_string())?;
+    let memfd = memfd_create(
+        MEMFD_NAME,
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .context(|| "memfd_create".to_string())?;
+    let mut exe =
+        std::fs::File::open("/proc/self/exe").context(|| "open /proc/self/exe".to_string())?;
     let mut copy = std::fs::File::from(memfd);
     std::io::copy(&mut exe, &mut copy).context(|| "copy the runtime binary".to_string())?;
     nix::fcntl::fcntl(
         &copy,
         FcntlArg::F_ADD_SEALS(
-            SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE,
+            SealFlag::F_SEAL_SEAL
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_WRITE,
         ),
     )
     .context(|| "seal the runtime copy".to_string())?;
@@ -52,6 +62,7 @@ pub fn reexec_sealed() -> Result<()> {
         })
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| Error::Init("environment variable with a NUL byte".into()))?;
-    nix::unistd::fexecve(&copy, &args, &env).context(|| "re-execute the sealed runtime".to_string())?;
+    nix::unistd::fexecve(&copy, &args, &env)
+        .context(|| "re-execute the sealed runtime".to_string())?;
     Ok(())
 }
