@@ -209,7 +209,7 @@ fn parse_size(flag: &str, s: &str) -> Result<i64> {
 /// The resources `update` applies: the JSON given with --resources, with the
 /// individual flags on top.
 pub fn resources_from_update(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
-    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    use oci_spec::runtime::{LinuxPids, LinuxResources};
     let mut r: LinuxResources = match &a.resources {
         Some(p) if p.as_os_str() == "-" => {
             serde_json::from_reader(std::io::stdin()).context("invalid resources JSON on stdin")?
@@ -222,7 +222,7 @@ pub fn resources_from_update(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxR
         None => LinuxResources::default(),
     };
     if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
-        let mut m = r.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = r.memory().unwrap_or_default();
         if let Some(v) = &a.memory {
             m.set_limit(Some(parse_size("memory", v)?));
         }
@@ -240,7 +240,7 @@ pub fn resources_from_update(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxR
         || a.cpuset_cpus.is_some()
         || a.cpuset_mems.is_some()
     {
-        let mut c = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut c = r.cpu().clone().unwrap_or_default();
         if a.cpu_period.is_some() {
             c.set_period(a.cpu_period);
         }
@@ -264,7 +264,7 @@ pub fn resources_from_update(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxR
         r.set_pids(Some(p));
     }
     if let Some(w) = a.blkio_weight {
-        let mut b = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = r.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         r.set_block_io(Some(b));
     }
