@@ -402,6 +402,11 @@ fn rlimit_soft_nofile_below_hard() {
             .shell("grep 'Max open files' /proc/self/limits");
     });
     let fields: Vec<&str> = seen.stdout.split_whitespace().collect();
+    let hard_shown = if hard == nix::sys::resource::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        hard.to_string()
+    };
     assert_eq!(
         fields,
         [
@@ -409,7 +414,7 @@ fn rlimit_soft_nofile_below_hard() {
             "open",
             "files",
             &soft.to_string(),
-            &hard.to_string(),
+            &hard_shown,
             "files"
         ],
         "stderr: {}",
