@@ -268,7 +268,13 @@ mod tests {
         assert!(err
             .to_string()
             .contains("executable file not found in $PATH"));
-        let err = find_executable("/etc/hostname", "/bin", Path::new("/")).expect_err("not exec");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "data").expect("write");
+        std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("chmod");
+        let err = find_executable(plain.to_str().expect("utf-8"), "/bin", Path::new("/"))
+            .expect_err("not executable");
         assert!(err.to_string().contains("permission denied"), "{err}");
     }
 }

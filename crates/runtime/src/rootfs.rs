@@ -143,6 +143,13 @@ fn in_root_how(flags: OFlag) -> OpenHow {
 /// Opens `path` (absolute, as seen inside the container) under `root` without
 /// ever leaving it, creating the missing parts if asked to. Returns an O_PATH fd.
 pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<OwnedFd> {
+    open_in_root_depth(root, path, create, 0)
+}
+
+/// Symlinks followed while creating a missing destination, as the kernel's limit.
+const MAX_LINKS: u32 = 40;
+
+fn open_in_root_depth(root: &OwnedFd, path: &Path, create: Create, depth: u32) -> Result<OwnedFd> {
     let rel = relative(path);
     let rel_str = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -154,14 +161,18 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<Owned
         Err(Errno::ENOENT) if create != Create::Nothing => {}
         Err(e) => return Err(e).context(|| format!("resolve {} in rootfs", path.display())),
     }
+    if depth > MAX_LINKS {
+        return Err(Error::Init(format!(
+            "too many symlinks while creating {} in rootfs",
+            path.display()
+        )));
+    }
     let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
         return Err(Error::Init(format!("cannot create {}", path.display())));
     };
-    let parent_fd = open_in_root(root, &Path::new("/").join(parent), Create::Dir)?;
-    if !fstat(&parent_fd)
-        .map(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
-        .unwrap_or(false)
-    {
+    let parent_abs = Path::new("/").join(parent);
+    let parent_fd = open_in_root_depth(root, &parent_abs, Create::Dir, depth + 1)?;
+    if !is_dir(&parent_fd) {
         return Err(Error::Init(format!(
             "{} is not a directory in the rootfs",
             parent.display()
@@ -178,7 +189,19 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, create: Create) -> Result<Owned
         .map(drop),
     };
     match made {
-        Ok(()) | Err(Errno::EEXIST) => {}
+        Ok(()) => {}
+        Err(Errno::EEXIST) => {
+            // A dangling symlink: create its target, resolved inside the root.
+            if let Ok(target) = nix::fcntl::readlinkat(&parent_fd, name) {
+                let target = Path::new(&target);
+                let inside = if target.is_absolute() {
+                    target.to_path_buf()
+                } else {
+                    parent_abs.join(target)
+                };
+                return open_in_root_depth(root, &inside, create, depth + 1);
+            }
+        }
         Err(e) => return Err(e).context(|| format!("create {} in rootfs", path.display())),
     }
     openat2(root, rel_str, in_root_how(OFlag::O_PATH))
