@@ -1,0 +1,62 @@
+#![forbid(unsafe_code)]
+//! The daemon's domain logic: images, containers, events and system facts.
+//! Knows nothing of HTTP: the `api` crate maps requests onto it and its
+//! errors onto status codes.
+
+pub mod error;
+pub mod events;
+pub mod system;
+
+use std::path::PathBuf;
+
+pub use error::{Error, Result};
+pub use events::{Event, EventBus, EventFilter};
+
+/// Where and how the engine keeps its state (dockerd's flags and daemon.json keys).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    /// `overlay2` or `vfs`; `None` picks overlay2 when it can be mounted.
+    pub storage_driver: Option<String>,
+}
+
+pub struct Engine {
+    config: EngineConfig,
+    id: String,
+    events: EventBus,
+    started: std::time::SystemTime,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the engine's state under the data root.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        for dir in [&config.data_root, &config.exec_root] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        }
+        let id = system::engine_id(&config.data_root)?;
+        Ok(Engine {
+            config,
+            id,
+            events: EventBus::new(1024),
+            started: std::time::SystemTime::now(),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn started(&self) -> std::time::SystemTime {
+        self.started
+    }
+}
