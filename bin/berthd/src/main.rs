@@ -1,2 +1,193 @@
 #![forbid(unsafe_code)]
-fn main() {}
+//! berthd: the Berth daemon. Parses dockerd's flags and daemon.json keys,
+//! takes the data-root lock, opens the engine and serves the Docker Engine
+//! API on its sockets until SIGTERM or SIGINT.
+
+mod config;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+
+use crate::config::{DaemonConfig, Flags};
+
+fn main() -> std::process::ExitCode {
+    let flags = Flags::parse();
+    let config = match DaemonConfig::resolve(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::new(if config.debug {
+        "debug"
+    } else {
+        config.log_level.as_str()
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berthd: start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Holds the data-root lock and removes the pidfile and sockets on drop.
+struct Running {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    cleanup: Vec<PathBuf>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for p in &self.cleanup {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn lock_data_root(data_root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(data_root)
+        .with_context(|| format!("create data root {}", data_root.display()))?;
+    std::fs::set_permissions(data_root, std::fs::Permissions::from_mode(0o710))
+        .with_context(|| format!("chmod {}", data_root.display()))?;
+    let path = data_root.join("berthd.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "another berthd is already running with data root {} (it holds {})",
+            data_root.display(),
+            path.display()
+        )
+    })
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[0] == name)
+            .then(|| f[2].parse().ok())
+            .flatten()
+    })
+}
+
+async fn bind_unix(path: &Path, group: &str) -> Result<tokio::net::UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by another daemon", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("remove stale socket {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("listen on {}", path.display()))?;
+    // Only root, and members of the daemon's group when it exists, may talk to it.
+    match group_id(group) {
+        Some(gid) => {
+            nix::unistd::chown(path, Some(0.into()), Some(gid.into()))
+                .with_context(|| format!("chown {}", path.display()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        }
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)),
+    }
+    .with_context(|| format!("chmod {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn run(config: DaemonConfig) -> Result<()> {
+    let lock = lock_data_root(&config.data_root)?;
+    let mut running = Running {
+        _lock: lock,
+        cleanup: Vec::new(),
+    };
+    let engine = Arc::new(
+        berth_engine::Engine::open(berth_engine::EngineConfig {
+            data_root: config.data_root.clone(),
+            exec_root: config.exec_root.clone(),
+            storage_driver: config.storage_driver.clone(),
+        })
+        .context("open the engine")?,
+    );
+    if let Some(pidfile) = &config.pidfile {
+        std::fs::write(pidfile, std::process::id().to_string())
+            .with_context(|| format!("write pidfile {}", pidfile.display()))?;
+        running.cleanup.push(pidfile.clone());
+    }
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut servers = tokio::task::JoinSet::new();
+    for host in &config.hosts {
+        let stop = {
+            let mut rx = stop_tx.subscribe();
+            async move {
+                let _ = rx.recv().await;
+            }
+        };
+        if let Some(path) = host.strip_prefix("unix://") {
+            let path = PathBuf::from(path);
+            let listener = bind_unix(&path, &config.group).await?;
+            running.cleanup.push(path.clone());
+            tracing::info!("API listening on {}", path.display());
+            servers.spawn(berth_api::serve(listener, engine.clone(), stop));
+        } else if let Some(addr) = host.strip_prefix("tcp://") {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen on tcp://{addr}"))?;
+            tracing::warn!(
+                "API listening on plain tcp://{addr}: anyone who can connect is root on this host"
+            );
+            servers.spawn(berth_api::serve(listener, engine.clone(), stop));
+        }
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("install SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        Some(done) = servers.join_next() => {
+            done.context("API server task")?.context("API server")?;
+        }
+    }
+    let _ = stop_tx.send(());
+    let deadline = tokio::time::sleep(std::time::Duration::from_secs(10));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = servers.join_next() => if next.is_none() { break },
+            _ = &mut deadline => break,
+        }
+    }
+    drop(running);
+    Ok(())
+}

@@ -1,2 +1,55 @@
 #![forbid(unsafe_code)]
-//! Docker Engine API server.
+#![recursion_limit = "256"]
+//! The Docker Engine API over `berth-engine`: routing (with and without a
+//! `/v1.xx` prefix), version negotiation, JSON shapes, streams, and one table
+//! mapping engine errors to Docker's status codes and messages.
+
+mod error;
+mod system;
+mod version;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use berth_engine::Engine;
+
+pub use error::ApiError;
+pub use version::{MAX_API_VERSION, MIN_API_VERSION};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+}
+
+/// The API's routes, without the version prefix (see [`serve`]).
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/events", get(system::events))
+        .fallback(error::not_found)
+        .with_state(AppState { engine })
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; requests with a
+/// `/v1.xx` prefix are checked and routed like unversioned ones.
+pub async fn serve<L>(
+    listener: L,
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    use tower::Layer;
+    let app = axum::middleware::from_fn(version::strip_version).layer(router(engine));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

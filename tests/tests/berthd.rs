@@ -1,0 +1,270 @@
+//! berthd as the docker CLI sees it: version negotiation, info, events, the
+//! data-root lock, socket permissions and a clean shutdown.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::{output_with_timeout, unique_name, workspace_binary};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A berthd on private directories; killed by PID and removed on drop.
+struct Berthd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Berthd {
+    fn start() -> Berthd {
+        Berthd::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Berthd {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-berthd-")
+            .tempdir()
+            .expect("tempdir");
+        let mut cmd = Command::new(workspace_binary("berthd"));
+        cmd.arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("berthd.pid"))
+            .arg("--config-file")
+            .arg(dir.path().join("daemon.json"))
+            .arg("-H")
+            .arg(format!(
+                "unix://{}",
+                dir.path().join("berthd.sock").display()
+            ))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("berthd.log")).expect("log file"));
+        std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
+        let child = cmd.spawn().expect("start berthd (is it built?)");
+        let d = Berthd {
+            child: Some(child),
+            dir,
+        };
+        let started = Instant::now();
+        while !d.socket().exists() || std::os::unix::net::UnixStream::connect(d.socket()).is_err() {
+            assert!(
+                started.elapsed() < TIMEOUT,
+                "berthd did not start: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("berthd.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(docker_cli());
+        cmd.arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
+            .args(args)
+            .env_remove("DOCKER_API_VERSION");
+        output_with_timeout(&mut cmd, TIMEOUT).expect("run docker")
+    }
+
+    fn curl(&self, path: &str) -> String {
+        let mut cmd = Command::new("curl");
+        cmd.arg("-s")
+            .arg("--unix-socket")
+            .arg(self.socket())
+            .arg(format!("http://berth{path}"));
+        let out = output_with_timeout(&mut cmd, TIMEOUT).expect("run curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if started.elapsed() > TIMEOUT {
+                let _ = child.kill();
+                panic!("berthd ignored SIGTERM: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn docker_cli() -> PathBuf {
+    let v28 = Path::new("/usr/local/bin/docker");
+    if v28.exists() {
+        v28.to_path_buf()
+    } else {
+        PathBuf::from("/usr/bin/docker")
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn docker_cli_reads_version_and_info() {
+    let d = Berthd::start();
+    let v = stdout(&d.docker(&[
+        "version",
+        "--format",
+        "{{.Server.Version}} {{.Server.APIVersion}} {{.Server.Os}}",
+    ]));
+    assert_eq!(
+        v.trim(),
+        format!("{} 1.50 linux", env!("CARGO_PKG_VERSION"))
+    );
+    let info = stdout(&d.docker(&[
+        "info",
+        "--format",
+        "{{.OSType}} {{.DockerRootDir}} {{.Images}} {{.Driver}}",
+    ]));
+    assert_eq!(
+        info.trim(),
+        format!("linux {} 0 overlay2", d.dir.path().join("data").display())
+    );
+}
+
+#[test]
+fn api_versions_outside_the_range_are_refused_with_dockers_message() {
+    let d = Berthd::start();
+    assert!(d.curl("/v1.41/_ping") == "OK");
+    assert_eq!(
+        d.curl("/v1.99/version"),
+        r#"{"message":"client version 1.99 is too new. Maximum supported API version is 1.50"}"#
+    );
+    assert!(d
+        .curl("/v1.12/info")
+        .contains("client version 1.12 is too old. Minimum supported API version is 1.24"));
+    assert_eq!(
+        d.curl("/v1.41/no/such/thing"),
+        r#"{"message":"page not found"}"#
+    );
+    // An older client (API 1.41) negotiates down and works.
+    let mut cmd = Command::new(docker_cli());
+    cmd.arg("-H")
+        .arg(format!("unix://{}", d.socket().display()))
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .env("DOCKER_API_VERSION", "1.41");
+    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("docker");
+    assert_eq!(stdout(&out).trim(), "1.50");
+}
+
+#[test]
+fn events_with_until_in_the_past_end_at_once() {
+    let d = Berthd::start();
+    let started = Instant::now();
+    let out = d.docker(&["events", "--since", "0", "--until", "1"]);
+    assert_eq!(stdout(&out), "");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let out = d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "1",
+        "--filter",
+        "colour=red",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+}
+
+#[test]
+fn second_daemon_on_the_same_data_root_is_refused() {
+    let d = Berthd::start();
+    let mut cmd = Command::new(workspace_binary("berthd"));
+    cmd.arg("--data-root")
+        .arg(d.dir.path().join("data"))
+        .arg("--exec-root")
+        .arg(d.dir.path().join("exec2"))
+        .arg("--config-file")
+        .arg(d.dir.path().join("daemon.json"))
+        .arg("-H")
+        .arg(format!(
+            "unix://{}",
+            d.dir.path().join("second.sock").display()
+        ));
+    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("second berthd");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another berthd is already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.dir.path().join("second.sock").exists());
+    // The first one still answers.
+    assert_eq!(d.curl("/_ping"), "OK");
+}
+
+#[test]
+fn socket_is_private_and_sigterm_cleans_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let group = unique_name();
+    let mut d = Berthd::start_with(&["--group", &group]);
+    let mode = std::fs::metadata(d.socket())
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "no such group: only root may connect");
+    assert!(d.dir.path().join("berthd.pid").exists());
+    let status = d.terminate();
+    assert!(status.success(), "exit status {status}: {}", d.log());
+    assert!(!d.socket().exists(), "socket removed");
+    assert!(!d.dir.path().join("berthd.pid").exists(), "pidfile removed");
+}
+
+#[test]
+fn bad_config_is_refused_with_the_key_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("daemon.json");
+    std::fs::write(&config, r#"{"storage-driver": "vfs", "colour": "blue"}"#).expect("write");
+    let mut cmd = Command::new(workspace_binary("berthd"));
+    cmd.arg("--config-file")
+        .arg(&config)
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .arg("-H")
+        .arg(format!("unix://{}", dir.path().join("s.sock").display()));
+    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("berthd");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("don't match any configuration option: colour"),
+        "{err}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing created");
+}
