@@ -40,6 +40,13 @@ pub enum Error {
     #[error("invalid device rule {rule}: {reason}")]
     InvalidDeviceRule { rule: String, reason: &'static str },
 
+    /// The cgroup2 device program could not be loaded or attached.
+    #[error("cannot install the device program on {path}: {source}")]
+    DeviceProgram {
+        path: PathBuf,
+        source: berth_sys::bpf::BpfError,
+    },
+
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
 

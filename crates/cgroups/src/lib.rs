@@ -19,6 +19,9 @@
 //! Cgroup::needs_device_program(&self) -> bool      // true: enforce devices with eBPF on cgroup2
 //! device_rules(&[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>>
 //! device_policy(&[LinuxDeviceCgroup]) -> Result<DevicePolicy>  // default + last-match-wins rules
+//! device_program(&DevicePolicy) -> Vec<BpfInsn>   // the policy as a cgroup2 eBPF device program
+//! install_device_program(dir: &Path, &DevicePolicy) -> Result<()>  // load, attach, detach the old
+//! Cgroup::apply_device_program(&self, &DevicePolicy) -> Result<()> // the same on this cgroup's v2 dir
 //! ```
 //!
 //! A controller's files are written where the host has it: in its v1
@@ -30,6 +33,7 @@
 //! them enabled; `delete` removes only this cgroup's directories.
 
 mod cgroup;
+mod device_program;
 mod devices;
 mod error;
 mod layout;
@@ -38,7 +42,9 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use berth_sys::bpf::BpfInsn;
 pub use cgroup::{Cgroup, ContainerView, ViewMount};
+pub use device_program::{device_program, install_device_program, DEVICE_PROGRAM_LICENSE};
 pub use devices::{
     device_policy, device_rules, DeviceAccess, DeviceKind, DevicePolicy, DeviceRule,
 };

@@ -10,7 +10,7 @@ use oci_spec::runtime::{
 };
 
 use crate::cgroup::{read_file, write_file, Cgroup, Side};
-use crate::devices::device_rules;
+use crate::devices::{device_policy, device_rules};
 use crate::error::{Error, Result};
 
 /// One planned write. `verify` reads the file back afterwards, for files
@@ -27,7 +27,12 @@ impl Cgroup {
     /// alone, as in runc. The whole request is checked first; a write the
     /// kernel refuses stops there with an error naming the file and value.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
-        for w in self.plan(r)? {
+        let writes = self.plan(r)?;
+        let device_program = match r.devices() {
+            Some(list) if self.needs_device_program() => Some(device_policy(list)?),
+            _ => None,
+        };
+        for w in writes {
             write_file(&w.path, &w.value)?;
             if w.verify {
                 let actual = read_file(&w.path)?;
@@ -39,6 +44,9 @@ impl Cgroup {
                     });
                 }
             }
+        }
+        if let Some(policy) = device_program {
+            self.apply_device_program(&policy)?;
         }
         Ok(())
     }
@@ -87,7 +95,7 @@ impl Cgroup {
                         plan.push(dir, file, rule.to_string());
                     }
                 }
-                // cgroup2 devices are an eBPF program attached elsewhere.
+                // cgroup2 devices are an eBPF program, attached by `apply`.
                 _ if self.needs_device_program() => {}
                 _ if rules.is_empty() => {}
                 _ => return Err(unavailable("devices", "devices")),

@@ -2,6 +2,7 @@
 //! runtime needs that `nix` does not offer safely (fork, fd adoption, fd
 //! passing, seccomp, capabilities). Everything else uses `nix` directly.
 
+pub mod bpf;
 pub mod capabilities;
 pub mod process;
 pub mod seccomp;
