@@ -283,12 +283,17 @@ mod tests {
         panic!("program did not exit");
     }
 
-    /// Every instruction is reachable: the verifier refuses dead code.
+    /// Every instruction is reachable and control never leaves the program:
+    /// the verifier refuses dead code and jumps or fall-through past the end.
     fn assert_all_reachable(prog: &[BpfInsn]) {
         let mut seen = vec![false; prog.len()];
         let mut todo = vec![0usize];
         while let Some(pc) = todo.pop() {
-            if pc >= prog.len() || seen[pc] {
+            assert!(
+                pc < prog.len(),
+                "control reaches {pc}, past the program's end"
+            );
+            if seen[pc] {
                 continue;
             }
             seen[pc] = true;

@@ -94,7 +94,9 @@ pub enum BpfError {
     InvalidLicense(String),
     #[error("bpf: the program has {0} instructions, more than the kernel can be asked to load")]
     ProgramTooLarge(usize),
-    #[error("bpf: the kernel refused the device program ({errno}); verifier log:\n{log}")]
+    /// `log` is the verifier's explanation, empty if the kernel gave none
+    /// (e.g. EPERM without CAP_SYS_ADMIN or CAP_BPF).
+    #[error("bpf: the kernel refused the device program ({errno}){}", verifier_log(.log))]
     Load { errno: Errno, log: String },
     #[error("bpf: cannot attach the device program to the cgroup: {0}")]
     Attach(Errno),
@@ -109,6 +111,14 @@ pub enum BpfError {
 }
 
 pub type Result<T, E = BpfError> = std::result::Result<T, E>;
+
+fn verifier_log(log: &str) -> String {
+    if log.is_empty() {
+        String::new()
+    } else {
+        format!("; verifier log:\n{log}")
+    }
+}
 
 #[repr(C)]
 #[derive(Default)]
