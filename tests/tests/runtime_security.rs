@@ -434,7 +434,6 @@ fn mount_destination_symlink_to_missing_dir_never_touches_host() {
 }
 
 #[test]
-#[ignore = "berth-runtime bug: a mount destination under a symlink whose target is missing in the rootfs fails with ENOENT instead of being created inside the rootfs"]
 fn mount_destination_symlink_to_missing_dir_is_created_in_rootfs() {
     // Images often have such links (/var/run -> /run with /run empty); runc
     // creates the target inside the rootfs. The host stays untouched either way
@@ -672,7 +671,6 @@ fn cgroup_escape_is_blocked() {
 }
 
 #[test]
-#[ignore = "berth-runtime bug: on a hybrid host the tmpfs at /sys/fs/cgroup is mounted rw although the cgroup mount says ro"]
 fn sys_fs_cgroup_is_read_only() {
     // runc 1.1 leaves that tmpfs writable too; SECURITY.md asks for it read-only.
     let runtime = Runtime::under_test();
@@ -767,7 +765,6 @@ fn refused_cleanly(setup: impl Fn(&mut Bundle), id: Option<&str>, keywords: &[&s
 }
 
 #[test]
-#[ignore = "berth-runtime bug: a field of the wrong type is reported by line and column only, not by name"]
 fn bad_input_hostname_of_wrong_type() {
     refused_cleanly(
         |b| {

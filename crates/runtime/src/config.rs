@@ -24,9 +24,15 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         path: path.clone(),
         why: e.to_string(),
     })?;
-    let spec: Spec = serde_json::from_slice(&data).map_err(|e| Error::Config {
+    // Errors name the offending field (`hostname: invalid type …`), not only
+    // its line and column.
+    let mut de = serde_json::Deserializer::from_slice(&data);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| Error::Config {
         path: path.clone(),
-        why: e.to_string(),
+        why: match e.path().to_string().as_str() {
+            "." | "" => e.inner().to_string(),
+            field => format!("{field}: {}", e.inner()),
+        },
     })?;
     let rootfs = validate(&dir, &spec)?;
     Ok(Bundle { dir, spec, rootfs })

@@ -461,6 +461,18 @@ fn mount_cgroups(
             Err(e) => return Err(e).context(|| format!("symlink {link} in {}", dest.display())),
         }
     }
+    // The tmpfs holding the hierarchies is read-only too when the mount asks
+    // for it (runc 1.1 leaves it writable).
+    if flags.contains(MsFlags::MS_RDONLY) {
+        mount(
+            None::<&str>,
+            fd_path(&dir).as_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | locked_flags(&dir),
+            None::<&str>,
+        )
+        .context(|| format!("remount {} read-only", dest.display()))?;
+    }
     Ok(())
 }
 
