@@ -198,7 +198,9 @@ impl ContentStore {
                 } else {
                     is_stale(&path)
                 };
-                if stale && !self.inner.active_refs().contains(&ref_name) {
+                // Held across the removal so no writer can take the ref meanwhile.
+                let active = self.inner.active_refs();
+                if stale && !active.contains(&ref_name) {
                     fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
                     report.resumable.push(ref_name);
                 }

@@ -309,12 +309,9 @@ impl Tx<'_> {
             .prepare_cached("SELECT id FROM images WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2")?
             .query_map([&low, &high], |row| digest_column(row, 0))?
             .collect::<rusqlite::Result<_>>()?;
-        match matches.len() {
-            0 => Err(not_found("image", id_or_prefix)),
-            1 => Ok(matches
-                .into_iter()
-                .next()
-                .ok_or_else(|| not_found("image", id_or_prefix))?),
+        match matches.as_slice() {
+            [] => Err(not_found("image", id_or_prefix)),
+            [id] => Ok(id.clone()),
             _ => {
                 let count: u64 = self.conn.query_row(
                     "SELECT COUNT(*) FROM images WHERE id >= ?1 AND id < ?2",

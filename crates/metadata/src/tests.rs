@@ -694,3 +694,33 @@ fn containers_table() {
         })
     ));
 }
+
+#[test]
+fn a_second_connection_reads_while_one_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let mut writer = MetadataStore::open(&path).unwrap();
+    let reader_path = path.clone();
+    let reader = std::thread::spawn(move || {
+        let reader = MetadataStore::open(&reader_path).unwrap();
+        let mut seen = 0;
+        while seen < 50 {
+            let images = reader.list_images().unwrap();
+            // Never half an image: every listed image has its layer and its tag.
+            assert!(images
+                .iter()
+                .all(|i| i.layers.len() == 1 && i.tags.len() == 1));
+            seen = images.len();
+        }
+    });
+    for i in 0..50 {
+        let img = image(&format!("c{i}"), vec![layer(&format!("c{i}"), 1)]);
+        writer
+            .transaction(|tx| {
+                tx.insert_image(&img)?;
+                tx.tag(&format!("docker.io/library/c:{i}"), &img.id)
+            })
+            .unwrap();
+    }
+    reader.join().unwrap();
+}
