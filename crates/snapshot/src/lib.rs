@@ -1,2 +1,24 @@
 #![forbid(unsafe_code)]
-//! Layer snapshots: unpack layers safely (whiteouts, opaque dirs), overlayfs with vfs fallback
+//! Layer snapshots: unpack layers safely (whiteouts, opaque dirs), overlayfs with vfs fallback.
+//!
+//! [`unpack_layer`] applies a layer tar onto a directory without letting any
+//! entry land outside it; [`SnapshotStore`] keeps committed layers and
+//! container snapshots on disk, mounts them, and writes their diffs.
+
+mod compress;
+mod copy;
+mod diff;
+mod error;
+mod inroot;
+mod store;
+mod unpack;
+
+pub use compress::{decompress, detect_compression, Compression};
+pub use error::{Error, Result};
+pub use store::{
+    detect_driver, Driver, DriverProbe, MountSpec, SnapshotInfo, SnapshotKind, SnapshotStore,
+};
+pub use unpack::{
+    unpack_layer, UnpackOptions, UnpackStats, WhiteoutForm, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR,
+    WHITEOUT_PREFIX,
+};
