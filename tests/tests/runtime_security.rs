@@ -550,6 +550,39 @@ fn masked_path_symlink_does_not_mask_host() {
     }
 }
 
+#[test]
+fn mask_source_symlinked_dev_null_is_not_followed() {
+    // An image that brings its own /dev (no tmpfs over it) with /dev/null a
+    // symlink to a procfs file: a runtime that binds "/dev/null" over masked
+    // paths by name would expose that file, writable, at every masked path.
+    // Nothing is written here: core_pattern is global to the host.
+    let runtime = Runtime::under_test();
+    let mut bundle = Bundle::busybox().expect("bundle");
+    bundle.remove_mount("/dev");
+    for dir in ["dev/pts", "dev/shm", "dev/mqueue"] {
+        std::fs::create_dir_all(bundle.rootfs().join(dir)).expect("dev dir");
+    }
+    std::os::unix::fs::symlink(
+        "/proc/sys/kernel/core_pattern",
+        bundle.rootfs().join("dev/null"),
+    )
+    .expect("symlink");
+    bundle.shell(
+        "echo timer=$(cat /proc/timer_list 2>/dev/null | wc -c); \
+         grep ' /proc/timer_list ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1",
+    );
+    let output = run_container(&runtime, &bundle);
+    if output.status.success() {
+        // Masked by the real null device or an empty tmpfs, not by procfs.
+        let out = text(&output.stdout);
+        assert!(out.starts_with("timer=0\n"), "{out}");
+        assert!(!out.lines().any(|l| l == "proc"), "{out}");
+    } else {
+        // Failing closed is fine, with a message naming the culprit.
+        assert!(text(&output.stderr).contains("/dev/null"), "{output:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // procfs writes (CVE-2025-52881 class)
 // ---------------------------------------------------------------------------
