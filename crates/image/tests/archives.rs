@@ -228,7 +228,7 @@ fn strip_entry(archive: &[u8], drop: &str) -> Vec<u8> {
         if e.path().expect("path").to_str() == Some(drop) {
             continue;
         }
-        let mut h = e.header().clone();
+        let h = e.header().clone();
         let mut data = Vec::new();
         e.read_to_end(&mut data).expect("read");
         out.append(&h, &data[..]).expect("append");
