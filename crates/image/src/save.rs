@@ -129,11 +129,11 @@ pub fn write_docker_archive<W: Write>(images: &[LoadedImage], out: W) -> Result<
                 }
             }
         }
-        manifest.push(serde_json::json!({
-            "Config": config_name,
-            "RepoTags": if tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(tags) },
-            "Layers": layer_names,
-        }));
+        manifest.push(ManifestEntry {
+            config: config_name,
+            repo_tags: (!tags.is_empty()).then_some(tags),
+            layers: layer_names,
+        });
     }
     let mut tail = vec![Entry {
         name: "manifest.json".into(),
@@ -217,11 +217,15 @@ pub fn write_oci_archive<W: Write>(images: &[LoadedImage], out: W) -> Result<W> 
             }
         }
         let tags: Vec<String> = image.repo_tags.iter().map(|r| r.familiar()).collect();
-        docker_manifest.push(serde_json::json!({
-            "Config": format!("blobs/sha256/{}", image.id().hex()),
-            "RepoTags": if tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(tags) },
-            "Layers": image.layers.iter().map(|l| format!("blobs/sha256/{}", l.blob_digest.hex())).collect::<Vec<_>>(),
-        }));
+        docker_manifest.push(ManifestEntry {
+            config: format!("blobs/sha256/{}", image.id().hex()),
+            repo_tags: (!tags.is_empty()).then_some(tags),
+            layers: image
+                .layers
+                .iter()
+                .map(|l| format!("blobs/sha256/{}", l.blob_digest.hex()))
+                .collect(),
+        });
     }
     let index = Index {
         schema_version: 2,
@@ -275,9 +279,20 @@ fn add_blob<'a>(
         .or_insert(Entry { name, mtime, body });
 }
 
+/// One `manifest.json` entry, fields in dockerd's order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ManifestEntry {
+    config: String,
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// JSON as Go's `json.Encoder` writes it: HTML-safe escaping and a newline.
 fn go_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let text = serde_json::to_string(value).unwrap_or_default();
-    go_escape(&text).into_bytes()
+    let mut text = go_escape(&serde_json::to_string(value).unwrap_or_default());
+    text.push('\n');
+    text.into_bytes()
 }
 
 fn write_entries<'a, W: Write>(entries: impl Iterator<Item = Entry<'a>>, out: W) -> Result<W> {
