@@ -6,6 +6,8 @@
 //! test instead of hanging CI, and every guard undoes what it made on `Drop`,
 //! also when the test panics.
 
+pub mod host;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

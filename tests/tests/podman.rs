@@ -4,16 +4,18 @@
 //! and run directories. `BERTH_RUNTIME` names the runtime binary (default:
 //! this workspace's `berth-runtime`), so the suite can be validated against runc.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::mount::{umount2, MntFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+
+use berth_tests::host::{
+    assert_success, describe, drain, remove_cgroup_subtree, shell_quote, stop_process, text,
+    unmount_under,
+};
 
 const PODMAN: &str = "/usr/bin/podman";
 const IMAGE: &str = "localhost/berth-test-busybox:latest";
@@ -114,40 +116,7 @@ fn output_within(
     })
 }
 
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut buf);
-        }
-        buf
-    })
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
 #[track_caller]
-fn assert_success(out: &Output, what: &str) -> String {
-    assert!(out.status.success(), "{what} failed: {}", describe(out));
-    text(&out.stdout)
-}
-
-/// Wraps `arg` in single quotes for `sh -c`.
-fn shell_quote(arg: &str) -> String {
-    format!("'{}'", arg.replace('\'', r"'\''"))
-}
-
 /// Runs `command` under `script`, which gives it a pty for its terminal the
 /// way a user's shell does, so `run -it` gets a real one.
 fn output_in_terminal(command: &Command) -> Result<Output, String> {
@@ -169,94 +138,6 @@ fn output_in_terminal(command: &Command) -> Result<Output, String> {
     output_within(script, None, COMMAND_TIMEOUT)
 }
 
-/// Mount points at or below `dir` in this mount namespace, deepest first.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    // Later lines are mounted on top of earlier ones: unmount in reverse order.
-    let mut mounts: Vec<PathBuf> = info
-        .lines()
-        .rev()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| PathBuf::from(unescape_mountinfo(field)))
-        .filter(|mount_point| mount_point.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|mount_point| std::cmp::Reverse(mount_point.components().count()));
-    mounts
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
-            std::str::from_utf8(digits)
-                .ok()
-                .and_then(|digits| u8::from_str_radix(digits, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Lazily unmounts everything at or below `dir`; returns what is still mounted.
-fn unmount_under(dir: &Path) -> Vec<PathBuf> {
-    for _ in 0..5 {
-        let mounts = mounts_under(dir);
-        if mounts.is_empty() {
-            break;
-        }
-        for mount_point in mounts {
-            if let Err(e) = umount2(&mount_point, MntFlags::MNT_DETACH) {
-                eprintln!("cleanup: umount {}: {e}", mount_point.display());
-            }
-        }
-    }
-    mounts_under(dir)
-}
-
-/// True once `pid` has exited (reaping it if it is our child).
-fn has_exited(pid: Pid) -> bool {
-    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name: "pid (comm) S ...".
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-        Err(_) => true,
-    }
-}
-
-/// SIGTERM, then SIGKILL after `grace`, for a process we identified by PID.
-fn stop_process(pid: Pid, grace: Duration) {
-    if has_exited(pid) {
-        return;
-    }
-    let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if has_exited(pid) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = kill(pid, Signal::SIGKILL);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !has_exited(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Processes whose command line names `dir`: with a unique private directory
 /// these are exactly the conmon monitors the podman under test started.
 fn processes_naming(dir: &Path) -> Vec<Pid> {
@@ -275,53 +156,6 @@ fn processes_naming(dir: &Path) -> Vec<Pid> {
         })
         .map(Pid::from_raw)
         .collect()
-}
-
-/// The cgroup v1 hierarchies and the cgroup2 mount of this host.
-fn cgroup_hierarchies() -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-        .map(|entry| entry.path())
-        .collect()
-}
-
-/// Every cgroup directory at or below `dir`, children before parents.
-fn cgroup_tree(dir: &Path) -> Vec<PathBuf> {
-    let mut tree = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                tree.extend(cgroup_tree(&entry.path()));
-            }
-        }
-    }
-    if dir.is_dir() {
-        tree.push(dir.to_path_buf());
-    }
-    tree
-}
-
-/// Kills whatever is left in the cgroup subtree `parent` and removes it.
-fn remove_cgroup_subtree(parent: &str) {
-    let relative = parent.trim_start_matches('/');
-    for hierarchy in cgroup_hierarchies() {
-        let tree = cgroup_tree(&hierarchy.join(relative));
-        for cgroup in &tree {
-            let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.lines().filter_map(|line| line.trim().parse().ok()) {
-                stop_process(Pid::from_raw(pid), Duration::ZERO);
-            }
-        }
-        for cgroup in tree {
-            if let Err(e) = std::fs::remove_dir(&cgroup) {
-                eprintln!("cleanup: rmdir {}: {e}", cgroup.display());
-            }
-        }
-    }
 }
 
 /// Private storage, run and temp directories for podman, an imported busybox

@@ -609,7 +609,7 @@ fn init(
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         crate::tty::apply_personality(p)?;
     }
-    let prepared = crate::process::prepare_exec(process)?;
+    let prepared = crate::process::prepare_exec(spec, process)?;
     chan.send(&Msg::Ready)?;
     // The runtime exits after Ready; from here errors go to the container's stderr.
     let fifo_write = nix::fcntl::open(
@@ -628,7 +628,7 @@ fn init(
         let st = hook_state_json(bundle, opts.id, Status::Running)?;
         crate::hooks::run_hooks("startContainer", Some(hooks), &st)?;
     }
-    crate::process::finish_and_exec(spec, process, &prepared, opts.preserve_fds)
+    crate::process::finish_and_exec(process, &prepared, opts.preserve_fds)
 }
 
 fn hook_state_json(bundle: &Bundle, id: &str, status: Status) -> Result<Vec<u8>> {

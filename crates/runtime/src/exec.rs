@@ -203,6 +203,6 @@ fn exec_process(
     }
     crate::process::apply_rlimits(process)?;
     crate::process::apply_oom_score_adj(process)?;
-    let prepared = crate::process::prepare_exec(process)?;
-    crate::process::finish_and_exec(spec, process, &prepared, preserve_fds)
+    let prepared = crate::process::prepare_exec(spec, process)?;
+    crate::process::finish_and_exec(process, &prepared, preserve_fds)
 }

@@ -20,6 +20,10 @@ pub struct PreparedExec {
     pub path: CString,
     pub args: Vec<CString>,
     pub env: Vec<CString>,
+    /// Compiled before the runtime reports success: compiling takes
+    /// milliseconds, which must not stretch the gap between `start` and the
+    /// program running (a signal sent in that gap would be lost).
+    pub seccomp: Option<berth_sys::seccomp::SeccompProgram>,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
@@ -28,7 +32,7 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
 
 /// Finds the program and builds argv/envp. Must run with the container's root
 /// as `/` (after pivot_root or setns into its mount namespace).
-pub fn prepare_exec(process: &Process) -> Result<PreparedExec> {
+pub fn prepare_exec(spec: &Spec, process: &Process) -> Result<PreparedExec> {
     let args = process.args().as_deref().unwrap_or_default();
     let Some(arg0) = args.first() else {
         return Err(Error::InvalidConfig(
@@ -47,7 +51,15 @@ pub fn prepare_exec(process: &Process) -> Result<PreparedExec> {
         .unwrap_or(DEFAULT_PATH)
         .to_string();
     let program = find_executable(arg0, &path_var, process.cwd())?;
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(
+            berth_sys::seccomp::compile(profile)
+                .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?,
+        ),
+        None => None,
+    };
     Ok(PreparedExec {
+        seccomp,
         path: CString::new(program.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidConfig(format!("bad program path {program:?}")))?,
         args: args
@@ -212,22 +224,15 @@ pub fn enter_cwd(process: &Process) -> Result<()> {
 /// without no_new_privs (needs CAP_SYS_ADMIN), user switch keeping
 /// capabilities, the five capability sets, no_new_privs, seccomp with it, exec.
 pub fn finish_and_exec(
-    spec: &Spec,
     process: &Process,
     prepared: &PreparedExec,
     preserve_fds: i32,
 ) -> Result<std::convert::Infallible> {
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(
-            berth_sys::seccomp::compile(profile)
-                .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?,
-        ),
-        None => None,
-    };
+    let seccomp = prepared.seccomp.as_ref();
     let nnp = process.no_new_privileges().unwrap_or(false);
     enter_cwd(process)?;
     if !nnp {
-        if let Some(s) = &seccomp {
+        if let Some(s) = seccomp {
             s.load()
                 .map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
         }
@@ -245,7 +250,7 @@ pub fn finish_and_exec(
     berth_sys::process::cloexec_from(3 + preserve_fds).context(|| "close fds".to_string())?;
     if nnp {
         nix::sys::prctl::set_no_new_privs().context(|| "PR_SET_NO_NEW_PRIVS".to_string())?;
-        if let Some(s) = &seccomp {
+        if let Some(s) = seccomp {
             s.load()
                 .map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
         }
