@@ -564,6 +564,12 @@ fn init(
         .ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
     nix::unistd::setsid().context(|| "setsid".to_string())?;
     nix::sys::stat::umask(Mode::empty());
+    // Hooks get the pid as the runtime sees it; the host's /proc still
+    // answers until pivot_root.
+    let host_pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
+        .unwrap_or(std::process::id() as i32);
     let new_uts = spec
         .linux()
         .as_ref()
@@ -590,7 +596,7 @@ fn init(
         .as_ref()
         .and_then(|h| h.create_container().as_ref())
     {
-        let st = hook_state_json(bundle, opts.id, Status::Created)?;
+        let st = hook_state_json(bundle, opts.id, Status::Creating, host_pid)?;
         crate::hooks::run_hooks("createContainer", Some(hooks), &st)?;
     }
     if opts.no_pivot {
@@ -625,13 +631,13 @@ fn init(
         .as_ref()
         .and_then(|h| h.start_container().as_ref())
     {
-        let st = hook_state_json(bundle, opts.id, Status::Running)?;
+        let st = hook_state_json(bundle, opts.id, Status::Created, host_pid)?;
         crate::hooks::run_hooks("startContainer", Some(hooks), &st)?;
     }
     crate::process::finish_and_exec(process, &prepared, opts.preserve_fds)
 }
 
-fn hook_state_json(bundle: &Bundle, id: &str, status: Status) -> Result<Vec<u8>> {
+fn hook_state_json(bundle: &Bundle, id: &str, status: Status, pid: i32) -> Result<Vec<u8>> {
     let annotations: BTreeMap<String, String> = bundle
         .spec
         .annotations()
@@ -643,7 +649,7 @@ fn hook_state_json(bundle: &Bundle, id: &str, status: Status) -> Result<Vec<u8>>
         oci_version: state::OCI_VERSION,
         id,
         status,
-        pid: Some(std::process::id() as i32),
+        pid: Some(pid),
         bundle: &bundle.dir,
         annotations: &annotations,
     };
