@@ -895,3 +895,34 @@ fn json_log_gets_the_create_error() {
         );
     }
 }
+
+#[test]
+fn cgroup2_mount_shows_the_containers_unified_cgroup() {
+    // On this hybrid host /sys/fs/cgroup shows the v1 hierarchies; a mount of
+    // type cgroup2 asks for the container's cgroup2 directory alone.
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        eprintln!("skipped: this host has no cgroup2 hierarchy");
+        return;
+    }
+    let mut bundle = Bundle::busybox().expect("bundle");
+    bundle
+        .add_mount(
+            "/cgroup2",
+            "cgroup2",
+            "cgroup",
+            &["nosuid", "nodev", "noexec", "ro"],
+        )
+        .shell(
+            "grep ' /cgroup2 ' /proc/self/mountinfo | grep -o ' - cgroup2 '; \
+             test -f /cgroup2/cgroup.procs && echo procs; touch /cgroup2/x 2>/dev/null || echo ro",
+        );
+    let output = run_container(&Runtime::under_test(), &bundle);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        " - cgroup2 \nprocs\nro\n",
+        "{output:?}"
+    );
+}

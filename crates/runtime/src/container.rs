@@ -48,23 +48,30 @@ pub(crate) fn cgroup_of(cgroups_path: Option<&str>, id: &str) -> Result<berth_cg
     berth_cgroups::Cgroup::new(&layout, cgroups_path, id).map_err(|e| Error::Cgroup(e.to_string()))
 }
 
-/// What /sys/fs/cgroup shows. On a hybrid host the cgroup2 side is left out,
-/// as runc does: programs inside pick v1 or v2 by what they find there.
+/// What /sys/fs/cgroup shows: for a mount of type "cgroup" the v1
+/// hierarchies (on a hybrid host the cgroup2 side is left out, as runc does:
+/// programs inside pick v1 or v2 by what they find there), or the cgroup2
+/// directory on a pure v2 host; for "cgroup2" the cgroup2 directory alone.
 fn cgroup_view(cg: &berth_cgroups::Cgroup) -> CgroupView {
-    let mut view = cg.container_view();
-    if view.mounts.iter().any(|m| m.fstype == "cgroup") {
-        view.mounts.retain(|m| m.fstype == "cgroup");
-    }
+    let view = cg.container_view();
+    let entry = |m: &berth_cgroups::ViewMount| CgroupMountEntry {
+        name: m.name.clone(),
+        host_dir: m.host_dir.clone(),
+    };
+    let has_v1 = view.mounts.iter().any(|m| m.fstype == "cgroup");
     CgroupView {
         entries: view
             .mounts
-            .into_iter()
-            .map(|m| CgroupMountEntry {
-                name: m.name,
-                host_dir: m.host_dir,
-            })
+            .iter()
+            .filter(|m| !has_v1 || m.fstype == "cgroup")
+            .map(entry)
             .collect(),
         symlinks: view.symlinks,
+        unified: view
+            .mounts
+            .iter()
+            .find(|m| m.fstype == "cgroup2")
+            .map(|m| m.host_dir.clone()),
     }
 }
 

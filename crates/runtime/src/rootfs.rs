@@ -34,6 +34,8 @@ pub struct CgroupView {
     pub entries: Vec<CgroupMountEntry>,
     /// (link name, target) pairs, such as `cpu` -> `cpu,cpuacct`.
     pub symlinks: Vec<(String, String)>,
+    /// The container's cgroup2 directory, for a mount of type "cgroup2".
+    pub unified: Option<PathBuf>,
 }
 
 pub struct RootfsContext<'a> {
@@ -306,7 +308,7 @@ fn mount_entry(ctx: &RootfsContext, root: &OwnedFd, m: &Mount) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let is_bind = typ == "bind" || opts.flags.contains(MsFlags::MS_BIND);
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroups(ctx, root, dest, &opts);
+        return mount_cgroups(ctx, root, dest, &opts, typ == "cgroup2");
     }
     let data = opts.data.join(",");
     let data = (!data.is_empty()).then_some(data);
@@ -414,6 +416,7 @@ fn mount_cgroups(
     root: &OwnedFd,
     dest: &Path,
     opts: &MountOptions,
+    cgroup2_only: bool,
 ) -> Result<()> {
     let flags = opts.flags
         & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
@@ -437,6 +440,15 @@ fn mount_cgroups(
         )
         .context(|| format!("remount {}", dest.display()))
     };
+    if cgroup2_only {
+        return match &ctx.cgroups.unified {
+            Some(dir) => bind(dir, dest),
+            None => Err(Error::InvalidConfig(format!(
+                "mount of type cgroup2 at {}: this host has no cgroup2 hierarchy",
+                dest.display()
+            ))),
+        };
+    }
     if let [only] = ctx.cgroups.entries.as_slice() {
         if only.name.is_empty() {
             return bind(&only.host_dir, dest);
