@@ -265,7 +265,7 @@ fn check_layers(config: &ImageConfig, layers: &[LoadedLayer]) -> Result<()> {
 /// A content-addressed name (`blobs/sha256/<hex>`) must hold what it names.
 fn check_addressed(name: &str, blob: &Spooled) -> Result<()> {
     if let Some(hex) = name.strip_prefix("blobs/sha256/") {
-        let expected = Digest::from_sha256_hex(hex)?;
+        let expected = crate::digest::from_sha256_hex(hex)?;
         if expected != blob.digest {
             return Err(ImageError::DigestMismatch {
                 name: name.to_string(),

@@ -210,7 +210,7 @@ fn parse_parts(domain: &str, remainder: &str, input: &str) -> Result<Option<Refe
     }
     let digest = match digest {
         Some(d) if !is_digest_grammar(d) => return Ok(None),
-        Some(d) => Some(Digest::parse(d)?),
+        Some(d) => Some(crate::digest::parse(d)?),
         None => None,
     };
     if domain.len() + 1 + path.len() > NAME_MAX {
