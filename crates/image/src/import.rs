@@ -109,7 +109,7 @@ pub fn import_rootfs<R: Read>(
         "rootfs",
         format!(
             "{{\"type\":\"layers\",\"diff_ids\":[{}]}}",
-            json_string(&diff_id.to_string())
+            json_string(diff_id.as_ref())
         ),
     );
     if let Some(v) = &options.platform.variant {
@@ -663,7 +663,7 @@ mod tests {
         let image = import_rootfs(&rootfs[..], dir.path(), &options).expect("import");
         let want = crate::legacy::tests::IMPORT_CONFIG.replace(
             "sha256:1935d4c3f7b8f00e9ab4aa9782af13e57d5fab3ffde60452aec137e23afc259d",
-            &image.layers[0].diff_id.to_string(),
+            image.layers[0].diff_id.as_ref(),
         );
         assert_eq!(String::from_utf8_lossy(image.config.raw()), want);
     }

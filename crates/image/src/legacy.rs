@@ -39,7 +39,7 @@ pub fn legacy_layers(config: &ImageConfig) -> Vec<LegacyLayer> {
             ]
         };
         let mut id_map: BTreeMap<&str, String> = fields.iter().cloned().collect();
-        id_map.insert("layer_id", json_string(&chain_id.to_string()));
+        id_map.insert("layer_id", json_string(chain_id.as_ref()));
         if let Some(p) = &parent {
             id_map.insert("parent", json_string(&format!("sha256:{p}")));
         }

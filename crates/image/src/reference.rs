@@ -150,7 +150,7 @@ impl Reference {
         }
         if let Some(digest) = &self.digest {
             s.push('@');
-            s.push_str(&digest.to_string());
+            s.push_str(digest.as_ref());
         }
     }
 }

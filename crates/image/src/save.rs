@@ -52,7 +52,7 @@ fn uncompressed_size(layer: &LoadedLayer) -> Result<u64> {
     let reader = LayerReader::open(
         &layer.blob_path,
         Some(layer.diff_id.clone()),
-        &layer.blob_digest.to_string(),
+        layer.blob_digest.as_ref(),
         0,
     )?;
     Ok(reader.drain()?.1)
@@ -336,7 +336,7 @@ fn write_entries<'a, W: Write>(entries: impl Iterator<Item = Entry<'a>>, out: W)
                 let reader = LayerReader::open(
                     &layer.blob_path,
                     Some(layer.diff_id.clone()),
-                    &layer.blob_digest.to_string(),
+                    layer.blob_digest.as_ref(),
                     0,
                 )?;
                 append_checked(&mut builder, &mut header, &entry.name, reader)?;
