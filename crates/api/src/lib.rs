@@ -5,12 +5,15 @@
 //! mapping engine errors to Docker's status codes and messages.
 
 mod error;
+mod images;
+mod query;
+mod stream;
 mod system;
 mod version;
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use berth_engine::Engine;
 
@@ -29,6 +32,18 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/events", get(system::events))
+        .route("/system/df", get(images::disk_usage))
+        .route("/images/json", get(images::list))
+        .route("/images/load", post(images::load))
+        .route("/images/create", post(images::create))
+        .route("/images/get", get(images::get_many))
+        .route("/images/prune", post(images::prune))
+        .route(
+            "/images/{*rest}",
+            get(images::get_by_name)
+                .post(images::post_by_name)
+                .delete(images::remove),
+        )
         .fallback(error::not_found)
         .with_state(AppState { engine })
 }

@@ -76,14 +76,20 @@ pub async fn info(State(state): State<AppState>) -> Response {
     let engine = &state.engine;
     let host = sys::host_info();
     let config = engine.config();
+    let images = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || engine.images().list().map(|l| l.len()).unwrap_or(0))
+            .await
+            .unwrap_or(0)
+    };
     let body = json!({
         "ID": engine.id(),
         "Containers": 0,
         "ContainersRunning": 0,
         "ContainersPaused": 0,
         "ContainersStopped": 0,
-        "Images": 0,
-        "Driver": config.storage_driver.clone().unwrap_or_else(|| "overlay2".into()),
+        "Images": images,
+        "Driver": engine.images().driver_name(),
         "DriverStatus": [],
         "DockerRootDir": config.data_root,
         "Plugins": {"Volume": ["local"], "Network": ["none", "host"], "Authorization": null,

@@ -343,6 +343,12 @@ impl ContentStore {
     }
 
     /// Opens a committed blob for reading.
+    /// Where a committed blob lives, for readers that need a path (archive
+    /// writers). The file exists only once the blob is committed.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.inner.blob_path(digest)
+    }
+
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         let path = self.inner.blob_path(digest);
         File::open(&path).map_err(|e| not_found_or(e, digest, "open", &path))

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod events;
+pub mod images;
 pub mod system;
 
 use std::path::PathBuf;
@@ -24,7 +25,8 @@ pub struct EngineConfig {
 pub struct Engine {
     config: EngineConfig,
     id: String,
-    events: EventBus,
+    events: std::sync::Arc<EventBus>,
+    images: images::ImageService,
     started: std::time::SystemTime,
 }
 
@@ -36,10 +38,17 @@ impl Engine {
                 .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         }
         let id = system::engine_id(&config.data_root)?;
+        let events = std::sync::Arc::new(EventBus::new(1024));
+        let images = images::ImageService::open(
+            &config.data_root,
+            config.storage_driver.as_deref(),
+            events.clone(),
+        )?;
         Ok(Engine {
             config,
             id,
-            events: EventBus::new(1024),
+            events,
+            images,
             started: std::time::SystemTime::now(),
         })
     }
@@ -50,6 +59,10 @@ impl Engine {
 
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    pub fn images(&self) -> &images::ImageService {
+        &self.images
     }
 
     pub fn id(&self) -> &str {

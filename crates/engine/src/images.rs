@@ -1,0 +1,701 @@
+//! Images: load, import, save, list, inspect, history, tag, remove, prune and
+//! disk usage, over the content store (blobs), snapshots (unpacked layers)
+//! and the metadata store (what exists and how it is named).
+//!
+//! Order of writes, so a crash at any point leaves a consistent store: blobs
+//! and snapshots first (each committed atomically), then one metadata
+//! transaction that makes the image visible. What a crash leaves behind
+//! unreferenced (blobs, snapshot dirs, spool files) is removed by `repair`
+//! at the next start.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use berth_content::{ContentStore, Digest};
+use berth_image::{ImageConfig, LayerReader, LoadedImage, LoadedLayer, Reference};
+use berth_metadata::{Image, ImageLayer, MetadataStore, NewImage, Snapshot};
+use berth_snapshot::{Driver, SnapshotStore};
+
+use crate::error::{Error, Result};
+use crate::events::{Event, EventBus};
+
+pub struct ImageService {
+    content: ContentStore,
+    snapshots: SnapshotStore,
+    meta: Mutex<MetadataStore>,
+    tmp: PathBuf,
+    events: Arc<EventBus>,
+    /// Serializes loads and removals: both decide from what exists.
+    write_lock: Mutex<()>,
+    driver: Driver,
+}
+
+/// One line of `docker rmi` output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Removed {
+    Untagged(String),
+    Deleted(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    pub removed: Vec<Removed>,
+    pub space_reclaimed: u64,
+}
+
+/// An image with what `inspect` needs besides its metadata row.
+pub struct ImageDetails {
+    pub image: Image,
+    pub config: ImageConfig,
+}
+
+/// One row of `docker history`.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub id: String,
+    pub created: i64,
+    pub created_by: String,
+    pub tags: Vec<String>,
+    pub size: u64,
+    pub comment: String,
+}
+
+fn meta_err(e: berth_metadata::Error) -> Error {
+    match e {
+        berth_metadata::Error::NotFound { .. } => Error::NotFound(e.to_string()),
+        berth_metadata::Error::Ambiguous { .. } | berth_metadata::Error::InvalidInput { .. } => {
+            Error::InvalidArgument(e.to_string())
+        }
+        berth_metadata::Error::Conflict { .. } => Error::Conflict(e.to_string()),
+        other => Error::Internal(format!("metadata: {other}")),
+    }
+}
+
+impl From<berth_metadata::Error> for Error {
+    fn from(e: berth_metadata::Error) -> Error {
+        meta_err(e)
+    }
+}
+
+fn content_err(e: berth_content::Error) -> Error {
+    Error::Internal(format!("content store: {e}"))
+}
+
+fn snapshot_err(e: berth_snapshot::Error) -> Error {
+    Error::Internal(format!("snapshots: {e}"))
+}
+
+fn image_err(e: berth_image::ImageError) -> Error {
+    use berth_image::ImageError as E;
+    match e {
+        E::Io { .. } | E::Read { .. } | E::Write { .. } => Error::Internal(e.to_string()),
+        other => Error::InvalidArgument(other.to_string()),
+    }
+}
+
+/// Docker's `invalid reference format` errors for user-given names.
+pub fn parse_reference(name: &str) -> Result<Reference> {
+    Reference::parse_normalized_tagged(name).map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+fn is_hex_id(name: &str) -> bool {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    !hex.is_empty()
+        && hex.len() <= 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Removes a temporary directory when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl ImageService {
+    pub fn open(
+        data_root: &Path,
+        storage_driver: Option<&str>,
+        events: Arc<EventBus>,
+    ) -> Result<ImageService> {
+        let content = ContentStore::open(data_root.join("content")).map_err(content_err)?;
+        let snap_root = data_root.join("snapshots");
+        std::fs::create_dir_all(&snap_root)
+            .map_err(|e| Error::io(format!("create {}", snap_root.display()), e))?;
+        let driver = match storage_driver {
+            Some("vfs") => Driver::Vfs,
+            Some("overlay2") => {
+                let probe = berth_snapshot::detect_driver(&snap_root);
+                if let Some(why) = probe.fallback_reason {
+                    return Err(Error::InvalidArgument(format!(
+                        "storage driver overlay2 is not usable here: {why}"
+                    )));
+                }
+                Driver::Overlay
+            }
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!(
+                    "unsupported storage driver {other:?}: use overlay2 or vfs"
+                )))
+            }
+            None => {
+                let probe = berth_snapshot::detect_driver(&snap_root);
+                if let Some(why) = &probe.fallback_reason {
+                    tracing::warn!("overlay2 can't be used ({why}); falling back to vfs");
+                }
+                probe.driver
+            }
+        };
+        let snapshots = SnapshotStore::open(&snap_root, driver).map_err(snapshot_err)?;
+        let meta = MetadataStore::open(data_root.join("berth.db"))?;
+        let tmp = data_root.join("tmp");
+        // Spool files of loads a crash interrupted.
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+        let service = ImageService {
+            content,
+            snapshots,
+            meta: Mutex::new(meta),
+            tmp,
+            events,
+            write_lock: Mutex::new(()),
+            driver,
+        };
+        service.repair()?;
+        Ok(service)
+    }
+
+    /// `overlay2` or `vfs`, as `docker info` names the driver.
+    pub fn driver_name(&self) -> &'static str {
+        match self.driver {
+            Driver::Overlay => "overlay2",
+            Driver::Vfs => "vfs",
+        }
+    }
+
+    fn meta(&self) -> std::sync::MutexGuard<'_, MetadataStore> {
+        self.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes disk agree with the metadata after a crash: snapshot directories
+    /// and blobs nothing refers to are removed.
+    fn repair(&self) -> Result<()> {
+        let known: HashSet<String> = self
+            .meta()
+            .read(|tx| tx.list_snapshots())?
+            .into_iter()
+            .map(|s| s.chain_id.to_string())
+            .collect();
+        let mut on_disk = self.snapshots.list().map_err(snapshot_err)?;
+        // Children before parents, so each removal is allowed.
+        on_disk.reverse();
+        for snap in on_disk {
+            if snap.kind == berth_snapshot::SnapshotKind::Layer && !known.contains(&snap.id) {
+                tracing::info!("removing snapshot {} left by an interrupted load", snap.id);
+                let _ = self.snapshots.remove_layer(&snap.id);
+            }
+        }
+        self.collect_garbage()?;
+        Ok(())
+    }
+
+    /// Deletes blobs no image refers to.
+    fn collect_garbage(&self) -> Result<u64> {
+        let keep: HashSet<Digest> = self
+            .meta()
+            .list_images()?
+            .into_iter()
+            .flat_map(|img| {
+                let mut d: Vec<Digest> = img
+                    .layers
+                    .iter()
+                    .filter_map(|l| l.blob_digest.clone())
+                    .collect();
+                d.push(img.id.clone());
+                d
+            })
+            .collect();
+        let report = self.content.gc(&keep).map_err(content_err)?;
+        Ok(report.bytes_freed)
+    }
+
+    fn publish(&self, action: &str, id: &Digest, name: Option<&str>) {
+        let mut attrs = BTreeMap::new();
+        if let Some(n) = name {
+            attrs.insert("name".to_string(), n.to_string());
+        }
+        self.events
+            .publish(Event::new("image", action, id.as_str(), attrs));
+    }
+
+    /// Finds an image the way the docker CLI names one: a reference (tag or
+    /// digest), a full id, or an unambiguous id prefix. Returns the id and,
+    /// when found by reference, the normalized reference.
+    pub fn resolve(&self, name: &str) -> Result<(Digest, Option<Reference>)> {
+        let no_such = || Error::NotFound(format!("No such image: {name}"));
+        let meta = self.meta();
+        if let Ok(reference) = Reference::parse_normalized_tagged(name) {
+            match meta.resolve_reference(&reference.to_string()) {
+                Ok(id) => return Ok((id, Some(reference))),
+                Err(berth_metadata::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if is_hex_id(name) {
+            return match meta.resolve_id(name) {
+                Ok(id) => Ok((id, None)),
+                Err(berth_metadata::Error::NotFound { .. }) => Err(no_such()),
+                Err(e) => Err(e.into()),
+            };
+        }
+        Err(no_such())
+    }
+
+    pub fn list(&self) -> Result<Vec<Image>> {
+        Ok(self.meta().list_images()?)
+    }
+
+    pub fn config_of(&self, id: &Digest) -> Result<ImageConfig> {
+        let raw = self.content.read_blob(id).map_err(content_err)?;
+        ImageConfig::from_bytes(raw)
+            .map_err(|e| Error::Internal(format!("stored config of {id}: {e}")))
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<ImageDetails> {
+        let (id, _) = self.resolve(name)?;
+        let image = self.meta().get_image(&id)?;
+        let config = self.config_of(&id)?;
+        Ok(ImageDetails { image, config })
+    }
+
+    pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>> {
+        let details = self.inspect(name)?;
+        let parsed = details.config.parsed();
+        let mut layer_sizes = details.image.layers.iter().map(|l| l.size);
+        let mut entries: Vec<HistoryEntry> = Vec::new();
+        for h in &parsed.history {
+            let size = if h.empty_layer {
+                0
+            } else {
+                layer_sizes.next().unwrap_or(0)
+            };
+            entries.push(HistoryEntry {
+                id: "<missing>".to_string(),
+                created: h
+                    .created
+                    .as_deref()
+                    .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                    .map(|t| t.timestamp())
+                    .unwrap_or(0),
+                created_by: h.created_by.clone().unwrap_or_default(),
+                tags: Vec::new(),
+                size,
+                comment: h.comment.clone().unwrap_or_default(),
+            });
+        }
+        if entries.is_empty() {
+            for l in &details.image.layers {
+                entries.push(HistoryEntry {
+                    id: "<missing>".to_string(),
+                    created: 0,
+                    created_by: String::new(),
+                    tags: Vec::new(),
+                    size: l.size,
+                    comment: String::new(),
+                });
+            }
+        }
+        entries.reverse();
+        if let Some(top) = entries.first_mut() {
+            top.id = details.image.id.to_string();
+            top.tags = details
+                .image
+                .tags
+                .iter()
+                .filter_map(|t| Reference::parse_normalized(t).ok())
+                .map(|r| r.familiar())
+                .collect();
+        }
+        Ok(entries)
+    }
+
+    /// Stores a loaded or imported image: blobs, snapshots, then the metadata
+    /// row with its tags in one transaction. Returns what the tags replaced.
+    fn store(&self, img: &LoadedImage, tags: &[Reference]) -> Result<Vec<(Reference, Digest)>> {
+        let id = img.id().clone();
+        let lease = self.content.lease();
+        self.content
+            .put_bytes_pinned(img.config.raw(), &lease)
+            .map_err(content_err)?;
+        let chain_ids = img.config.chain_ids();
+        let mut layers = Vec::new();
+        let mut parent: Option<Digest> = None;
+        for (i, layer) in img.layers.iter().enumerate() {
+            let chain = chain_ids.get(i).cloned().ok_or_else(|| {
+                Error::InvalidArgument(format!("image {id} has more layers than diff_ids"))
+            })?;
+            self.store_blob(layer, &lease)?;
+            let size = self.ensure_snapshot(&id, i, layer, &chain, parent.as_ref())?;
+            layers.push(ImageLayer {
+                diff_id: layer.diff_id.clone(),
+                chain_id: chain.clone(),
+                blob_digest: Some(layer.blob_digest.clone()),
+                size,
+            });
+            parent = Some(chain);
+        }
+        let parsed = img.config.parsed();
+        let new = NewImage {
+            id: id.clone(),
+            manifest_digest: None,
+            created: parsed.created.clone(),
+            os: parsed.os.clone().unwrap_or_else(|| "linux".into()),
+            architecture: parsed.architecture.clone().unwrap_or_default(),
+            variant: parsed.variant.clone(),
+            labels: parsed
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            parent_id: None,
+            layers,
+        };
+        let replaced = self
+            .meta()
+            .transaction(|tx| -> Result<Vec<(Reference, Digest)>> {
+                tx.insert_image(&new)?;
+                let mut replaced = Vec::new();
+                for t in tags {
+                    if let Some(old) = tx.tag(&t.to_string(), &id)? {
+                        if old != id {
+                            replaced.push((t.clone(), old));
+                        }
+                    }
+                }
+                Ok(replaced)
+            })?;
+        Ok(replaced)
+    }
+
+    fn store_blob(&self, layer: &LoadedLayer, lease: &berth_content::Lease) -> Result<()> {
+        lease.pin(&layer.blob_digest);
+        if self.content.exists(&layer.blob_digest) {
+            return Ok(());
+        }
+        let mut file = std::fs::File::open(&layer.blob_path)
+            .map_err(|e| Error::io(format!("open {}", layer.blob_path.display()), e))?;
+        let mut writer = self
+            .content
+            .writer(Some(&layer.blob_digest), Some(layer.size))
+            .map_err(content_err)?;
+        std::io::copy(&mut file, &mut writer).map_err(|e| Error::io("store layer blob", e))?;
+        writer.commit_pinned(lease).map_err(content_err)?;
+        Ok(())
+    }
+
+    /// Unpacks a layer into its snapshot unless it already exists; returns
+    /// the layer's size (bytes of its files, as dockerd counts it).
+    fn ensure_snapshot(
+        &self,
+        id: &Digest,
+        index: usize,
+        layer: &LoadedLayer,
+        chain: &Digest,
+        parent: Option<&Digest>,
+    ) -> Result<u64> {
+        let key = chain.to_string();
+        if let Ok(snap) = self.meta().read(|tx| tx.get_snapshot(chain)) {
+            if self.snapshots.exists(&key) {
+                return Ok(snap.size);
+            }
+        }
+        if self.snapshots.exists(&key) {
+            // Left by an interrupted load: not trusted, made again.
+            self.snapshots.remove_layer(&key).map_err(snapshot_err)?;
+        }
+        let reader = LayerReader::open(
+            &layer.blob_path,
+            Some(layer.diff_id.clone()),
+            id.as_str(),
+            index,
+        )
+        .map_err(image_err)?;
+        let parent_key = parent.map(|p| p.to_string());
+        let stats = self
+            .snapshots
+            .apply_layer(&key, parent_key.as_deref(), reader)
+            .map_err(|e| match e {
+                berth_snapshot::Error::Io { .. } | berth_snapshot::Error::Mount { .. } => {
+                    snapshot_err(e)
+                }
+                other => Error::InvalidArgument(format!("layer {index} of image {id}: {other}")),
+            })?;
+        if stats.diff_id != layer.diff_id.to_string() {
+            let _ = self.snapshots.remove_layer(&key);
+            return Err(Error::InvalidArgument(format!(
+                "layer {index} of image {id}: content does not match diff_id {}",
+                layer.diff_id
+            )));
+        }
+        self.meta().transaction(|tx| -> Result<()> {
+            tx.insert_snapshot(&Snapshot {
+                chain_id: chain.clone(),
+                parent: parent.cloned(),
+                key: key.clone(),
+                size: stats.file_bytes,
+                created_at: berth_metadata::now_nanos(),
+            })?;
+            Ok(())
+        })?;
+        Ok(stats.file_bytes)
+    }
+
+    fn spool(&self, what: &str) -> Result<TempDir> {
+        let dir = self.tmp.join(format!(
+            "{what}-{}-{}",
+            std::process::id(),
+            berth_metadata::now_nanos()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        Ok(TempDir(dir))
+    }
+
+    /// `docker load`: a docker-archive or OCI layout tarball. Returns the
+    /// lines docker prints (`Loaded image: …`).
+    pub fn load(&self, reader: impl Read) -> Result<Vec<String>> {
+        let spool = self.spool("load")?;
+        let images = berth_image::load_archive(reader, &spool.0).map_err(image_err)?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines = Vec::new();
+        for img in &images {
+            let replaced = self.store(img, &img.repo_tags)?;
+            for (tag, old) in &replaced {
+                lines.push(format!(
+                    "The image {} already exists, renaming the old one with ID {} to empty string",
+                    tag.familiar(),
+                    old
+                ));
+                self.publish("untag", old, Some(&tag.familiar()));
+            }
+            self.publish("load", img.id(), None);
+            if img.repo_tags.is_empty() {
+                lines.push(format!("Loaded image ID: {}", img.id()));
+            }
+            for t in &img.repo_tags {
+                self.publish("tag", img.id(), Some(&t.familiar()));
+                lines.push(format!("Loaded image: {}", t.familiar()));
+            }
+        }
+        Ok(lines)
+    }
+
+    /// `docker import`: a rootfs tarball becomes a one-layer image.
+    pub fn import(
+        &self,
+        reader: impl Read,
+        tag: Option<Reference>,
+        changes: Vec<String>,
+        message: Option<String>,
+    ) -> Result<Digest> {
+        let spool = self.spool("import")?;
+        let mut opts = berth_image::ImportOptions::new(berth_image::Platform::host());
+        opts.changes = changes;
+        opts.message = message;
+        opts.repo_tag = tag.clone();
+        let img = berth_image::import_rootfs(reader, &spool.0, &opts).map_err(image_err)?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let tags: Vec<Reference> = tag.into_iter().collect();
+        let replaced = self.store(&img, &tags)?;
+        for (t, old) in &replaced {
+            self.publish("untag", old, Some(&t.familiar()));
+        }
+        self.publish("import", img.id(), None);
+        for t in &tags {
+            self.publish("tag", img.id(), Some(&t.familiar()));
+        }
+        Ok(img.id().clone())
+    }
+
+    /// `docker tag SOURCE TARGET`.
+    pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        let (id, _) = self.resolve(source)?;
+        let reference = parse_reference(target)?;
+        if reference.digest().is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to create a tag with a digest reference: {target}"
+            )));
+        }
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.meta().tag(&reference.to_string(), &id)?;
+        if let Some(old) = old.filter(|o| *o != id) {
+            self.publish("untag", &old, Some(&reference.familiar()));
+        }
+        self.publish("tag", &id, Some(&reference.familiar()));
+        Ok(())
+    }
+
+    /// `docker rmi`, with dockerd's rules: a reference to an image with other
+    /// tags only untags; an id with several tags needs force.
+    pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, by_ref) = self.resolve(name)?;
+        let tags = self.meta().read(|tx| tx.tags_of(&id))?;
+        let image = self.meta().get_image(&id)?;
+        let names = tags.len() + image.repo_digests.len();
+        if let Some(reference) = &by_ref {
+            if names > 1 {
+                self.meta().untag(&reference.to_string())?;
+                self.publish("untag", &id, Some(&reference.familiar()));
+                return Ok(vec![Removed::Untagged(reference.familiar())]);
+            }
+        } else if tags.len() > 1 && !force {
+            return Err(Error::Conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                &id.hex()[..12]
+            )));
+        }
+        self.delete(&id).map(|(removed, _)| removed)
+    }
+
+    /// Removes an image with all its names, and its layers no other image
+    /// uses. Returns the lines and the bytes freed.
+    fn delete(&self, id: &Digest) -> Result<(Vec<Removed>, u64)> {
+        let deleted = self.meta().delete_image(id, true)?;
+        let mut removed = Vec::new();
+        for t in deleted.untagged.iter().chain(deleted.repo_digests.iter()) {
+            let familiar = Reference::parse_normalized(t)
+                .map(|r| r.familiar())
+                .unwrap_or_else(|_| t.clone());
+            self.publish("untag", id, Some(&familiar));
+            removed.push(Removed::Untagged(familiar));
+        }
+        removed.push(Removed::Deleted(id.to_string()));
+        self.publish("delete", id, None);
+        let mut freed = 0;
+        for layer in deleted.layers.iter().rev() {
+            let unused = self
+                .meta()
+                .read(|tx| tx.images_using_chain(&layer.chain_id))?
+                .is_empty();
+            if !unused {
+                break;
+            }
+            let snap = self
+                .meta()
+                .transaction(|tx| -> Result<Snapshot> { Ok(tx.delete_snapshot(&layer.chain_id)?) });
+            match snap {
+                Ok(snap) => {
+                    freed += snap.size;
+                    self.snapshots
+                        .remove_layer(&snap.key)
+                        .map_err(snapshot_err)?;
+                    removed.push(Removed::Deleted(layer.chain_id.to_string()));
+                }
+                // Still a parent of another image's snapshot.
+                Err(Error::Conflict(_)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.collect_garbage()?;
+        Ok((removed, freed))
+    }
+
+    /// `docker image prune`: dangling images, or with `all` every image
+    /// (no container uses images yet). `keep` decides per image (filters).
+    pub fn prune(&self, all: bool, keep: impl Fn(&Image) -> bool) -> Result<PruneReport> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let images = self.meta().list_images()?;
+        let mut report = PruneReport::default();
+        for img in images {
+            let dangling = img.tags.is_empty();
+            if !(all || dangling) || keep(&img) {
+                continue;
+            }
+            if self.meta().read(|tx| tx.children(&img.id))?.is_empty() {
+                let (removed, freed) = self.delete(&img.id)?;
+                report.removed.extend(removed);
+                report.space_reclaimed += freed;
+            }
+        }
+        Ok(report)
+    }
+
+    /// `docker save`: the named images as a docker-archive, written to `out`.
+    pub fn save(&self, names: &[String], out: impl Write) -> Result<()> {
+        let mut order: Vec<Digest> = Vec::new();
+        let mut tags: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
+        for name in names {
+            let (id, reference) = self.resolve(name)?;
+            if !order.contains(&id) {
+                order.push(id.clone());
+            }
+            if let Some(r) = reference.filter(|r| r.digest().is_none()) {
+                let list = tags.entry(id).or_default();
+                if !list.contains(&r) {
+                    list.push(r);
+                }
+            }
+        }
+        let mut images = Vec::new();
+        for id in &order {
+            let image = self.meta().get_image(id)?;
+            let config = self.config_of(id)?;
+            let layers = image
+                .layers
+                .iter()
+                .map(|l| {
+                    let blob = l.blob_digest.clone().ok_or_else(|| {
+                        Error::Internal(format!("layer {} of {id} has no blob", l.diff_id))
+                    })?;
+                    let path = self.content.blob_path(&blob);
+                    let size = std::fs::metadata(&path)
+                        .map_err(|e| Error::io(format!("layer blob {blob}"), e))?
+                        .len();
+                    let mut head = [0u8; 8];
+                    let n = std::fs::File::open(&path)
+                        .and_then(|mut f| f.read(&mut head))
+                        .map_err(|e| Error::io(format!("layer blob {blob}"), e))?;
+                    Ok(LoadedLayer {
+                        diff_id: l.diff_id.clone(),
+                        blob_digest: blob,
+                        blob_path: path,
+                        media_type: String::new(),
+                        compression: berth_image::Compression::detect(&head[..n], "")
+                            .map_err(image_err)?,
+                        size,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            images.push(LoadedImage {
+                config,
+                layers,
+                repo_tags: tags.remove(id).unwrap_or_default(),
+            });
+        }
+        berth_image::write_docker_archive(&images, out).map_err(image_err)?;
+        for img in &images {
+            self.publish("save", img.id(), None);
+        }
+        Ok(())
+    }
+
+    /// Bytes of all layer snapshots (`docker system df` LayersSize).
+    pub fn layers_size(&self) -> Result<u64> {
+        Ok(self
+            .meta()
+            .read(|tx| tx.list_snapshots())?
+            .iter()
+            .map(|s| s.size)
+            .sum())
+    }
+}
