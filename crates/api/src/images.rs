@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_engine::images::{HistoryEntry, ImageDetails, Removed};
+use berth_engine::images::{HistoryEntry, ImageDetails, Progress, Removed};
 use berth_engine::Engine;
 use berth_metadata::Image;
 use serde_json::{json, Value};
@@ -348,7 +348,51 @@ fn json_lines(lines: &[Value]) -> Response {
         .into_response()
 }
 
-/// POST /images/load
+/// dockerd's JSON progress message for a layer, which the docker CLI draws
+/// as a bar.
+fn progress_json(p: &Progress) -> Value {
+    match p {
+        Progress::Layer { id, current, total } => {
+            let width = 50u64;
+            let done = if *total == 0 {
+                width
+            } else {
+                (current * width / total).min(width)
+            };
+            let bar = format!(
+                "[{}>{}]",
+                "=".repeat(done.saturating_sub(1) as usize),
+                " ".repeat((width - done) as usize)
+            );
+            json!({
+                "status": "Loading layer",
+                "progressDetail": {"current": current, "total": total},
+                "progress": format!("{bar} {}/{}", human(*current), human(*total)),
+                "id": id,
+            })
+        }
+        Progress::Line(l) => json!({"stream": format!("{l}\n")}),
+    }
+}
+
+/// Sizes as the docker CLI prints them (base 1000).
+fn human(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}{}", units[i])
+    }
+}
+
+/// POST /images/load: progress and results stream as JSON lines; a failure
+/// ends the stream with dockerd's `errorDetail` message.
 pub async fn load(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
@@ -357,14 +401,32 @@ pub async fn load(
     let q = QueryParams::parse(q.as_deref());
     let quiet = q.flag("quiet");
     let reader = BodyReader::new(body);
-    let lines = blocking(&state, move |e| e.images().load(reader)).await?;
-    let _ = quiet;
-    Ok(json_lines(
-        &lines
-            .iter()
-            .map(|l| json!({"stream": format!("{l}\n")}))
-            .collect::<Vec<_>>(),
-    ))
+    let (mut writer, out) = BodyWriter::new();
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut emit = |v: Value| {
+            let mut line = v.to_string().into_bytes();
+            line.push(b'\n');
+            let _ = std::io::Write::write_all(&mut writer, &line);
+        };
+        let result = engine.images().load(reader, &mut |p| {
+            if !(quiet && matches!(p, Progress::Layer { .. })) {
+                emit(progress_json(&p));
+            }
+        });
+        if let Err(e) = result {
+            let msg = e.to_string();
+            emit(json!({"errorDetail": {"message": msg}, "error": msg}));
+        }
+    });
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response())
 }
 
 /// POST /images/create: `fromSrc=-` imports the body (pulls come with the registry work).

@@ -32,6 +32,40 @@ pub struct ImageService {
     driver: Driver,
 }
 
+/// What a long operation reports while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Bytes of a layer processed so far (`id` is the layer's short id).
+    Layer {
+        id: String,
+        current: u64,
+        total: u64,
+    },
+    /// A line of output (`Loaded image: busybox:latest`).
+    Line(String),
+}
+
+/// Counts bytes read and reports them every `step` bytes.
+struct CountingReader<'a, R> {
+    inner: R,
+    read: u64,
+    reported: u64,
+    step: u64,
+    report: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if n == 0 || self.read - self.reported >= self.step {
+            self.reported = self.read;
+            (self.report)(self.read);
+        }
+        Ok(n)
+    }
+}
+
 /// One line of `docker rmi` output.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Removed {
@@ -328,7 +362,12 @@ impl ImageService {
 
     /// Stores a loaded or imported image: blobs, snapshots, then the metadata
     /// row with its tags in one transaction. Returns what the tags replaced.
-    fn store(&self, img: &LoadedImage, tags: &[Reference]) -> Result<Vec<(Reference, Digest)>> {
+    fn store(
+        &self,
+        img: &LoadedImage,
+        tags: &[Reference],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<(Reference, Digest)>> {
         let id = img.id().clone();
         let lease = self.content.lease();
         self.content
@@ -342,7 +381,7 @@ impl ImageService {
                 Error::InvalidArgument(format!("image {id} has more layers than diff_ids"))
             })?;
             self.store_blob(layer, &lease)?;
-            let size = self.ensure_snapshot(&id, i, layer, &chain, parent.as_ref())?;
+            let size = self.ensure_snapshot(&id, i, layer, &chain, parent.as_ref(), progress)?;
             layers.push(ImageLayer {
                 diff_id: layer.diff_id.clone(),
                 chain_id: chain.clone(),
@@ -411,6 +450,7 @@ impl ImageService {
         layer: &LoadedLayer,
         chain: &Digest,
         parent: Option<&Digest>,
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<u64> {
         let key = chain.to_string();
         if let Ok(snap) = self.meta().read(|tx| tx.get_snapshot(chain)) {
@@ -422,13 +462,31 @@ impl ImageService {
             // Left by an interrupted load: not trusted, made again.
             self.snapshots.remove_layer(&key).map_err(snapshot_err)?;
         }
-        let reader = LayerReader::open(
-            &layer.blob_path,
-            Some(layer.diff_id.clone()),
-            id.as_str(),
-            index,
-        )
-        .map_err(image_err)?;
+        let file = std::fs::File::open(&layer.blob_path)
+            .map_err(|e| Error::io(format!("open {}", layer.blob_path.display()), e))?;
+        let short = layer
+            .diff_id
+            .hex()
+            .get(..12)
+            .unwrap_or_default()
+            .to_string();
+        let total = layer.size;
+        let mut report = |current: u64| {
+            progress(Progress::Layer {
+                id: short.clone(),
+                current,
+                total,
+            })
+        };
+        let counted = CountingReader {
+            inner: file,
+            read: 0,
+            reported: 0,
+            step: 1 << 20,
+            report: &mut report,
+        };
+        let reader = LayerReader::new(counted, Some(layer.diff_id.clone()), id.as_str(), index)
+            .map_err(image_err)?;
         let parent_key = parent.map(|p| p.to_string());
         let stats = self
             .snapshots
@@ -470,33 +528,32 @@ impl ImageService {
         Ok(TempDir(dir))
     }
 
-    /// `docker load`: a docker-archive or OCI layout tarball. Returns the
-    /// lines docker prints (`Loaded image: …`).
-    pub fn load(&self, reader: impl Read) -> Result<Vec<String>> {
+    /// `docker load`: a docker-archive or OCI layout tarball, reporting
+    /// layer progress and the lines docker prints (`Loaded image: …`).
+    pub fn load(&self, reader: impl Read, progress: &mut dyn FnMut(Progress)) -> Result<()> {
         let spool = self.spool("load")?;
         let images = berth_image::load_archive(reader, &spool.0).map_err(image_err)?;
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut lines = Vec::new();
         for img in &images {
-            let replaced = self.store(img, &img.repo_tags)?;
+            let replaced = self.store(img, &img.repo_tags, progress)?;
             for (tag, old) in &replaced {
-                lines.push(format!(
+                progress(Progress::Line(format!(
                     "The image {} already exists, renaming the old one with ID {} to empty string",
                     tag.familiar(),
                     old
-                ));
+                )));
                 self.publish("untag", old, Some(&tag.familiar()));
             }
             self.publish("load", img.id(), None);
             if img.repo_tags.is_empty() {
-                lines.push(format!("Loaded image ID: {}", img.id()));
+                progress(Progress::Line(format!("Loaded image ID: {}", img.id())));
             }
             for t in &img.repo_tags {
                 self.publish("tag", img.id(), Some(&t.familiar()));
-                lines.push(format!("Loaded image: {}", t.familiar()));
+                progress(Progress::Line(format!("Loaded image: {}", t.familiar())));
             }
         }
-        Ok(lines)
+        Ok(())
     }
 
     /// `docker import`: a rootfs tarball becomes a one-layer image.
@@ -515,7 +572,7 @@ impl ImageService {
         let img = berth_image::import_rootfs(reader, &spool.0, &opts).map_err(image_err)?;
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let tags: Vec<Reference> = tag.into_iter().collect();
-        let replaced = self.store(&img, &tags)?;
+        let replaced = self.store(&img, &tags, &mut |_| {})?;
         for (t, old) in &replaced {
             self.publish("untag", old, Some(&t.familiar()));
         }
@@ -630,7 +687,9 @@ impl ImageService {
         Ok(report)
     }
 
-    /// `docker save`: the named images as a docker-archive, written to `out`.
+    /// `docker save`: the named images as an OCI image layout that also
+    /// carries docker's manifest.json (as dockerd 25+ writes), so dockerd,
+    /// skopeo and umoci all read it.
     pub fn save(&self, names: &[String], out: impl Write) -> Result<()> {
         let mut order: Vec<Digest> = Vec::new();
         let mut tags: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
@@ -682,7 +741,7 @@ impl ImageService {
                 repo_tags: tags.remove(id).unwrap_or_default(),
             });
         }
-        berth_image::write_docker_archive(&images, out).map_err(image_err)?;
+        berth_image::write_oci_archive(&images, out).map_err(image_err)?;
         for img in &images {
             self.publish("save", img.id(), None);
         }
