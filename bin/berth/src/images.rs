@@ -542,7 +542,9 @@ pub async fn prune(client: &Client, args: &PruneArgs) -> Result<(), Failure> {
             }
         }
     }
-    println!("{output}");
+    if !output.is_empty() {
+        println!("{output}");
+    }
     println!(
         "Total reclaimed space: {}",
         units::human_size(report.space_reclaimed.unwrap_or(0) as f64)

@@ -1,0 +1,837 @@
+#![forbid(unsafe_code)]
+//! The `berth` CLI against Debian's dockerd and against berthd: for each image
+//! command, `berth -H unix://…` must print what `docker -H unix://…` prints
+//! against the same daemon (tables, IDs, messages, exit codes), up to the
+//! "N seconds ago" that moves between the two runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use berth_tests::{make_busybox_rootfs, output_with_timeout, workspace_binary};
+use nix::mount::{umount2, MntFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+
+const DOCKERD: &str = "/usr/sbin/dockerd";
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One dockerd (with its containerd) at a time: two cores run them side by side badly.
+static ONE_DAEMON: Mutex<()> = Mutex::new(());
+
+fn docker_cli() -> PathBuf {
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .expect("no docker CLI in /usr/local/bin or /usr/bin")
+}
+
+fn berth_cli() -> PathBuf {
+    let path = workspace_binary("berth");
+    assert!(
+        path.is_file(),
+        "{} does not exist: build it with `cargo build -p berth-cli`",
+        path.display()
+    );
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// True once `pid` has exited (reaping it if it is our child).
+fn has_exited(pid: Pid) -> bool {
+    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`, for a process identified by its PID.
+fn stop_process(pid: Pid, grace: Duration) {
+    if has_exited(pid) {
+        return;
+    }
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if has_exited(pid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !has_exited(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Processes whose command line names `dir`: the containerd our dockerd started.
+fn processes_naming(dir: &Path) -> Vec<Pid> {
+    let own = std::process::id();
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid as u32 != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .rev()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(berth_tests::unescape_mountinfo(field)))
+        .filter(|mount_point| mount_point.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|mount_point| std::cmp::Reverse(mount_point.components().count()));
+    mounts
+}
+
+/// Host directories dockerd and containerd create whatever their flags say;
+/// removed after the test if they were not there before and are empty.
+const HOST_RUNTIME_DIRS: [&str; 4] = [
+    "/run/containerd/s",
+    "/run/containerd",
+    "/run/docker/plugins",
+    "/run/docker",
+];
+
+/// Debian's dockerd with its own containerd on private directories; dropping
+/// it stops every process it started, unmounts and removes its directories.
+struct Dockerd {
+    dir: PathBuf,
+    daemon: Child,
+    socket: PathBuf,
+    host_dirs_created: Vec<&'static str>,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let guard = ONE_DAEMON.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::Builder::new()
+            .prefix("berth-cli-dockerd-")
+            .tempdir_in("/tmp")
+            .expect("tempdir under /tmp")
+            .keep();
+        let config = dir.join("daemon.json");
+        let settings = serde_json::json!({ "deprecated-key-path": dir.join("key.json") });
+        std::fs::write(&config, settings.to_string()).expect("write daemon.json");
+        let log = std::fs::File::create(dir.join("dockerd.log")).expect("create dockerd.log");
+        let socket = dir.join("docker.sock");
+        let host_dirs_created = HOST_RUNTIME_DIRS
+            .into_iter()
+            .filter(|dir| !Path::new(dir).exists())
+            .collect();
+        let daemon = Command::new(DOCKERD)
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup dockerd.log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {DOCKERD} (package docker.io): {e}"));
+        let dockerd = Dockerd {
+            dir,
+            daemon,
+            socket,
+            host_dirs_created,
+            _one_at_a_time: guard,
+        };
+        let started = Instant::now();
+        loop {
+            let ready = dockerd.socket.exists()
+                && dockerd
+                    .try_run(
+                        &docker_cli(),
+                        &["version", "--format", "{{.Server.Version}}"],
+                    )
+                    .is_ok_and(|out| out.status.success());
+            if ready {
+                break;
+            }
+            assert!(
+                started.elapsed() < STARTUP_TIMEOUT,
+                "dockerd did not come up: {}",
+                std::fs::read_to_string(dockerd.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        dockerd
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    fn try_run(&self, program: &Path, args: &[&str]) -> std::io::Result<Output> {
+        let mut command = Command::new(program);
+        command
+            .arg("-H")
+            .arg(self.host())
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .env_remove("BERTH_HOST")
+            .env_remove("DOCKER_API_VERSION")
+            .env("TZ", "UTC");
+        output_with_timeout(&mut command, COMMAND_TIMEOUT)
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.try_run(&docker_cli(), args).expect("run docker")
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        self.try_run(&berth_cli(), args).expect("run berth")
+    }
+
+    #[track_caller]
+    fn berth_ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(out.status.success(), "berth {args:?}: {}", describe(&out));
+        text(&out.stdout)
+    }
+
+    #[track_caller]
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(out.status.success(), "docker {args:?}: {}", describe(&out));
+        text(&out.stdout)
+    }
+
+    /// Runs `args` with both CLIs and asserts equal exit codes, stdout and
+    /// stderr after `normalize`.
+    #[track_caller]
+    fn compare_with(&self, args: &[&str], normalize: fn(&str) -> String) -> Output {
+        let docker = self.docker(args);
+        let berth = self.berth(args);
+        let what = format!(
+            "{args:?}\n--- docker: {}\n--- berth: {}",
+            describe(&docker),
+            describe(&berth)
+        );
+        assert_eq!(
+            docker.status.code(),
+            berth.status.code(),
+            "exit codes of {what}"
+        );
+        assert_eq!(
+            normalize(&text(&docker.stdout)),
+            normalize(&text(&berth.stdout)),
+            "stdout of {what}"
+        );
+        assert_eq!(
+            normalize(&text(&docker.stderr)),
+            normalize(&text(&berth.stderr)),
+            "stderr of {what}"
+        );
+        berth
+    }
+
+    #[track_caller]
+    fn compare(&self, args: &[&str]) -> Output {
+        self.compare_with(args, table_rows)
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let containerd = std::fs::read_to_string(self.dir.join("exec/containerd/containerd.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+            .map(Pid::from_raw);
+        let mut started_by_daemon = processes_naming(&self.dir);
+        started_by_daemon.extend(containerd);
+        let daemon = Pid::from_raw(self.daemon.id() as i32);
+        stop_process(daemon, Duration::from_secs(20));
+        let _ = self.daemon.wait();
+        for pid in started_by_daemon {
+            if pid != daemon {
+                stop_process(pid, Duration::from_secs(10));
+            }
+        }
+        for pid in processes_naming(&self.dir) {
+            stop_process(pid, Duration::ZERO);
+        }
+        for _ in 0..5 {
+            let mounts = mounts_under(&self.dir);
+            if mounts.is_empty() {
+                break;
+            }
+            for mount_point in mounts {
+                if let Err(e) = umount2(&mount_point, MntFlags::MNT_DETACH) {
+                    eprintln!("cleanup: umount {}: {e}", mount_point.display());
+                }
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("cleanup: remove {}: {e}", self.dir.display());
+        }
+        for dir in &self.host_dirs_created {
+            // Only empty directories go; anything else is someone's.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// A tar of a busybox root filesystem, in a tempdir that lives as long as it.
+struct RootfsTar {
+    dir: tempfile::TempDir,
+}
+
+impl RootfsTar {
+    fn new() -> RootfsTar {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-cli-rootfs-")
+            .tempdir()
+            .expect("tempdir");
+        let rootfs = dir.path().join("rootfs");
+        make_busybox_rootfs(&rootfs).expect("busybox rootfs");
+        let mut tar = Command::new("tar");
+        tar.arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(dir.path().join("rootfs.tar"))
+            .arg(".");
+        let out = output_with_timeout(&mut tar, COMMAND_TIMEOUT).expect("run tar");
+        assert!(out.status.success(), "tar: {}", describe(&out));
+        RootfsTar { dir }
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().join("rootfs.tar").display().to_string()
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// "3 seconds ago", "Less than a second ago", "About a minute ago" → "<ago>".
+fn without_ages(line: &str) -> String {
+    let words: Vec<&str> = line.split(' ').collect();
+    let mut out: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let age = match words[i..] {
+            ["Less", "than", "a", "second", "ago", ..] => Some(5),
+            ["About", "a", "minute", "ago", ..] | ["About", "an", "hour", "ago", ..] => Some(4),
+            [n, _, "ago", ..] if n.parse::<u32>().is_ok() => Some(3),
+            _ => None,
+        };
+        match age {
+            Some(len) => {
+                out.push("<ago>");
+                i += len;
+            }
+            None => {
+                out.push(words[i]);
+                i += 1;
+            }
+        }
+    }
+    out.join(" ")
+}
+
+/// Output compared as a table: ages replaced, columns separated by one tab
+/// whatever their width, rows after the header (if any) sorted: a daemon
+/// lists images created in the same second in any order.
+fn table_rows(output: &str) -> String {
+    let mut lines: Vec<String> = output
+        .lines()
+        .map(|line| {
+            let line = line.replace("\"CreatedSince\":\"", "\"CreatedSince\":\" ");
+            let line = without_ages(&line);
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect();
+    let has_header = lines
+        .first()
+        .is_some_and(|first| !first.is_empty() && !first.chars().any(|c| c.is_ascii_lowercase()));
+    let rows = usize::from(has_header);
+    if lines.len() > rows {
+        lines[rows..].sort();
+    }
+    lines.join("\n")
+}
+
+/// Output compared line for line, in any order.
+fn sorted_lines(output: &str) -> String {
+    let mut lines: Vec<&str> = output.lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// Output with every 64-hex digest replaced, for images made separately.
+fn without_digests(output: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in output.chars().chain(std::iter::once('\n')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() == 64 { "<digest>" } else { &run });
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn server_part(version: &str) -> String {
+    version
+        .split_once("\nServer:")
+        .map(|(_, server)| server.to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn listing_inspecting_and_errors_match_docker() {
+    let dockerd = Dockerd::start();
+    let fixture = RootfsTar::new();
+    let tar = fixture.path();
+
+    let id = dockerd.berth_ok(&["import", &tar, "cli-test/one:latest"]);
+    assert!(id.starts_with("sha256:"), "import printed {id:?}");
+    let listed = dockerd.docker_ok(&["images", "--no-trunc", "-q", "cli-test/one"]);
+    assert_eq!(
+        listed.trim(),
+        id.trim(),
+        "the imported image is listed by docker"
+    );
+    dockerd.berth_ok(&[
+        "image",
+        "import",
+        "--change",
+        "LABEL purpose=cli-test",
+        "--message",
+        "imported by berth",
+        &tar,
+        "cli-test/two:v2",
+    ]);
+    dockerd.docker_ok(&["import", &tar]);
+    assert_eq!(
+        dockerd.berth_ok(&["tag", "cli-test/one", "cli-test/alias:v1"]),
+        ""
+    );
+    dockerd.berth_ok(&["image", "tag", "cli-test/two:v2", "cli-test/two:latest"]);
+
+    for args in [
+        &["images"][..],
+        &["images", "-q"],
+        &["images", "-a"],
+        &["images", "--digests"],
+        &["images", "--no-trunc"],
+        &["image", "ls", "--format", "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.Size}}"],
+        &["images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}} {{.Size}} {{.VirtualSize}} {{.Containers}}"],
+        &["images", "--format", "{{json .}}"],
+        &["images", "--filter", "dangling=true"],
+        &["images", "--filter", "dangling=false", "-q"],
+        &["images", "--filter", "reference=cli-test/two"],
+        &["images", "--filter", "label=purpose=cli-test"],
+        &["images", "cli-test/one"],
+        &["history", "cli-test/two:v2"],
+        &["image", "history", "--no-trunc", "cli-test/two:v2"],
+        &["history", "-H=false", "cli-test/two:v2"],
+        &["history", "-q", "cli-test/one"],
+        &["history", "--format", "{{.ID}}|{{.Size}}|{{.Comment}}", "cli-test/two:v2"],
+        &["image", "inspect", "cli-test/two:v2"],
+        &["inspect", "cli-test/one", "cli-test/two:v2"],
+        &[
+            "image",
+            "inspect",
+            "--format",
+            r#"{{.Id}} {{index .Config.Labels "purpose"}} {{json .RepoTags}} {{.Comment}} {{range .RootFS.Layers}}[{{.}}]{{end}} {{.Size}}"#,
+            "cli-test/two:v2",
+        ],
+        &["info", "--format", "{{.ServerVersion}} {{.Driver}} {{.Images}} {{.DockerRootDir}} {{json .RegistryConfig.InsecureRegistryCIDRs}}"],
+        &["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}} {{.Server.Os}}/{{.Server.Arch}}"],
+        &["system", "df"],
+        &["system", "df", "--format", "{{.Type}}: {{.TotalCount}} {{.Active}} {{.Size}} {{.Reclaimable}}"],
+    ] {
+        dockerd.compare(args);
+    }
+    dockerd.compare_with(&["system", "df", "-v"], sorted_lines);
+
+    // Only the server half: the client halves describe different programs.
+    let docker_version = dockerd.docker_ok(&["version"]);
+    let berth_version = dockerd.berth_ok(&["version"]);
+    assert!(!server_part(&docker_version).is_empty(), "{docker_version}");
+    assert_eq!(server_part(&docker_version), server_part(&berth_version));
+
+    // Daemon errors: docker's message and exit status 1.
+    let out = dockerd.compare(&["rmi", "no-such-image"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error response from daemon: No such image: no-such-image:latest\n"
+    );
+    dockerd.compare(&["rmi", "no-such-image", "other-missing:v1"]);
+    dockerd.compare(&["image", "inspect", "no-such-image"]);
+    dockerd.compare(&["history", "no-such-image"]);
+    dockerd.compare(&["tag", "no-such-image", "x:y"]);
+    dockerd.compare(&["images", "--filter", "bogus=1"]);
+
+    // Command-line errors: the same exit codes (the wording is berth's own).
+    for args in [
+        &["images", "--bogus"][..],
+        &["rmi"],
+        &["tag", "only-one"],
+        &["images", "a", "b"],
+        &["image", "bogus"],
+    ] {
+        let docker = dockerd.docker(args);
+        let berth = dockerd.berth(args);
+        assert_eq!(
+            docker.status.code(),
+            berth.status.code(),
+            "{args:?}\n--- docker: {}\n--- berth: {}",
+            describe(&docker),
+            describe(&berth)
+        );
+        assert!(!berth.stderr.is_empty(), "berth {args:?} explains itself");
+    }
+}
+
+#[test]
+fn save_load_remove_and_prune_match_docker() {
+    let dockerd = Dockerd::start();
+    let fixture = RootfsTar::new();
+    let tar = fixture.path();
+    dockerd.berth_ok(&["import", &tar, "cli-test/one:latest"]);
+    dockerd.berth_ok(&["import", "-m", "second", &tar, "cli-test/two:latest"]);
+
+    // The same archive, entry for entry, from both CLIs.
+    let berth_archive = fixture.file("berth-one.tar");
+    let docker_archive = fixture.file("docker-one.tar");
+    assert_eq!(
+        dockerd.berth_ok(&["save", "-o", &berth_archive, "cli-test/one"]),
+        ""
+    );
+    dockerd.docker_ok(&["save", "-o", &docker_archive, "cli-test/one"]);
+    let listing = |archive: &str| {
+        let mut command = Command::new("tar");
+        command.arg("-tf").arg(archive);
+        let out = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run tar");
+        assert!(
+            out.status.success(),
+            "tar -tf {archive}: {}",
+            describe(&out)
+        );
+        sorted_lines(&text(&out.stdout))
+    };
+    assert_eq!(listing(&berth_archive), listing(&docker_archive));
+    assert!(listing(&berth_archive).contains("manifest.json"));
+
+    // Two images in one archive, removed, then loaded back.
+    let both = fixture.file("both.tar");
+    dockerd.berth_ok(&[
+        "image",
+        "save",
+        "--output",
+        &both,
+        "cli-test/one",
+        "cli-test/two",
+    ]);
+    let removed = dockerd.berth_ok(&["rmi", "cli-test/one", "cli-test/two"]);
+    assert!(
+        removed.contains("Untagged: cli-test/one:latest\n"),
+        "{removed}"
+    );
+    assert!(
+        removed.contains("Untagged: cli-test/two:latest\n"),
+        "{removed}"
+    );
+    assert!(removed.contains("Deleted: sha256:"), "{removed}");
+    let loaded = dockerd.berth_ok(&["load", "-i", &both]);
+    assert_eq!(
+        sorted_lines(&loaded),
+        "Loaded image: cli-test/one:latest\nLoaded image: cli-test/two:latest"
+    );
+    // Removing and loading again through docker prints the same.
+    let docker_removed = dockerd.docker_ok(&["rmi", "cli-test/one", "cli-test/two"]);
+    let docker_loaded = dockerd.docker_ok(&["load", "--input", &both]);
+    dockerd.docker_ok(&["rmi", "cli-test/one", "cli-test/two"]);
+    assert_eq!(sorted_lines(&removed), sorted_lines(&docker_removed));
+    assert_eq!(sorted_lines(&loaded), sorted_lines(&docker_loaded));
+    assert_eq!(
+        sorted_lines(&dockerd.berth_ok(&["image", "load", "-q", "-i", &both])),
+        sorted_lines(&loaded)
+    );
+
+    // save to stdout and load from stdin, as in `berth save x | berth load`.
+    let berth = berth_cli().display().to_string();
+    let piped = format!(
+        "'{berth}' -H '{host}' save cli-test/two > '{file}' && '{berth}' -H '{host}' rmi cli-test/two >/dev/null && '{berth}' -H '{host}' load < '{file}'",
+        host = dockerd.host(),
+        file = fixture.file("piped.tar"),
+    );
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(&piped);
+    let out = output_with_timeout(&mut shell, COMMAND_TIMEOUT).expect("run sh");
+    assert!(out.status.success(), "{piped}: {}", describe(&out));
+    assert_eq!(text(&out.stdout), "Loaded image: cli-test/two:latest\n");
+
+    // A tar archive never goes to a terminal.
+    let mut script = Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!(
+            "'{berth}' -H '{}' save cli-test/two",
+            dockerd.host()
+        ))
+        .arg("/dev/null");
+    let out = output_with_timeout(&mut script, COMMAND_TIMEOUT).expect("run script");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stdout)
+            .contains("cowardly refusing to save to a terminal. Use the -o flag or redirect"),
+        "{}",
+        describe(&out)
+    );
+
+    // prune: dangling images only, then all unused; same report as docker's.
+    let prune_report = |program: &str| {
+        dockerd.docker_ok(&["import", &tar]);
+        let dangling =
+            dockerd.docker_ok(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]);
+        let args = ["image", "prune", "--force"];
+        let out = if program == "berth" {
+            dockerd.berth_ok(&args)
+        } else {
+            dockerd.docker_ok(&args)
+        };
+        assert!(
+            out.contains(&format!("deleted: {}", dangling.trim())),
+            "{out}"
+        );
+        without_digests(&out)
+    };
+    assert_eq!(prune_report("berth"), prune_report("docker"));
+    let out = dockerd.berth_ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.contains("untagged: cli-test/one:latest\n"), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    assert_eq!(dockerd.berth_ok(&["images", "-q"]), "");
+    dockerd.compare(&["image", "prune", "--force", "--filter", "until=1h"]);
+}
+
+#[test]
+fn events_match_docker() {
+    let dockerd = Dockerd::start();
+    let fixture = RootfsTar::new();
+    let since = dockerd.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(!since.is_empty());
+    let start = unix_now() - 1;
+    dockerd.berth_ok(&["import", &fixture.path(), "cli-test/events:one"]);
+    dockerd.berth_ok(&["tag", "cli-test/events:one", "cli-test/events:two"]);
+    dockerd.berth_ok(&["rmi", "cli-test/events:two"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let until = (unix_now() + 1).to_string();
+    let start = start.to_string();
+    let out = dockerd.compare_with(
+        &[
+            "events",
+            "--since",
+            &start,
+            "--until",
+            &until,
+            "--filter",
+            "type=image",
+        ],
+        |s| s.to_owned(),
+    );
+    let events = text(&out.stdout);
+    assert!(events.contains(" image import "), "{events}");
+    assert!(events.contains(" image tag "), "{events}");
+    assert!(events.contains(" image untag "), "{events}");
+    dockerd.compare_with(
+        &[
+            "system",
+            "events",
+            "--since",
+            &start,
+            "--until",
+            &until,
+            "--filter",
+            "event=tag",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.ID}} {{json .Actor.Attributes}}",
+        ],
+        |s| s.to_owned(),
+    );
+}
+
+/// A berthd on private directories, killed by PID and removed on drop.
+struct Berthd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Berthd {
+    fn start() -> Berthd {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-cli-berthd-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
+        let child = Command::new(workspace_binary("berthd"))
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("berthd.pid"))
+            .arg("--config-file")
+            .arg(dir.path().join("daemon.json"))
+            .arg("-H")
+            .arg(format!(
+                "unix://{}",
+                dir.path().join("berthd.sock").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("berthd.log")).expect("log file"))
+            .spawn()
+            .expect("start berthd (build it with `cargo build -p berthd`)");
+        let berthd = Berthd { child, dir };
+        let started = Instant::now();
+        while std::os::unix::net::UnixStream::connect(berthd.socket()).is_err() {
+            assert!(
+                started.elapsed() < STARTUP_TIMEOUT,
+                "berthd did not start: {}",
+                std::fs::read_to_string(berthd.dir.path().join("berthd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        berthd
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("berthd.sock")
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        stop_process(
+            Pid::from_raw(self.child.id() as i32),
+            Duration::from_secs(10),
+        );
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn berth_talks_to_berthd() {
+    let berthd = Berthd::start();
+    let host = format!("unix://{}", berthd.socket().display());
+    let format = "{{.Server.Version}} {{.Server.APIVersion}} {{.Server.Os}}";
+
+    // BERTH_HOST instead of -H.
+    let mut command = Command::new(berth_cli());
+    command
+        .args(["version", "--format", format])
+        .env("BERTH_HOST", &host)
+        .env_remove("DOCKER_HOST");
+    let berth = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run berth");
+    assert!(
+        berth.status.success(),
+        "berth version: {}",
+        describe(&berth)
+    );
+    assert_eq!(
+        text(&berth.stdout).trim(),
+        format!("{} 1.50 linux", env!("CARGO_PKG_VERSION"))
+    );
+
+    let mut command = Command::new(docker_cli());
+    command
+        .arg("-H")
+        .arg(&host)
+        .args(["version", "--format", format]);
+    let docker = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run docker");
+    assert_eq!(text(&docker.stdout), text(&berth.stdout));
+
+    let mut command = Command::new(berth_cli());
+    command.arg("-H").arg(&host).arg("version").env("TZ", "UTC");
+    let berth = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run berth");
+    let mut command = Command::new(docker_cli());
+    command.arg("-H").arg(&host).arg("version").env("TZ", "UTC");
+    let docker = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run docker");
+    assert!(
+        berth.status.success(),
+        "berth version: {}",
+        describe(&berth)
+    );
+    assert_eq!(
+        server_part(&text(&docker.stdout)),
+        server_part(&text(&berth.stdout))
+    );
+
+    // No daemon: exit status 1 and a message naming the socket.
+    let missing = format!(
+        "unix://{}",
+        berthd.dir.path().join("missing.sock").display()
+    );
+    let mut command = Command::new(berth_cli());
+    command.arg("-H").arg(&missing).arg("images");
+    let out = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run berth");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(text(&out.stderr).contains(&missing), "{}", describe(&out));
+}
