@@ -10,6 +10,7 @@ use axum::Json;
 use berth_engine::images::{HistoryEntry, ImageDetails, Progress, Removed};
 use berth_engine::Engine;
 use berth_metadata::Image;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -42,10 +43,18 @@ fn created_unix(image: &Image) -> i64 {
         .unwrap_or(0)
 }
 
-fn summary(image: &Image, show_digests: bool) -> Value {
-    let tags: Vec<String> = image.tags.iter().map(|t| familiar(t)).collect();
-    let digests: Vec<String> = image.repo_digests.iter().map(|t| familiar(t)).collect();
-    let _ = show_digests;
+/// One `/images/json` entry as dockerd 20.10 writes it; `tags` and
+/// `digests` are the references left after the `reference` filter, and an
+/// image without any is shown as `<none>:<none>`.
+fn summary(image: &Image, tags: Vec<String>, digests: Vec<String>) -> Value {
+    let (tags, digests) = if tags.is_empty() && digests.is_empty() {
+        (
+            vec!["<none>:<none>".to_string()],
+            vec!["<none>@<none>".to_string()],
+        )
+    } else {
+        (tags, digests)
+    };
     json!({
         "Containers": -1,
         "Created": created_unix(image),
@@ -60,88 +69,243 @@ fn summary(image: &Image, show_digests: bool) -> Value {
     })
 }
 
-/// Docker's image list filters.
-fn keep_image(
-    image: &Image,
-    all_images: &[Image],
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<bool, ApiError> {
-    for (key, values) in filters {
-        let ok = match key.as_str() {
-            "dangling" => {
-                let want = match values.first().map(String::as_str) {
-                    Some("true") | Some("1") => true,
-                    Some("false") | Some("0") => false,
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "Invalid filter 'dangling={}'",
-                            other.unwrap_or("")
-                        )))
-                    }
-                };
-                image.tags.is_empty() == want
-            }
-            "label" => values.iter().all(|v| match v.split_once('=') {
-                Some((k, val)) => image.labels.get(k).is_some_and(|x| x == val),
-                None => image.labels.contains_key(v),
-            }),
-            "reference" => values.iter().any(|pattern| {
-                image.tags.iter().chain(image.repo_digests.iter()).any(|t| {
-                    let f = familiar(t);
-                    let name = f.split([':', '@']).next().unwrap_or(&f).to_string();
-                    glob_match(pattern, &f) || glob_match(pattern, &name)
-                })
-            }),
-            "before" | "since" => {
-                let mut ok = true;
-                for v in values {
-                    let reference = all_images.iter().find(|i| {
-                        i.id.to_string() == *v
-                            || i.id.hex().starts_with(v.trim_start_matches("sha256:"))
-                            || i.tags.iter().any(|t| familiar(t) == *v || *t == *v)
-                    });
-                    let Some(r) = reference else {
-                        return Err(ApiError::new(
-                            StatusCode::NOT_FOUND,
-                            format!("No such image: {v}"),
-                        ));
-                    };
-                    let (a, b) = (created_unix(image), created_unix(r));
-                    ok &= if key == "before" { a < b } else { a > b };
-                }
-                ok
-            }
-            "until" => {
-                let mut ok = true;
-                for v in values {
-                    let t: i64 = v.parse().map_err(|_| {
-                        ApiError::bad_request(format!("invalid filter 'until={v}'"))
-                    })?;
-                    ok &= created_unix(image) < t;
-                }
-                ok
-            }
-            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
-        };
-        if !ok {
-            return Ok(false);
-        }
+/// dockerd's message for a filter it does not accept or a bad value.
+fn invalid_filter(key: &str, values: Option<&[String]>) -> ApiError {
+    match values {
+        Some(v) => ApiError::bad_request(format!("Invalid filter '{key}=[{}]'", v.join(" "))),
+        None => ApiError::bad_request(format!("Invalid filter '{key}'")),
     }
-    Ok(true)
 }
 
-/// Shell-style `*` and `?` matching (enough for `reference=busy*`).
-fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
-            _ => false,
+fn check_filter_keys(
+    filters: &BTreeMap<String, Vec<String>>,
+    accepted: &[&str],
+) -> Result<(), ApiError> {
+    match filters.keys().find(|k| !accepted.contains(&k.as_str())) {
+        Some(key) => Err(invalid_filter(key, None)),
+        None => Ok(()),
+    }
+}
+
+/// Docker's `label` filter: every `key` or `key=value` given must match.
+fn labels_match(image: &Image, wanted: &[String]) -> bool {
+    wanted.iter().all(|v| match v.split_once('=') {
+        Some((k, val)) => image.labels.get(k).is_some_and(|x| x == val),
+        None => image.labels.contains_key(v),
+    })
+}
+
+/// Docker's `reference` filter on one reference: the pattern against the
+/// familiar form, then against the familiar name.
+fn reference_matches(pattern: &str, reference: &str) -> Result<bool, ApiError> {
+    let bad = || ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "syntax error in pattern");
+    let parsed = berth_engine::images::parse_reference(reference).ok();
+    let familiar = parsed
+        .as_ref()
+        .map(|r| r.familiar())
+        .unwrap_or_else(|| reference.to_string());
+    if path_match(pattern, &familiar).ok_or_else(bad)? {
+        return Ok(true);
+    }
+    Ok(parsed.is_some_and(|r| path_match(pattern, &r.familiar_name()) == Some(true)))
+}
+
+/// An image with the tags and digests a listing shows for it.
+type Listed = (Image, Vec<String>, Vec<String>);
+
+/// The image list of `docker images` and `docker system df`, with dockerd's
+/// rules: `dangling`, `label`, `before`, `since`, `reference` (which also
+/// narrows the references shown), intermediate images only with `all`,
+/// newest first.
+fn list_images(
+    engine: &Engine,
+    filters: &BTreeMap<String, Vec<String>>,
+    all: bool,
+) -> Result<Vec<Listed>, ApiError> {
+    check_filter_keys(
+        filters,
+        &["dangling", "label", "before", "since", "reference"],
+    )?;
+    let mut dangling_only = false;
+    if let Some(values) = filters.get("dangling") {
+        if values.iter().any(|v| v == "true") {
+            dangling_only = true;
+        } else if !values.iter().any(|v| v == "false") {
+            return Err(invalid_filter("dangling", Some(values)));
         }
     }
-    go(pattern.as_bytes(), text.as_bytes())
+    let images = engine.images().list()?;
+    let created_of = |name: &String| -> Result<i64, ApiError> {
+        let (id, _) = engine.images().resolve(name)?;
+        let image = engine.images().inspect(id.as_str())?.image;
+        Ok(image.created_nanos.unwrap_or(i64::MIN))
+    };
+    let before = filters
+        .get("before")
+        .and_then(|v| v.last())
+        .map(created_of)
+        .transpose()?;
+    let since = filters
+        .get("since")
+        .and_then(|v| v.last())
+        .map(created_of)
+        .transpose()?;
+    let parents: std::collections::HashSet<String> = images
+        .iter()
+        .filter_map(|i| i.parent_id.as_ref().map(|p| p.to_string()))
+        .collect();
+    let labels = filters.get("label").cloned().unwrap_or_default();
+    let patterns = filters.get("reference");
+    let mut out = Vec::new();
+    for image in images {
+        let has_children = parents.contains(image.id.as_str());
+        if dangling_only && has_children {
+            continue;
+        }
+        let created = image.created_nanos.unwrap_or(i64::MIN);
+        if before.is_some_and(|b| created >= b) || since.is_some_and(|s| created <= s) {
+            continue;
+        }
+        if !labels.is_empty() && !labels_match(&image, &labels) {
+            continue;
+        }
+        let keep = |reference: &String| -> Result<bool, ApiError> {
+            match patterns {
+                None => Ok(true),
+                Some(patterns) => {
+                    for p in patterns {
+                        if reference_matches(p, reference)? {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                }
+            }
+        };
+        let mut tags = Vec::new();
+        for t in &image.tags {
+            if keep(t)? {
+                tags.push(familiar(t));
+            }
+        }
+        let mut digests = Vec::new();
+        for d in &image.repo_digests {
+            if keep(d)? {
+                digests.push(familiar(d));
+            }
+        }
+        if tags.is_empty() && digests.is_empty() {
+            // Intermediate images only with `all`; never for dangling=false
+            // or a reference filter.
+            if (has_children && !all)
+                || (filters.contains_key("dangling") && !dangling_only)
+                || patterns.is_some()
+            {
+                continue;
+            }
+        } else if dangling_only && !tags.is_empty() {
+            continue;
+        }
+        out.push((image, tags, digests));
+    }
+    // dockerd sorts by creation second, newest first.
+    out.sort_by_key(|(i, _, _)| std::cmp::Reverse(created_unix(i)));
+    Ok(out)
+}
+
+/// Go's `path.Match`: `*` and `?` never match `/`, `[...]` classes with
+/// ranges and `^`, `\` escapes. `None` for a malformed pattern.
+fn path_match(pattern: &str, text: &str) -> Option<bool> {
+    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+        // p starts after '['; returns (matched, chars consumed incl. ']').
+        let mut i = 0;
+        let negate = p.first() == Some(&'^');
+        if negate {
+            i += 1;
+        }
+        let mut matched = false;
+        let mut first = true;
+        loop {
+            let mut lo = *p.get(i)?;
+            if lo == ']' && !first {
+                i += 1;
+                break;
+            }
+            first = false;
+            if lo == '\\' {
+                i += 1;
+                lo = *p.get(i)?;
+            }
+            i += 1;
+            let mut hi = lo;
+            if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&n| n != ']') {
+                i += 1;
+                hi = *p.get(i)?;
+                if hi == '\\' {
+                    i += 1;
+                    hi = *p.get(i)?;
+                }
+                i += 1;
+            }
+            if lo <= c && c <= hi {
+                matched = true;
+            }
+        }
+        Some((matched != negate, i))
+    }
+    fn go(p: &[char], t: &[char]) -> Option<bool> {
+        match p.first() {
+            None => Some(t.is_empty()),
+            Some('*') => {
+                let rest = &p[1..];
+                for skip in 0..=t.len() {
+                    if go(rest, &t[skip..])? {
+                        return Some(true);
+                    }
+                    if t.get(skip) == Some(&'/') {
+                        break;
+                    }
+                }
+                Some(false)
+            }
+            Some('?') => match t.first() {
+                Some(&c) if c != '/' => go(&p[1..], &t[1..]),
+                _ => Some(false),
+            },
+            Some('[') => match t.first() {
+                Some(&c) if c != '/' => {
+                    let (ok, used) = class(&p[1..], c)?;
+                    if ok {
+                        go(&p[1 + used..], &t[1..])
+                    } else {
+                        Some(false)
+                    }
+                }
+                _ => {
+                    class(&p[1..], '\0')?;
+                    Some(false)
+                }
+            },
+            Some('\\') => {
+                let c = *p.get(1)?;
+                if t.first() == Some(&c) {
+                    go(&p[2..], &t[1..])
+                } else {
+                    Some(false)
+                }
+            }
+            Some(&c) => {
+                if t.first() == Some(&c) {
+                    go(&p[1..], &t[1..])
+                } else {
+                    Some(false)
+                }
+            }
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
 }
 
 pub async fn list(
@@ -150,41 +314,214 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let q = QueryParams::parse(q.as_deref());
     let filters = q.filters()?;
-    let digests = q.flag("digests");
-    let images = blocking(&state, |e| e.images().list()).await?;
-    let mut out = Vec::new();
-    for img in &images {
-        if keep_image(img, &images, &filters)? {
-            out.push(summary(img, digests));
-        }
-    }
+    let all = q.flag("all");
+    let engine = state.engine.clone();
+    let images = tokio::task::spawn_blocking(move || list_images(&engine, &filters, all))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let out: Vec<Value> = images
+        .into_iter()
+        .map(|(img, tags, digests)| summary(&img, tags, digests))
+        .collect();
     Ok(Json(out).into_response())
 }
 
-fn inspect_json(d: &ImageDetails, driver: &str) -> Value {
+/// `container.Config` as dockerd serializes it (its field order, `null`
+/// for unset lists and maps, the `omitempty` fields left out), read from
+/// an image config's `config` or `container_config`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ContainerConfig {
+    hostname: String,
+    domainname: String,
+    user: String,
+    attach_stdin: bool,
+    attach_stdout: bool,
+    attach_stderr: bool,
+    #[serde(skip_serializing_if = "is_empty_value")]
+    exposed_ports: Option<Value>,
+    tty: bool,
+    open_stdin: bool,
+    stdin_once: bool,
+    env: Option<Value>,
+    cmd: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<Value>,
+    #[serde(skip_serializing_if = "is_false")]
+    args_escaped: bool,
+    image: String,
+    volumes: Option<Value>,
+    working_dir: String,
+    entrypoint: Option<Value>,
+    #[serde(skip_serializing_if = "is_false")]
+    network_disabled: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    mac_address: String,
+    on_build: Option<Value>,
+    labels: Option<Value>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    stop_signal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_timeout: Option<Value>,
+    #[serde(skip_serializing_if = "is_empty_value")]
+    shell: Option<Value>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_empty_value(v: &Option<Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        Some(_) => false,
+    }
+}
+
+fn container_config(raw: Option<&Value>) -> Option<ContainerConfig> {
+    raw.filter(|v| !v.is_null())
+        .map(|v| serde_json::from_value(v.clone()).unwrap_or_default())
+}
+
+/// A time as Go's JSON encoding writes it (RFC 3339, trailing zeros of the
+/// fraction dropped, `Z` for UTC).
+fn go_time<Tz: chrono::TimeZone>(t: &chrono::DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    use chrono::{Offset, Timelike};
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.nanosecond() % 1_000_000_000;
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    let offset = t.offset().fix().local_minus_utc();
+    if offset == 0 {
+        s.push('Z');
+    } else {
+        s.push_str(&t.format("%:z").to_string());
+    }
+    s
+}
+
+const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectDoc {
+    id: String,
+    repo_tags: Vec<String>,
+    repo_digests: Vec<String>,
+    parent: String,
+    comment: String,
+    created: String,
+    container: String,
+    container_config: ContainerConfig,
+    docker_version: String,
+    author: String,
+    config: Option<ContainerConfig>,
+    architecture: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    variant: String,
+    os: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    os_version: String,
+    size: u64,
+    virtual_size: u64,
+    graph_driver: GraphDriver,
+    #[serde(rename = "RootFS")]
+    root_fs: RootFs,
+    metadata: InspectMetadata,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GraphDriver {
+    data: Option<BTreeMap<String, String>>,
+    name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RootFs {
+    #[serde(rename = "Type")]
+    kind: String,
+    layers: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectMetadata {
+    last_tag_time: String,
+}
+
+/// `docker image inspect` as dockerd 20.10 writes it, field for field and
+/// in its order (the docker CLI prints the daemon's JSON as it comes).
+fn inspect_json(d: &ImageDetails, driver: &str) -> InspectDoc {
     let raw: Value = serde_json::from_slice(d.config.raw()).unwrap_or(Value::Null);
     let parsed = d.config.parsed();
-    json!({
-        "Id": d.image.id.to_string(),
-        "RepoTags": d.image.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
-        "RepoDigests": d.image.repo_digests.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
-        "Parent": d.image.parent_id.as_ref().map(|p| p.to_string()).unwrap_or_default(),
-        "Comment": parsed.comment.clone().unwrap_or_default(),
-        "Created": parsed.created.clone().unwrap_or_default(),
-        "Container": raw.get("container").cloned().unwrap_or(json!("")),
-        "ContainerConfig": raw.get("container_config").cloned().unwrap_or(Value::Null),
-        "DockerVersion": parsed.docker_version.clone().unwrap_or_default(),
-        "Author": parsed.author.clone().unwrap_or_default(),
-        "Config": raw.get("config").cloned().unwrap_or(Value::Null),
-        "Architecture": parsed.architecture.clone().unwrap_or_default(),
-        "Variant": parsed.variant.clone(),
-        "Os": parsed.os.clone().unwrap_or_default(),
-        "Size": d.image.size,
-        "VirtualSize": d.image.size,
-        "GraphDriver": {"Name": driver, "Data": null},
-        "RootFS": {"Type": "layers", "Layers": d.image.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
-        "Metadata": {"LastTagTime": d.image.last_tagged_at.map(|n| chrono::DateTime::from_timestamp_nanos(n).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)).unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string())},
-    })
+    let created = match parsed.created.as_deref() {
+        Some(c) => chrono::DateTime::parse_from_rfc3339(c)
+            .map(|t| go_time(&t))
+            .unwrap_or_else(|_| c.to_string()),
+        None => GO_ZERO_TIME.to_string(),
+    };
+    InspectDoc {
+        id: d.image.id.to_string(),
+        repo_tags: d.image.tags.iter().map(|t| familiar(t)).collect(),
+        repo_digests: d.image.repo_digests.iter().map(|t| familiar(t)).collect(),
+        parent: d
+            .image
+            .parent_id
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        comment: parsed.comment.clone().unwrap_or_default(),
+        created,
+        container: raw
+            .get("container")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        container_config: container_config(raw.get("container_config")).unwrap_or_default(),
+        docker_version: parsed.docker_version.clone().unwrap_or_default(),
+        author: parsed.author.clone().unwrap_or_default(),
+        config: container_config(raw.get("config")),
+        architecture: parsed.architecture.clone().unwrap_or_default(),
+        variant: parsed.variant.clone().unwrap_or_default(),
+        os: parsed.os.clone().unwrap_or_default(),
+        os_version: raw
+            .get("os.version")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        size: d.image.size,
+        virtual_size: d.image.size,
+        graph_driver: GraphDriver {
+            data: None,
+            name: driver.to_string(),
+        },
+        root_fs: RootFs {
+            kind: "layers".to_string(),
+            layers: d
+                .image
+                .layers
+                .iter()
+                .map(|l| l.diff_id.to_string())
+                .collect(),
+        },
+        metadata: InspectMetadata {
+            last_tag_time: d
+                .image
+                .last_tagged_at
+                .map(|n| go_time(&chrono::DateTime::from_timestamp_nanos(n)))
+                .unwrap_or_else(|| GO_ZERO_TIME.to_string()),
+        },
+    }
 }
 
 fn history_json(entries: &[HistoryEntry]) -> Value {
@@ -279,15 +616,13 @@ pub async fn prune(
 ) -> Result<Response, ApiError> {
     let q = QueryParams::parse(q.as_deref());
     let mut filters = q.filters()?;
-    let all = filters
-        .remove("dangling")
-        .and_then(|v| v.first().cloned())
-        .is_some_and(|v| v == "false" || v == "0");
-    for key in filters.keys() {
-        if !matches!(key.as_str(), "until" | "label" | "label!") {
-            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
-        }
-    }
+    let all = match filters.remove("dangling") {
+        None => false,
+        Some(v) if v.iter().any(|x| x == "false" || x == "0") => true,
+        Some(v) if v.iter().any(|x| x == "true" || x == "1") => false,
+        Some(v) => return Err(invalid_filter("dangling", Some(&v))),
+    };
+    check_filter_keys(&filters, &["until", "label", "label!"])?;
     let until = match filters.get("until").and_then(|v| v.first()) {
         Some(v) => Some(parse_until(v)?),
         None => None,
@@ -511,18 +846,35 @@ async fn save(state: AppState, names: Vec<String>) -> Result<Response, ApiError>
         .into_response())
 }
 
-/// GET /system/df
+/// GET /system/df: dockerd's image list (no intermediate images), with the
+/// bytes each image shares with others (layers used by more than one).
 pub async fn disk_usage(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (images, layers) = blocking(&state, |e| {
-        Ok((e.images().list()?, e.images().layers_size()?))
+    let engine = state.engine.clone();
+    let (images, layers) = tokio::task::spawn_blocking(move || {
+        let images = list_images(&engine, &BTreeMap::new(), false)?;
+        let layers = engine.images().layers_size()?;
+        Ok::<_, ApiError>((images, layers))
     })
-    .await?;
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    for (img, _, _) in &images {
+        for l in &img.layers {
+            *uses.entry(l.chain_id.to_string()).or_default() += 1;
+        }
+    }
     let list: Vec<Value> = images
         .iter()
-        .map(|i| {
-            let mut s = summary(i, true);
+        .map(|(img, tags, digests)| {
+            let shared: u64 = img
+                .layers
+                .iter()
+                .filter(|l| uses.get(l.chain_id.as_str()).is_some_and(|n| *n > 1))
+                .map(|l| l.size)
+                .sum();
+            let mut s = summary(img, tags.clone(), digests.clone());
             s["Containers"] = json!(0);
-            s["SharedSize"] = json!(0);
+            s["SharedSize"] = json!(shared);
             s
         })
         .collect();
@@ -541,9 +893,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn globs_match_like_docker_reference_filters() {
-        assert!(glob_match("busy*", "busybox:latest"));
-        assert!(glob_match("*:v?", "app:v1"));
-        assert!(!glob_match("busy*", "alpine:latest"));
+    fn patterns_match_like_go_path_match() {
+        assert_eq!(path_match("busy*", "busybox:latest"), Some(true));
+        assert_eq!(path_match("*:v?", "app:v1"), Some(true));
+        assert_eq!(path_match("busy*", "alpine:latest"), Some(false));
+        // `*` stops at a slash, as in dockerd's reference filter.
+        assert_eq!(path_match("multi*", "localhost:5000/x/multi"), Some(false));
+        assert_eq!(path_match("*/x/*", "localhost:5000/x/multi:v"), Some(true));
+        assert_eq!(path_match("[a-c]b", "bb"), Some(true));
+        assert_eq!(path_match("[^a-c]b", "bb"), Some(false));
+        assert_eq!(path_match("a\\*", "a*"), Some(true));
+        assert_eq!(path_match("[", "a"), None);
+    }
+
+    #[test]
+    fn times_print_as_go_does() {
+        let t =
+            chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05.120000000Z").expect("time");
+        assert_eq!(go_time(&t), "2024-01-02T03:04:05.12Z");
+        let t = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05+02:00").expect("time");
+        assert_eq!(go_time(&t), "2024-01-02T03:04:05+02:00");
     }
 }

@@ -134,6 +134,37 @@ pub fn parse_reference(name: &str) -> Result<Reference> {
     Reference::parse_normalized_tagged(name).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
+/// `sha256:<64 hex>` for a full image id given with or without the prefix.
+fn full_id(name: &str) -> Option<String> {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    (hex.len() == 64 && is_hex_id(hex)).then(|| format!("sha256:{hex}"))
+}
+
+/// Whether `name` names image `id` by id (dockerd's `isImageIDPrefix`).
+fn is_id_prefix(id: &Digest, name: &str) -> bool {
+    id.as_str().starts_with(name) || id.hex().starts_with(name)
+}
+
+/// dockerd's `isSingleReference`: at most one tag, and every reference in
+/// the repository of that tag (or of the only digest).
+fn is_single_reference(refs: &[Reference]) -> bool {
+    if refs.len() <= 1 {
+        return refs.len() == 1;
+    }
+    let mut tags = refs.iter().filter(|r| r.digest().is_none());
+    let single = match (tags.next(), tags.next()) {
+        (_, Some(_)) => return false,
+        (Some(tag), None) => tag,
+        (None, None) => &refs[0],
+    };
+    let digest_repos: HashSet<String> = refs
+        .iter()
+        .filter(|r| r.digest().is_some())
+        .map(|r| r.name())
+        .collect();
+    digest_repos.len() == 1 && digest_repos.contains(&single.name())
+}
+
 fn is_hex_id(name: &str) -> bool {
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
     !hex.is_empty()
@@ -260,36 +291,58 @@ impl ImageService {
         Ok(report.bytes_freed)
     }
 
-    fn publish(&self, action: &str, id: &Digest, name: Option<&str>) {
-        let mut attrs = BTreeMap::new();
-        if let Some(n) = name {
-            attrs.insert("name".to_string(), n.to_string());
-        }
+    /// An image event as dockerd logs it: the image's labels plus `name`
+    /// (the tag for `tag`, the image id for every other action).
+    fn publish(&self, action: &str, id: &Digest, name: &str, labels: &BTreeMap<String, String>) {
+        let mut attrs = labels.clone();
+        attrs.insert("name".to_string(), name.to_string());
         self.events
             .publish(Event::new("image", action, id.as_str(), attrs));
     }
 
-    /// Finds an image the way the docker CLI names one: a reference (tag or
-    /// digest), a full id, or an unambiguous id prefix. Returns the id and,
-    /// when found by reference, the normalized reference.
+    /// Labels of an image for its events (none once it is deleted).
+    fn labels_of(&self, id: &Digest) -> BTreeMap<String, String> {
+        self.meta()
+            .get_image(id)
+            .map(|i| i.labels)
+            .unwrap_or_default()
+    }
+
+    /// Finds an image the way dockerd does: a full id (`sha256:` optional)
+    /// is only an id; anything else must be a valid reference, looked up as
+    /// a tag (`latest` added) or digest first, then as an unambiguous id
+    /// prefix. Errors carry dockerd's messages (`No such image: x:latest`,
+    /// `invalid reference format…`). Returns the id and, when found by
+    /// reference, the normalized reference.
     pub fn resolve(&self, name: &str) -> Result<(Digest, Option<Reference>)> {
-        let no_such = || Error::NotFound(format!("No such image: {name}"));
+        use berth_metadata::Error as M;
         let meta = self.meta();
-        if let Ok(reference) = Reference::parse_normalized_tagged(name) {
-            match meta.resolve_reference(&reference.to_string()) {
-                Ok(id) => return Ok((id, Some(reference))),
-                Err(berth_metadata::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if is_hex_id(name) {
-            return match meta.resolve_id(name) {
+        if let Some(full) = full_id(name) {
+            return match meta.resolve_id(&full) {
                 Ok(id) => Ok((id, None)),
-                Err(berth_metadata::Error::NotFound { .. }) => Err(no_such()),
+                Err(M::NotFound { .. }) => Err(Error::NotFound(format!("No such image: {full}"))),
                 Err(e) => Err(e.into()),
             };
         }
-        Err(no_such())
+        let reference = Reference::parse_normalized(name)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?
+            .with_default_tag();
+        match meta.resolve_reference(&reference.to_string()) {
+            Ok(id) => return Ok((id, Some(reference))),
+            Err(M::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if is_hex_id(name) {
+            match meta.resolve_id(name) {
+                Ok(id) => return Ok((id, None)),
+                Err(M::NotFound { .. } | M::Ambiguous { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::NotFound(format!(
+            "No such image: {}",
+            reference.familiar()
+        )))
     }
 
     pub fn list(&self) -> Result<Vec<Image>> {
@@ -366,6 +419,7 @@ impl ImageService {
         &self,
         img: &LoadedImage,
         tags: &[Reference],
+        counts_as_tagging: bool,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<(Reference, Digest)>> {
         let id = img.id().clone();
@@ -412,6 +466,7 @@ impl ImageService {
             .meta()
             .transaction(|tx| -> Result<Vec<(Reference, Digest)>> {
                 tx.insert_image(&new)?;
+                let tagged_at = tx.get_image(&id)?.last_tagged_at;
                 let mut replaced = Vec::new();
                 for t in tags {
                     if let Some(old) = tx.tag(&t.to_string(), &id)? {
@@ -419,6 +474,9 @@ impl ImageService {
                             replaced.push((t.clone(), old));
                         }
                     }
+                }
+                if !counts_as_tagging {
+                    tx.set_last_tagged_at(&id, tagged_at)?;
                 }
                 Ok(replaced)
             })?;
@@ -504,17 +562,23 @@ impl ImageService {
                 layer.diff_id
             )));
         }
+        // dockerd's overlay2 counts what the layer's directory holds (symlinks
+        // included, hard links once); its vfs driver the file bytes unpacked.
+        let size = match self.driver {
+            Driver::Overlay => self.snapshots.usage(&key).map_err(snapshot_err)?,
+            Driver::Vfs => stats.file_bytes,
+        };
         self.meta().transaction(|tx| -> Result<()> {
             tx.insert_snapshot(&Snapshot {
                 chain_id: chain.clone(),
                 parent: parent.cloned(),
                 key: key.clone(),
-                size: stats.file_bytes,
+                size,
                 created_at: berth_metadata::now_nanos(),
             })?;
             Ok(())
         })?;
-        Ok(stats.file_bytes)
+        Ok(size)
     }
 
     fn spool(&self, what: &str) -> Result<TempDir> {
@@ -534,24 +598,27 @@ impl ImageService {
         let spool = self.spool("load")?;
         let images = berth_image::load_archive(reader, &spool.0).map_err(image_err)?;
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // As dockerd: tags set by a load are not `tag` events, and a tag
+        // moved away from another image is no `untag` event.
         for img in &images {
-            let replaced = self.store(img, &img.repo_tags, progress)?;
+            let replaced = self.store(img, &img.repo_tags, false, progress)?;
             for (tag, old) in &replaced {
                 progress(Progress::Line(format!(
                     "The image {} already exists, renaming the old one with ID {} to empty string",
                     tag.familiar(),
                     old
                 )));
-                self.publish("untag", old, Some(&tag.familiar()));
             }
-            self.publish("load", img.id(), None);
             if img.repo_tags.is_empty() {
                 progress(Progress::Line(format!("Loaded image ID: {}", img.id())));
             }
             for t in &img.repo_tags {
-                self.publish("tag", img.id(), Some(&t.familiar()));
                 progress(Progress::Line(format!("Loaded image: {}", t.familiar())));
             }
+        }
+        for img in &images {
+            let labels = self.labels_of(img.id());
+            self.publish("load", img.id(), img.id().as_str(), &labels);
         }
         Ok(())
     }
@@ -572,14 +639,12 @@ impl ImageService {
         let img = berth_image::import_rootfs(reader, &spool.0, &opts).map_err(image_err)?;
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let tags: Vec<Reference> = tag.into_iter().collect();
-        let replaced = self.store(&img, &tags, &mut |_| {})?;
-        for (t, old) in &replaced {
-            self.publish("untag", old, Some(&t.familiar()));
-        }
-        self.publish("import", img.id(), None);
+        self.store(&img, &tags, true, &mut |_| {})?;
+        let labels = self.labels_of(img.id());
         for t in &tags {
-            self.publish("tag", img.id(), Some(&t.familiar()));
+            self.publish("tag", img.id(), &t.familiar(), &labels);
         }
+        self.publish("import", img.id(), img.id().as_str(), &labels);
         Ok(img.id().clone())
     }
 
@@ -593,51 +658,101 @@ impl ImageService {
             )));
         }
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.meta().tag(&reference.to_string(), &id)?;
-        if let Some(old) = old.filter(|o| *o != id) {
-            self.publish("untag", &old, Some(&reference.familiar()));
-        }
-        self.publish("tag", &id, Some(&reference.familiar()));
+        // A tag taken from another image is no `untag` event in dockerd.
+        self.meta().tag(&reference.to_string(), &id)?;
+        let labels = self.labels_of(&id);
+        self.publish("tag", &id, &reference.familiar(), &labels);
         Ok(())
     }
 
-    /// `docker rmi`, with dockerd's rules: a reference to an image with other
-    /// tags only untags; an id with several tags needs force.
+    /// `docker rmi`, with dockerd's rules: a reference only untags while
+    /// the image keeps other names (a tag's digests in its repository go
+    /// with the repository's last tag); an id deletes, which needs `force`
+    /// when the image is named in several repositories.
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let (id, by_ref) = self.resolve(name)?;
-        let tags = self.meta().read(|tx| tx.tags_of(&id))?;
         let image = self.meta().get_image(&id)?;
-        let names = tags.len() + image.repo_digests.len();
-        if let Some(reference) = &by_ref {
-            if names > 1 {
-                self.meta().untag(&reference.to_string())?;
-                self.publish("untag", &id, Some(&reference.familiar()));
-                return Ok(vec![Removed::Untagged(reference.familiar())]);
+        let refs: Vec<Reference> = image
+            .tags
+            .iter()
+            .chain(image.repo_digests.iter())
+            .filter_map(|t| Reference::parse_normalized(t).ok())
+            .collect();
+        match by_ref.filter(|_| !is_id_prefix(&id, name)) {
+            Some(reference) => {
+                self.unname(&reference)?;
+                self.publish("untag", &id, id.as_str(), &image.labels);
+                let mut out = vec![Removed::Untagged(reference.familiar())];
+                let mut remaining: Vec<Reference> =
+                    refs.into_iter().filter(|r| *r != reference).collect();
+                let repo_keeps_a_tag = remaining
+                    .iter()
+                    .any(|r| r.digest().is_none() && r.name() == reference.name());
+                if reference.digest().is_none() && !repo_keeps_a_tag {
+                    let (digests, others): (Vec<_>, Vec<_>) = remaining
+                        .into_iter()
+                        .partition(|r| r.name() == reference.name());
+                    for r in digests {
+                        self.unname(&r)?;
+                        out.push(Removed::Untagged(r.familiar()));
+                    }
+                    remaining = others;
+                }
+                if remaining.is_empty() {
+                    out.extend(self.delete(&id, &image.labels)?.0);
+                }
+                Ok(out)
             }
-        } else if tags.len() > 1 && !force {
-            return Err(Error::Conflict(format!(
-                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                &id.hex()[..12]
-            )));
+            None => {
+                if !force && refs.len() > 1 && !is_single_reference(&refs) {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        &id.hex()[..12]
+                    )));
+                }
+                Ok(self.delete(&id, &image.labels)?.0)
+            }
         }
-        self.delete(&id).map(|(removed, _)| removed)
+    }
+
+    /// Removes one tag or digest reference.
+    fn unname(&self, reference: &Reference) -> Result<()> {
+        let key = reference.to_string();
+        if reference.digest().is_some() {
+            self.meta()
+                .transaction(|tx| -> Result<Digest> { Ok(tx.remove_repo_digest(&key)?) })?;
+        } else {
+            self.meta().untag(&key)?;
+        }
+        Ok(())
     }
 
     /// Removes an image with all its names, and its layers no other image
     /// uses. Returns the lines and the bytes freed.
-    fn delete(&self, id: &Digest) -> Result<(Vec<Removed>, u64)> {
+    fn delete(
+        &self,
+        id: &Digest,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(Vec<Removed>, u64)> {
         let deleted = self.meta().delete_image(id, true)?;
         let mut removed = Vec::new();
-        for t in deleted.untagged.iter().chain(deleted.repo_digests.iter()) {
+        // dockerd lists references sorted by their full name.
+        let mut names: Vec<&String> = deleted
+            .untagged
+            .iter()
+            .chain(deleted.repo_digests.iter())
+            .collect();
+        names.sort();
+        for t in names {
             let familiar = Reference::parse_normalized(t)
                 .map(|r| r.familiar())
                 .unwrap_or_else(|_| t.clone());
-            self.publish("untag", id, Some(&familiar));
+            self.publish("untag", id, id.as_str(), labels);
             removed.push(Removed::Untagged(familiar));
         }
         removed.push(Removed::Deleted(id.to_string()));
-        self.publish("delete", id, None);
+        self.publish("delete", id, id.as_str(), &BTreeMap::new());
         let mut freed = 0;
         for layer in deleted.layers.iter().rev() {
             let unused = self
@@ -679,10 +794,18 @@ impl ImageService {
                 continue;
             }
             if self.meta().read(|tx| tx.children(&img.id))?.is_empty() {
-                let (removed, freed) = self.delete(&img.id)?;
+                let (removed, freed) = self.delete(&img.id, &img.labels)?;
                 report.removed.extend(removed);
                 report.space_reclaimed += freed;
             }
+        }
+        if !report.removed.is_empty() {
+            let attrs =
+                BTreeMap::from([("reclaimed".to_string(), report.space_reclaimed.to_string())]);
+            let mut event = Event::new("image", "prune", "", attrs);
+            // dockerd's prune event has no image, so no legacy `id` either.
+            event.id = None;
+            self.events.publish(event);
         }
         Ok(report)
     }
@@ -743,7 +866,8 @@ impl ImageService {
         }
         berth_image::write_oci_archive(&images, out).map_err(image_err)?;
         for img in &images {
-            self.publish("save", img.id(), None);
+            let labels = self.labels_of(img.id());
+            self.publish("save", img.id(), img.id().as_str(), &labels);
         }
         Ok(())
     }

@@ -334,6 +334,19 @@ impl Tx<'_> {
         self.point(Table::Tags, reference, id)
     }
 
+    /// Sets (or clears) when the image was last tagged: a load restores the
+    /// value it had before, as dockerd's load does not count as tagging.
+    pub fn set_last_tagged_at(&self, id: &Digest, at: Option<i64>) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE images SET last_tagged_at = ?2 WHERE id = ?1",
+            params![id.as_str(), at],
+        )?;
+        if changed == 0 {
+            return Err(not_found("image", id));
+        }
+        Ok(())
+    }
+
     /// Removes a tag; returns the image it pointed to.
     pub fn untag(&self, reference: &str) -> Result<Digest> {
         self.unpoint(Table::Tags, reference)

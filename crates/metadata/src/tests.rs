@@ -724,3 +724,23 @@ fn a_second_connection_reads_while_one_writes() {
     }
     reader.join().unwrap();
 }
+
+#[test]
+fn last_tag_time_can_be_restored() {
+    let (_dir, mut store) = store();
+    let new = image("busybox", vec![layer("a", 1)]);
+    store.insert_image(&new).unwrap();
+    store
+        .transaction(|tx| -> Result<(), Error> {
+            tx.tag("docker.io/library/busybox:latest", &new.id)?;
+            tx.set_last_tagged_at(&new.id, None)
+        })
+        .unwrap();
+    let got = store.get_image(&new.id).unwrap();
+    assert_eq!(got.tags, vec!["docker.io/library/busybox:latest"]);
+    assert!(got.last_tagged_at.is_none());
+    assert!(matches!(
+        store.transaction(|tx| tx.set_last_tagged_at(&d("nope"), Some(1))),
+        Err(Error::NotFound { .. })
+    ));
+}
