@@ -42,16 +42,67 @@ pub struct Flags {
     /// Group that owns the UNIX socket (0660) when it exists; otherwise 0600
     #[arg(short = 'G', long = "group")]
     pub group: Option<String>,
-    /// Allow tcp:// hosts without TLS (anyone who can connect is root)
+    /// Allow tcp:// hosts without TLS, or with --tls but without --tlsverify
+    /// (anyone who can connect is root)
     #[arg(long = "insecure-plain-tcp")]
     pub insecure_plain_tcp: bool,
+    /// Serve tcp:// hosts over TLS; implied by --tlsverify
+    #[arg(long = "tls", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// Serve tcp:// hosts over TLS and require client certificates signed by --tlscacert
+    #[arg(long = "tlsverify", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// CA that signs the client certificates berthd accepts [default: /etc/berth/ca.pem]
+    #[arg(long = "tlscacert", value_name = "PATH")]
+    pub tlscacert: Option<PathBuf>,
+    /// The daemon's TLS certificate [default: /etc/berth/cert.pem]
+    #[arg(long = "tlscert", value_name = "PATH")]
+    pub tlscert: Option<PathBuf>,
+    /// The daemon's TLS private key [default: /etc/berth/key.pem]
+    #[arg(long = "tlskey", value_name = "PATH")]
+    pub tlskey: Option<PathBuf>,
+}
+
+pub const DEFAULT_TLS_CA: &str = "/etc/berth/ca.pem";
+pub const DEFAULT_TLS_CERT: &str = "/etc/berth/cert.pem";
+pub const DEFAULT_TLS_KEY: &str = "/etc/berth/key.pem";
+
+/// dockerd's ports: 2375 for plain HTTP, 2376 for TLS.
+const DEFAULT_TCP_PORT: u16 = 2375;
+const DEFAULT_TLS_PORT: u16 = 2376;
+
+/// Where the API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Unix(PathBuf),
+    /// `host:port`, IPv6 hosts in brackets, ready for a socket bind.
+    Tcp(String),
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Unix(p) => write!(f, "unix://{}", p.display()),
+            Host::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// The TLS files of the tcp:// hosts, as dockerd's `--tls*` flags give them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Require client certificates signed by `ca` (`--tlsverify`).
+    pub verify: bool,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
 
 #[derive(Debug)]
 pub struct DaemonConfig {
-    pub hosts: Vec<String>,
+    pub hosts: Vec<Host>,
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
     pub storage_driver: Option<String>,
@@ -59,6 +110,8 @@ pub struct DaemonConfig {
     pub log_level: String,
     pub debug: bool,
     pub group: String,
+    /// Set when TLS is on (`--tls` or `--tlsverify`); applies to every tcp:// host.
+    pub tls: Option<TlsSettings>,
 }
 
 /// daemon.json keys dockerd knows that berthd accepts; the ones it does not
@@ -151,6 +204,26 @@ impl DaemonConfig {
         )?;
         let log_level = pick_str("log-level", flags.log_level.clone())?;
         let group = pick_str("group", flags.group.clone())?;
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let tlscacert = pick_str("tlscacert", path(&flags.tlscacert))?;
+        let tlscert = pick_str("tlscert", path(&flags.tlscert))?;
+        let tlskey = pick_str("tlskey", path(&flags.tlskey))?;
+        let mut pick_bool = |key: &str, flag: Option<bool>| -> Result<bool> {
+            let from_file = match file.get(key) {
+                Some(v) => Some(
+                    v.as_bool()
+                        .with_context(|| format!("daemon.json: {key} must be true or false"))?,
+                ),
+                None => None,
+            };
+            if let (Some(f), Some(v)) = (flag, from_file) {
+                both.push(format!("{key}: (from flag: {f}, from file: {v})"));
+            }
+            Ok(flag.or(from_file).unwrap_or(false))
+        };
+        let tlsverify = pick_bool("tlsverify", flags.tlsverify)?;
+        // As in dockerd, --tlsverify turns TLS on whatever --tls says.
+        let tls_on = pick_bool("tls", flags.tls)? || tlsverify;
         let hosts = match (flags.hosts.is_empty(), file.get("hosts")) {
             (false, Some(_)) => {
                 both.push("hosts".to_string());
@@ -178,20 +251,31 @@ impl DaemonConfig {
             "fatal" => "error".to_string(),
             other => bail!("unable to parse logging level: {other}"),
         };
+        let hosts = hosts
+            .iter()
+            .map(|h| parse_host(h, tls_on))
+            .collect::<Result<Vec<Host>>>()?;
         for h in &hosts {
-            if h.starts_with("unix://") {
+            if !matches!(h, Host::Tcp(_)) || flags.insecure_plain_tcp {
                 continue;
             }
-            if h.starts_with("tcp://") {
-                if !flags.insecure_plain_tcp {
-                    bail!(
-                        "refusing to listen on {h}: plain TCP gives root on this host to anyone who can connect (TLS is not supported yet; pass --insecure-plain-tcp to do it anyway)"
-                    );
-                }
-                continue;
+            if !tls_on {
+                bail!(
+                    "refusing to listen on {h}: plain TCP gives root on this host to anyone who can connect; serve it with mutual TLS (--tlsverify --tlscacert --tlscert --tlskey), or pass --insecure-plain-tcp to do it anyway"
+                );
             }
-            bail!("invalid host {h:?}: expected unix:///path or tcp://host:port");
+            if !tlsverify {
+                bail!(
+                    "refusing to listen on {h} with --tls but without --tlsverify: clients are not asked for a certificate, so anyone who can connect is root on this host; add --tlsverify (clients need a certificate signed by --tlscacert), or pass --insecure-plain-tcp to do it anyway"
+                );
+            }
         }
+        let tls = tls_on.then(|| TlsSettings {
+            verify: tlsverify,
+            ca: PathBuf::from(tlscacert.unwrap_or_else(|| DEFAULT_TLS_CA.to_string())),
+            cert: PathBuf::from(tlscert.unwrap_or_else(|| DEFAULT_TLS_CERT.to_string())),
+            key: PathBuf::from(tlskey.unwrap_or_else(|| DEFAULT_TLS_KEY.to_string())),
+        });
         let debug = flags.debug || file.get("debug").and_then(|v| v.as_bool()).unwrap_or(false);
         for key in file.keys() {
             if !matches!(
@@ -204,6 +288,11 @@ impl DaemonConfig {
                     | "log-level"
                     | "debug"
                     | "group"
+                    | "tls"
+                    | "tlsverify"
+                    | "tlscacert"
+                    | "tlscert"
+                    | "tlskey"
             ) {
                 eprintln!("berthd: daemon.json: {key} is accepted but not acted on yet");
             }
@@ -221,11 +310,48 @@ impl DaemonConfig {
             log_level,
             debug,
             group: group.unwrap_or_else(|| "docker".to_string()),
+            tls,
         })
     }
 }
 
 pub const DEFAULT_SOCKET: &str = "/run/berth.sock";
+
+/// One `-H` value as dockerd reads it: `unix:///path` (empty path: the
+/// default socket), `tcp://host:port`, or `host:port` without a scheme. A tcp
+/// host without a port gets 2376 with TLS and 2375 without; without a host,
+/// 127.0.0.1.
+fn parse_host(value: &str, tls: bool) -> Result<Host> {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once("://").unwrap_or(("tcp", value));
+    match scheme {
+        "unix" if rest.is_empty() => Ok(Host::Unix(PathBuf::from(DEFAULT_SOCKET))),
+        "unix" => Ok(Host::Unix(PathBuf::from(rest))),
+        "tcp" => {
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            if rest.contains('/') {
+                bail!("invalid host {value:?}: a tcp:// address takes no path");
+            }
+            let (host, port) = match rest.rsplit_once(':') {
+                // A bare IPv6 address in brackets has colons but no port.
+                Some((h, p)) if !p.contains(']') => (h, Some(p)),
+                _ => (rest, None),
+            };
+            let host = if host.is_empty() { "127.0.0.1" } else { host };
+            let port = match port {
+                None | Some("") if tls => DEFAULT_TLS_PORT,
+                None | Some("") => DEFAULT_TCP_PORT,
+                Some(p) => p.parse::<u16>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "invalid host {value:?}: port {p:?} is not a number from 0 to 65535"
+                    )
+                })?,
+            };
+            Ok(Host::Tcp(format!("{host}:{port}")))
+        }
+        _ => bail!("invalid host {value:?}: expected unix:///path or tcp://host:port"),
+    }
+}
 
 fn read_file(flags: &Flags) -> Result<BTreeMap<String, serde_json::Value>> {
     let path = &flags.config_file;
@@ -302,7 +428,7 @@ mod tests {
         let ok = DaemonConfig::resolve(&flags(&["--config-file", file.to_str().expect("utf8")]))
             .expect("valid");
         assert_eq!(ok.storage_driver.as_deref(), Some("vfs"));
-        assert_eq!(ok.hosts, vec![format!("unix://{DEFAULT_SOCKET}")]);
+        assert_eq!(ok.hosts, vec![Host::Unix(PathBuf::from(DEFAULT_SOCKET))]);
         let err = DaemonConfig::resolve(&flags(&[
             "--config-file",
             file.to_str().expect("utf8"),
@@ -311,5 +437,88 @@ mod tests {
         ]))
         .expect_err("plain tcp");
         assert!(err.to_string().contains("plain TCP"));
+    }
+
+    #[test]
+    fn tcp_hosts_get_dockerds_default_ports() {
+        let tcp = |h: &str| Host::Tcp(h.to_string());
+        assert_eq!(
+            parse_host("tcp://127.0.0.1", true).expect("tls"),
+            tcp("127.0.0.1:2376")
+        );
+        assert_eq!(
+            parse_host("tcp://127.0.0.1:", false).expect("plain"),
+            tcp("127.0.0.1:2375")
+        );
+        assert_eq!(
+            parse_host("tcp://", true).expect("empty"),
+            tcp("127.0.0.1:2376")
+        );
+        assert_eq!(
+            parse_host("127.0.0.1:4000", true).expect("bare"),
+            tcp("127.0.0.1:4000")
+        );
+        assert_eq!(
+            parse_host("tcp://[::1]", true).expect("v6"),
+            tcp("[::1]:2376")
+        );
+        assert_eq!(
+            parse_host("tcp://[::1]:9/", true).expect("v6 port"),
+            tcp("[::1]:9")
+        );
+        assert_eq!(
+            parse_host("unix://", false).expect("unix"),
+            Host::Unix(PathBuf::from(DEFAULT_SOCKET))
+        );
+        for bad in [
+            "tcp://127.0.0.1:http",
+            "tcp://127.0.0.1:2376/v1",
+            "fd://",
+            "ssh://x",
+        ] {
+            let err = parse_host(bad, true).expect_err(bad);
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn tls_keys_come_from_flags_or_daemon_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("daemon.json");
+        let file_arg = file.to_str().expect("utf8");
+        std::fs::write(
+            &file,
+            r#"{"tlsverify": true, "tlscert": "/c.pem", "hosts": ["tcp://127.0.0.1"]}"#,
+        )
+        .expect("write");
+        let ok = DaemonConfig::resolve(&flags(&["--config-file", file_arg, "--tlskey", "/k.pem"]))
+            .expect("tlsverify from the file");
+        assert_eq!(ok.hosts, vec![Host::Tcp("127.0.0.1:2376".to_string())]);
+        assert_eq!(
+            ok.tls,
+            Some(TlsSettings {
+                verify: true,
+                ca: PathBuf::from(DEFAULT_TLS_CA),
+                cert: PathBuf::from("/c.pem"),
+                key: PathBuf::from("/k.pem"),
+            })
+        );
+        let err =
+            DaemonConfig::resolve(&flags(&["--config-file", file_arg, "--tlscert", "/d.pem"]))
+                .expect_err("set both ways");
+        assert!(err.to_string().contains("tlscert"), "{err}");
+
+        std::fs::write(&file, r#"{"tls": true, "hosts": ["tcp://127.0.0.1"]}"#).expect("write");
+        let err = DaemonConfig::resolve(&flags(&["--config-file", file_arg]))
+            .expect_err("tls without verify on tcp");
+        assert!(err.to_string().contains("without --tlsverify"), "{err}");
+        let ok =
+            DaemonConfig::resolve(&flags(&["--config-file", file_arg, "--insecure-plain-tcp"]))
+                .expect("explicitly insecure");
+        assert_eq!(ok.tls.map(|t| t.verify), Some(false));
+
+        std::fs::write(&file, "{}").expect("write");
+        let plain = DaemonConfig::resolve(&flags(&["--config-file", file_arg])).expect("unix only");
+        assert_eq!(plain.tls, None);
     }
 }

@@ -1,9 +1,10 @@
 #![forbid(unsafe_code)]
 //! berthd: the Berth daemon. Parses dockerd's flags and daemon.json keys,
 //! takes the data-root lock, opens the engine and serves the Docker Engine
-//! API on its sockets until SIGTERM or SIGINT.
+//! API on its sockets (tcp:// ones over TLS, see `tls`) until SIGTERM or SIGINT.
 
 mod config;
+mod tls;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,12 +13,20 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 
-use crate::config::{DaemonConfig, Flags};
+use crate::config::{DaemonConfig, Flags, Host};
 
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     let config = match DaemonConfig::resolve(&flags) {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    // Bad TLS files stop the daemon here, before it takes the data root or listens.
+    let tls = match config.tls.as_ref().map(tls::server_config).transpose() {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("berthd: {e:#}");
             return std::process::ExitCode::from(1);
@@ -44,7 +53,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, tls)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -124,7 +133,7 @@ async fn bind_unix(path: &Path, group: &str) -> Result<tokio::net::UnixListener>
     Ok(listener)
 }
 
-async fn run(config: DaemonConfig) -> Result<()> {
+async fn run(config: DaemonConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Result<()> {
     let lock = lock_data_root(&config.data_root)?;
     let mut running = Running {
         _lock: lock,
@@ -152,20 +161,41 @@ async fn run(config: DaemonConfig) -> Result<()> {
                 let _ = rx.recv().await;
             }
         };
-        if let Some(path) = host.strip_prefix("unix://") {
-            let path = PathBuf::from(path);
-            let listener = bind_unix(&path, &config.group).await?;
-            running.cleanup.push(path.clone());
-            tracing::info!("API listening on {}", path.display());
-            servers.spawn(berth_api::serve(listener, engine.clone(), stop));
-        } else if let Some(addr) = host.strip_prefix("tcp://") {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listen on tcp://{addr}"))?;
-            tracing::warn!(
-                "API listening on plain tcp://{addr}: anyone who can connect is root on this host"
-            );
-            servers.spawn(berth_api::serve(listener, engine.clone(), stop));
+        match host {
+            Host::Unix(path) => {
+                let listener = bind_unix(path, &config.group).await?;
+                running.cleanup.push(path.clone());
+                tracing::info!("API listening on {host}");
+                servers.spawn(berth_api::serve(listener, engine.clone(), stop));
+            }
+            Host::Tcp(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr.as_str())
+                    .await
+                    .with_context(|| format!("listen on {host}"))?;
+                match (&tls, &config.tls) {
+                    (Some(server), Some(settings)) => {
+                        let listener = tls::TlsListener::new(listener, server.clone())
+                            .with_context(|| format!("listen on {host}"))?;
+                        if settings.verify {
+                            tracing::info!(
+                                "API listening on {host} (TLS, client certificates signed by {})",
+                                settings.ca.display()
+                            );
+                        } else {
+                            tracing::warn!(
+                                "API listening on {host} over TLS without client certificates: anyone who can connect is root on this host"
+                            );
+                        }
+                        servers.spawn(berth_api::serve(listener, engine.clone(), stop));
+                    }
+                    _ => {
+                        tracing::warn!(
+                            "API listening on plain {host}: anyone who can connect is root on this host"
+                        );
+                        servers.spawn(berth_api::serve(listener, engine.clone(), stop));
+                    }
+                }
+            }
         }
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

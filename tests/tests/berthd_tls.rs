@@ -1,0 +1,420 @@
+//! berthd on TCP with mutual TLS, as dockerd's `--tlsverify` flags set it up:
+//! the docker CLI with a client certificate from the daemon's CA gets in;
+//! without one, with one from another CA, or in plain HTTP it does not, and
+//! the daemon keeps serving. TCP without TLS, or with bad TLS files, is
+//! refused before anything starts. Loopback addresses only.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::{output_with_timeout, workspace_binary};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate signed
+/// by it, and a second CA with its own client, in PEM files made by openssl.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-tls-")
+            .tempdir()
+            .expect("tempdir");
+        let pki = Pki { dir };
+        pki.ca("ca");
+        pki.signed(
+            "server",
+            "ca",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        );
+        pki.signed("client", "ca", "extendedKeyUsage=clientAuth");
+        pki.ca("other-ca");
+        pki.signed("other-client", "other-ca", "extendedKeyUsage=clientAuth");
+        pki
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let mut cmd = Command::new("openssl");
+        cmd.current_dir(self.dir.path()).args(args);
+        let out = output_with_timeout(&mut cmd, TIMEOUT).expect("run openssl (is it installed?)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ca(&self, name: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=berth test {name}"),
+        ]);
+    }
+
+    fn signed(&self, name: &str, ca: &str, extensions: &str) {
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN=berth test {name}"),
+        ]);
+        std::fs::write(self.path(&format!("{name}.ext")), extensions).expect("extensions");
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}-key.pem"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+
+    /// berthd's `--tlsverify` flags for the server certificate and the first CA.
+    fn daemon_flags(&self) -> Vec<String> {
+        vec![
+            "--tlsverify".to_string(),
+            "--tlscacert".to_string(),
+            self.path("ca.pem").display().to_string(),
+            "--tlscert".to_string(),
+            self.path("server.pem").display().to_string(),
+            "--tlskey".to_string(),
+            self.path("server-key.pem").display().to_string(),
+        ]
+    }
+}
+
+fn free_loopback_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A berthd on private directories, on a unix socket and a loopback TCP
+/// port; killed by PID and removed on drop.
+struct Berthd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Berthd {
+    fn start(extra: &[String]) -> Berthd {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-berthd-tls-")
+            .tempdir()
+            .expect("tempdir");
+        let port = free_loopback_port();
+        let mut cmd = daemon_command(dir.path());
+        cmd.arg("-H")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("berthd.log")).expect("log file"));
+        let child = cmd.spawn().expect("start berthd (is it built?)");
+        let mut d = Berthd {
+            child: Some(child),
+            dir,
+            port,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(d.addr()).is_err() {
+            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("berthd exited with {status}: {}", d.log());
+            }
+            assert!(
+                started.elapsed() < TIMEOUT,
+                "berthd did not start: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The docker CLI over TCP with `--tlsverify` and the given TLS flags, in
+    /// an empty `DOCKER_CERT_PATH` so that only these files are used.
+    fn docker_tls(&self, pki: &Pki, tls: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(docker_cli());
+        cmd.arg("--tlsverify");
+        for (flag, file) in tls {
+            cmd.arg(flag).arg(pki.path(file));
+        }
+        cmd.arg("-H")
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .args(args)
+            .env("DOCKER_CERT_PATH", self.dir.path().join("no-certs"))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION");
+        output_with_timeout(&mut cmd, TIMEOUT).expect("run docker")
+    }
+
+    fn server_version(&self, pki: &Pki) -> Output {
+        self.docker_tls(
+            pki,
+            &[
+                ("--tlscacert", "ca.pem"),
+                ("--tlscert", "client.pem"),
+                ("--tlskey", "client-key.pem"),
+            ],
+            &["version", "--format", "{{.Server.Version}}"],
+        )
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// berthd on private directories under `dir` with a unix socket there.
+fn daemon_command(dir: &Path) -> Command {
+    std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
+    let mut cmd = Command::new(workspace_binary("berthd"));
+    cmd.arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--config-file")
+        .arg(dir.join("daemon.json"))
+        .arg("-H")
+        .arg(format!("unix://{}", dir.join("berthd.sock").display()));
+    cmd
+}
+
+/// Runs berthd with `args`, expecting it to refuse to start: its stderr, and
+/// whether it created its data root or socket.
+fn refused_start(args: &[String]) -> (String, bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = daemon_command(dir.path());
+    cmd.args(args);
+    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("run berthd");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "berthd started: {stderr}");
+    let created = dir.path().join("data").exists() || dir.path().join("berthd.sock").exists();
+    (stderr, created)
+}
+
+fn docker_cli() -> PathBuf {
+    let v28 = Path::new("/usr/local/bin/docker");
+    if v28.exists() {
+        v28.to_path_buf()
+    } else {
+        PathBuf::from("/usr/bin/docker")
+    }
+}
+
+fn curl(args: &[&str]) -> Output {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--max-time", "10"]).args(args);
+    output_with_timeout(&mut cmd, TIMEOUT).expect("run curl")
+}
+
+#[test]
+fn docker_cli_over_mutual_tls_gets_in_and_clients_without_a_good_certificate_do_not() {
+    let pki = Pki::new();
+    let mut d = Berthd::start(&pki.daemon_flags());
+
+    let out = d.server_version(&pki);
+    assert!(
+        out.status.success(),
+        "docker over mTLS: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // No client certificate: the handshake is refused.
+    let out = d.docker_tls(&pki, &[("--tlscacert", "ca.pem")], &["version"]);
+    assert!(
+        !out.status.success(),
+        "docker without a client certificate got in"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tls") || stderr.contains("certificate"),
+        "{stderr}"
+    );
+    assert!(d.running(), "berthd stopped: {}", d.log());
+
+    // A client certificate from another CA: refused too.
+    let out = d.docker_tls(
+        &pki,
+        &[
+            ("--tlscacert", "ca.pem"),
+            ("--tlscert", "other-client.pem"),
+            ("--tlskey", "other-client-key.pem"),
+        ],
+        &["version"],
+    );
+    assert!(!out.status.success(), "a client of another CA got in");
+    assert!(d.running(), "berthd stopped: {}", d.log());
+
+    // The same without docker: curl with and without a client certificate.
+    let url = format!("https://127.0.0.1:{}/_ping", d.port);
+    let ca = pki.path("ca.pem").display().to_string();
+    let out = curl(&["--cacert", &ca, &url]);
+    assert!(
+        !out.status.success(),
+        "curl without a client certificate got in"
+    );
+    let cert = pki.path("client.pem").display().to_string();
+    let key = pki.path("client-key.pem").display().to_string();
+    let out = curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &url]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK", "curl over mTLS");
+
+    // Plain HTTP on the TLS port gets no API answer.
+    let out = curl(&[&format!("http://127.0.0.1:{}/_ping", d.port)]);
+    assert!(!out.status.success(), "plain HTTP got in");
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "OK");
+
+    // A client that connects and sends nothing holds up no one.
+    let idle = TcpStream::connect(d.addr()).expect("connect");
+    let out = d.server_version(&pki);
+    assert!(out.status.success(), "after refused clients: {}", d.log());
+    drop(idle);
+
+    let log = d.log();
+    assert!(
+        log.contains("TLS handshake with 127.0.0.1"),
+        "refused handshakes are logged: {log}"
+    );
+    // The unix socket is not affected by TLS.
+    let mut cmd = Command::new("curl");
+    cmd.arg("-s")
+        .arg("--unix-socket")
+        .arg(d.dir.path().join("berthd.sock"))
+        .arg("http://berth/_ping");
+    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK");
+}
+
+#[test]
+fn tcp_without_tls_or_without_client_verification_is_refused() {
+    let port = free_loopback_port();
+    let tcp = vec!["-H".to_string(), format!("tcp://127.0.0.1:{port}")];
+
+    let (stderr, created) = refused_start(&tcp);
+    assert!(stderr.contains("plain TCP"), "{stderr}");
+    assert!(
+        stderr.contains("--tlsverify"),
+        "the way out is named: {stderr}"
+    );
+    assert!(!created, "nothing started");
+
+    let pki = Pki::new();
+    let mut tls_only = tcp.clone();
+    tls_only.extend([
+        "--tls".to_string(),
+        "--tlscert".to_string(),
+        pki.path("server.pem").display().to_string(),
+        "--tlskey".to_string(),
+        pki.path("server-key.pem").display().to_string(),
+    ]);
+    let (stderr, created) = refused_start(&tls_only);
+    assert!(stderr.contains("without --tlsverify"), "{stderr}");
+    assert!(!created, "nothing started");
+}
+
+#[test]
+fn missing_or_invalid_tls_files_are_named_and_nothing_starts() {
+    let pki = Pki::new();
+    let port = free_loopback_port();
+    let with = |flag: &str, file: &Path| -> Vec<String> {
+        let mut args = vec!["-H".to_string(), format!("tcp://127.0.0.1:{port}")];
+        let mut flags = pki.daemon_flags();
+        let at = flags.iter().position(|f| f == flag).expect("flag") + 1;
+        flags[at] = file.display().to_string();
+        args.extend(flags);
+        args
+    };
+
+    let missing_key = pki.path("no-such-key.pem");
+    let (stderr, created) = refused_start(&with("--tlskey", &missing_key));
+    assert!(
+        stderr.contains(&missing_key.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!created, "nothing started");
+
+    let missing_ca = pki.path("no-such-ca.pem");
+    let (stderr, created) = refused_start(&with("--tlscacert", &missing_ca));
+    assert!(
+        stderr.contains(&missing_ca.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!created, "nothing started");
+
+    let garbage = pki.path("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").expect("write");
+    let (stderr, created) = refused_start(&with("--tlscert", &garbage));
+    assert!(stderr.contains(&garbage.display().to_string()), "{stderr}");
+    assert!(stderr.contains("no PEM certificate"), "{stderr}");
+    assert!(!created, "nothing started");
+
+    // The client's key does not belong to the server's certificate.
+    let (stderr, created) = refused_start(&with("--tlskey", &pki.path("client-key.pem")));
+    assert!(stderr.contains("cannot be used together"), "{stderr}");
+    assert!(!created, "nothing started");
+}
