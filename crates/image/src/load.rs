@@ -378,7 +378,14 @@ fn load_oci(spool: &Spool, platform: &Platform) -> Result<Vec<LoadedImage>> {
     // Entries naming the same manifest are one image with several tags.
     let mut images: Vec<LoadedImage> = Vec::new();
     let mut by_manifest: BTreeMap<Digest, usize> = BTreeMap::new();
+    // The image spec says entries of a media type one does not know are ignored;
+    // an index left with no image is refused, naming what was skipped.
+    let mut skipped: Vec<&str> = Vec::new();
     for desc in &index.manifests {
+        if !is_manifest_type(&desc.media_type) {
+            skipped.push(&desc.media_type);
+            continue;
+        }
         let tag = oci_tag(desc)?;
         if let Some(&i) = by_manifest.get(&desc.digest) {
             if let Some(t) = tag {
@@ -393,7 +400,27 @@ fn load_oci(spool: &Spool, platform: &Platform) -> Result<Vec<LoadedImage>> {
         by_manifest.insert(desc.digest.clone(), images.len());
         images.push(image);
     }
+    if images.is_empty() && !skipped.is_empty() {
+        return Err(ImageError::UnsupportedMediaType {
+            media_type: skipped.join(", "),
+            what: "an entry of index.json",
+        });
+    }
     Ok(images)
+}
+
+/// Media types an index entry may have: manifests and indexes (schema 1
+/// included, so that it gets its own error).
+fn is_manifest_type(mt: &str) -> bool {
+    [
+        media_type::OCI_MANIFEST,
+        media_type::OCI_INDEX,
+        media_type::DOCKER_MANIFEST,
+        media_type::DOCKER_MANIFEST_LIST,
+        media_type::DOCKER_SCHEMA1,
+        media_type::DOCKER_SCHEMA1_SIGNED,
+    ]
+    .contains(&mt)
 }
 
 /// The image name of an index entry: containerd's full name, or a ref.name that is a

@@ -237,6 +237,19 @@ fn strip_entry(archive: &[u8], drop: &str) -> Vec<u8> {
 }
 
 fn oci_archive(layer_media_type: &str, corrupt_layer: bool) -> Vec<u8> {
+    oci_archive_listed_as(
+        "application/vnd.oci.image.manifest.v1+json",
+        layer_media_type,
+        corrupt_layer,
+    )
+}
+
+/// An OCI layout whose index.json lists the manifest with `index_media_type`.
+fn oci_archive_listed_as(
+    index_media_type: &str,
+    layer_media_type: &str,
+    corrupt_layer: bool,
+) -> Vec<u8> {
     let l1 = tar_of(&[("a", b"1")]);
     let config = config_for(&[Digest::sha256_of(&l1)]);
     let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(&l1));
@@ -249,7 +262,7 @@ fn oci_archive(layer_media_type: &str, corrupt_layer: bool) -> Vec<u8> {
     );
     let md = Digest::sha256_of(manifest.as_bytes());
     let index = format!(
-        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{index_media_type}",
         "digest":"{md}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"localhost/app:v1"}}}}]}}"#,
         manifest.len()
     );
@@ -306,6 +319,23 @@ fn bad_input_gets_its_own_error() {
     .expect_err("media");
     assert!(
         matches!(err, ImageError::UnsupportedMediaType { .. }),
+        "{err}"
+    );
+
+    // The manifest itself is fine, but index.json lists it as something else.
+    let err = load_archive(
+        &oci_archive_listed_as(
+            "application/vnd.example.unknown+json",
+            "application/vnd.oci.image.layer.v1.tar",
+            false,
+        )[..],
+        &spool("i"),
+    )
+    .expect_err("index media type");
+    assert!(
+        matches!(err, ImageError::UnsupportedMediaType { .. })
+            && err.to_string().contains("application/vnd.example.unknown+json")
+            && err.to_string().contains("index.json"),
         "{err}"
     );
 
