@@ -156,3 +156,23 @@ pub fn remove_cgroup_subtree(parent: &str) {
         }
     }
 }
+
+/// Processes (other than this one) whose command line names `dir`: with a
+/// unique private directory, exactly those an engine under test started.
+pub fn processes_naming(dir: &Path) -> Vec<Pid> {
+    let own = std::process::id();
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid as u32 != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
