@@ -311,6 +311,11 @@ impl Cgroup {
                 }
             }
         }
+        // Nothing to signal (the usual case when a stopped container is
+        // deleted): skip the freeze and thaw round trip.
+        if self.pids()?.is_empty() {
+            return Ok(());
+        }
         let frozen = self.freezer().is_ok() && self.freeze().is_ok();
         let result = self.signal_each(sig);
         if frozen {
