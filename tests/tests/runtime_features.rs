@@ -926,3 +926,36 @@ fn cgroup2_mount_shows_the_containers_unified_cgroup() {
         "{output:?}"
     );
 }
+
+#[test]
+fn foreground_run_with_a_terminal_relays_it() {
+    // `run` without --console-socket keeps the pty master and copies it to
+    // its own terminal, as runc does; `script` gives the runtime a terminal.
+    for runtime in both() {
+        let mut bundle = Bundle::busybox().expect("bundle");
+        bundle
+            .set("/process/terminal", json!(true))
+            .shell("tty; test -t 0 && echo stdin-is-a-tty; exit 4");
+        bundle.write_config().expect("config");
+        let root = tempfile::tempdir().expect("root");
+        let id = unique_name();
+        let command = format!(
+            "{} --root {} run --bundle {} {}",
+            runtime.path().display(),
+            root.path().display(),
+            bundle.path().display(),
+            id
+        );
+        let mut script = Command::new("script");
+        script.args(["-qefc", &command, "/dev/null"]);
+        let output = output_with_timeout(&mut script, runtime_timeout()).expect("script");
+        let stdout = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+        assert!(stdout.contains("/dev/pts/0"), "{runtime}: {output:?}");
+        assert!(stdout.contains("stdin-is-a-tty"), "{runtime}: {output:?}");
+        assert_eq!(output.status.code(), Some(4), "{runtime}: {output:?}");
+        let _ = runtime
+            .command(root.path())
+            .args(["delete", "--force", &id])
+            .output();
+    }
+}

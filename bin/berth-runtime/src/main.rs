@@ -249,6 +249,10 @@ fn main() -> ExitCode {
         path: cli.log.clone(),
         json: cli.log_format == LogFormat::Json,
     };
+    if cli.debug {
+        let args: Vec<String> = std::env::args().collect();
+        log.write("debug", &format!("command line: {}", args.join(" ")));
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -264,22 +268,32 @@ struct Logger {
 }
 
 impl Logger {
-    fn error(&self, msg: &str) {
+    /// A line in the log file (runc's text or JSON form); without --log,
+    /// debug lines go to stderr.
+    fn write(&self, level: &str, msg: &str) {
         let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let line = if self.json {
-            serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+            serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
         } else {
-            format!("time=\"{time}\" level=error msg={msg:?}")
+            format!("time=\"{time}\" level={level} msg={msg:?}")
         };
-        if let Some(path) = &self.path {
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-            {
-                let _ = writeln!(f, "{line}");
+        match &self.path {
+            Some(path) => {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = writeln!(f, "{line}");
+                }
             }
+            None if level != "error" => eprintln!("{line}"),
+            None => {}
         }
+    }
+
+    fn error(&self, msg: &str) {
+        self.write("error", msg);
         eprintln!("berth-runtime: {msg}");
     }
 }
