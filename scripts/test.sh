@@ -28,6 +28,7 @@ PACKAGES=(
     docker-registry
     hyperfine
     ca-certificates
+    openssl
     curl
 )
 

@@ -44,8 +44,8 @@ pub struct Created {
 }
 
 pub(crate) fn cgroup_of(cgroups_path: Option<&str>, id: &str) -> Result<berth_cgroups::Cgroup> {
-    let layout = berth_cgroups::detect().map_err(|e| Error::Cgroup(e.to_string()))?;
-    berth_cgroups::Cgroup::new(&layout, cgroups_path, id).map_err(|e| Error::Cgroup(e.to_string()))
+    let layout = berth_cgroups::detect()?;
+    Ok(berth_cgroups::Cgroup::new(&layout, cgroups_path, id)?)
 }
 
 /// What /sys/fs/cgroup shows: for a mount of type "cgroup" the v1
@@ -184,11 +184,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let cgroup = cgroup_of(cgroups_path.as_deref(), opts.id)?;
     // From here on the guard removes the cgroup too.
     guard.cgroup = Some(cgroup.clone());
-    cgroup.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+    cgroup.create()?;
     let resources = with_default_device_rules(linux);
-    cgroup
-        .apply(&resources)
-        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    cgroup.apply(&resources)?;
 
     let mut st = ContainerState {
         id: opts.id.to_string(),
@@ -326,9 +324,7 @@ pub fn update(root: &Path, id: &str, resources: &oci_spec::runtime::LinuxResourc
             add_default_device_rules(&mut resources, linux);
         }
     }
-    cgroup_of(st.cgroups_path.as_deref(), id)?
-        .apply(&resources)
-        .map_err(|e| Error::Cgroup(e.to_string()))
+    Ok(cgroup_of(st.cgroups_path.as_deref(), id)?.apply(&resources)?)
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
@@ -348,9 +344,7 @@ fn drive_create(
     st: &mut ContainerState,
     guard: &mut CreateGuard,
 ) -> Result<Option<OwnedFd>> {
-    cgroup
-        .add_process(stage1.as_raw())
-        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    cgroup.add_process(stage1.as_raw())?;
     chan.send(&Msg::Proceed)?;
     let mut console = None;
     loop {
@@ -672,7 +666,7 @@ pub fn status(root: &Path, st: &ContainerState) -> Status {
         return Status::Created;
     }
     if cgroup_of(st.cgroups_path.as_deref(), &st.id)
-        .and_then(|cg| cg.is_frozen().map_err(|e| Error::Cgroup(e.to_string())))
+        .and_then(|cg| Ok(cg.is_frozen()?))
         .unwrap_or(false)
     {
         return Status::Paused;
@@ -745,56 +739,51 @@ pub fn kill(root: &Path, id: &str, signal: Signal, all: bool) -> Result<()> {
     }
     if all {
         let cg = cgroup_of(st.cgroups_path.as_deref(), id)?;
-        cg.kill_all(signal as i32)
-            .map_err(|e| Error::Cgroup(e.to_string()))
+        Ok(cg.kill_all(signal as i32)?)
     } else {
         nix::sys::signal::kill(Pid::from_raw(st.pid), signal)
             .context(|| format!("send {signal} to {}", st.pid))
     }
 }
 
-pub fn pause(root: &Path, id: &str) -> Result<()> {
+/// Loads a container that must be in `wanted` state, with its cgroup.
+fn load_in(
+    root: &Path,
+    id: &str,
+    wanted: Status,
+    why: &'static str,
+) -> Result<(ContainerState, berth_cgroups::Cgroup)> {
     let st = ContainerState::load(root, id)?;
     let current = status(root, &st);
-    if current != Status::Running {
+    if current != wanted {
         return Err(Error::WrongState {
             id: id.to_string(),
             status: current.to_string(),
-            why: "container not running",
+            why,
         });
     }
-    cgroup_of(st.cgroups_path.as_deref(), id)?
-        .freeze()
-        .map_err(|e| Error::Cgroup(e.to_string()))
+    let cg = cgroup_of(st.cgroups_path.as_deref(), id)?;
+    Ok((st, cg))
+}
+
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let (_, cg) = load_in(root, id, Status::Running, "container not running")?;
+    Ok(cg.freeze()?)
 }
 
 pub fn resume(root: &Path, id: &str) -> Result<()> {
-    let st = ContainerState::load(root, id)?;
-    let current = status(root, &st);
-    if current != Status::Paused {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: current.to_string(),
-            why: "container not paused",
-        });
-    }
-    cgroup_of(st.cgroups_path.as_deref(), id)?
-        .thaw()
-        .map_err(|e| Error::Cgroup(e.to_string()))
+    let (_, cg) = load_in(root, id, Status::Paused, "container not paused")?;
+    Ok(cg.thaw()?)
 }
 
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let st = ContainerState::load(root, id)?;
-    cgroup_of(st.cgroups_path.as_deref(), id)?
-        .pids()
-        .map_err(|e| Error::Cgroup(e.to_string()))
+    Ok(cgroup_of(st.cgroups_path.as_deref(), id)?.pids()?)
 }
 
 pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value> {
     let st = ContainerState::load(root, id)?;
-    let stats = cgroup_of(st.cgroups_path.as_deref(), id)?
-        .stats()
-        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    let stats = cgroup_of(st.cgroups_path.as_deref(), id)?.stats()?;
     serde_json::to_value(stats).map_err(|e| Error::Init(e.to_string()))
 }
 
@@ -841,7 +830,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     let _ = cg.kill_all(libc::SIGKILL);
     wait_cgroup_empty(&cg, Duration::from_secs(5));
-    cg.delete().map_err(|e| Error::Cgroup(e.to_string()))?;
+    cg.delete()?;
     if let Some(hooks) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let json = serde_json::to_vec(&st.hook_state(Status::Stopped))
             .map_err(|e| Error::Init(e.to_string()))?;

@@ -45,6 +45,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<berth_cgroups::Error> for Error {
+    fn from(e: berth_cgroups::Error) -> Error {
+        Error::Cgroup(e.to_string())
+    }
+}
+
 /// Attaches a description of the operation to an errno or io error.
 pub trait Context<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T>;

@@ -123,7 +123,7 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
     };
     cgroup
         .add_process(first.as_raw())
-        .map_err(|e| kill_first(Error::Cgroup(e.to_string())))?;
+        .map_err(|e| kill_first(e.into()))?;
     parent.send(&Msg::Proceed).map_err(kill_first)?;
     let mut pid = None;
     let mut console = None;
