@@ -331,6 +331,7 @@ enum Entry<'a> {
     Dir(&'a str),
     File(&'a str, &'a [u8]),
     Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
 }
 
 fn layer_tar(entries: &[Entry]) -> Vec<u8> {
@@ -341,6 +342,7 @@ fn layer_tar(entries: &[Entry]) -> Vec<u8> {
             Entry::Dir(name) => (name, tar::EntryType::Directory, &[], None),
             Entry::File(name, data) => (name, tar::EntryType::Regular, data, None),
             Entry::Symlink(name, target) => (name, tar::EntryType::Symlink, &[], Some(target)),
+            Entry::Hardlink(name, target) => (name, tar::EntryType::Link, &[], Some(target)),
         };
         header.set_entry_type(kind);
         header.set_mode(if kind == tar::EntryType::Directory {
@@ -1146,6 +1148,28 @@ fn manifest_naming_a_missing_layer_is_rejected() {
 }
 
 #[test]
+fn config_with_fewer_diff_ids_than_layers_is_rejected() {
+    let bad = BadInput::start();
+    let mut archive = DockerArchive::new(&small_layers(), &["bad/count:1"]);
+    archive.config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .expect("diff_ids")
+        .pop();
+    bad.assert_load_rejected(&archive.to_tar(), &["diff_id", "layers"]);
+}
+
+#[test]
+fn invalid_json_in_config_is_rejected() {
+    let bad = BadInput::start();
+    let mut archive = DockerArchive::new(&small_layers(), &["bad/config:1"]);
+    archive
+        .files
+        .push(("broken.json".to_owned(), b"{\"os\": ".to_vec()));
+    archive.manifest[0]["Config"] = json!("broken.json");
+    bad.assert_load_rejected(&archive.to_tar(), &["broken.json", "config"]);
+}
+
+#[test]
 fn invalid_json_in_manifest_is_rejected() {
     let bad = BadInput::start();
     let mut archive = DockerArchive::new(&small_layers(), &["bad/json:1"]);
@@ -1250,6 +1274,63 @@ fn layer_writing_through_a_relative_symlink_is_rejected() {
         &target,
         &["symlink", "outside", "escape", "breakout"],
     );
+}
+
+#[test]
+fn layer_with_a_hardlink_to_outside_is_rejected() {
+    // A hard link to a host file would make the layer's copy the host's file.
+    let bad = BadInput::start();
+    let layers = vec![
+        small_layers().remove(0),
+        layer_tar(&[Entry::Hardlink(
+            "passwd",
+            "../../../../../../../../../../../../etc/passwd",
+        )]),
+    ];
+    let archive = DockerArchive::new(&layers, &["bad/hardlink:1"]);
+    bad.load_rejected(
+        &archive.to_tar(),
+        &["../../../../etc/passwd", "outside", "escape"],
+        Store::ImagesUnchanged,
+    );
+}
+
+#[test]
+fn manifest_naming_a_file_outside_the_archive_is_rejected() {
+    let bad = BadInput::start();
+    let mut archive = DockerArchive::new(&small_layers(), &["bad/outside:1"]);
+    archive.manifest[0]["Layers"][1] = json!("../../../../../../etc/passwd");
+    bad.assert_load_rejected(&archive.to_tar(), &["../../../../../../etc/passwd"]);
+}
+
+#[test]
+fn client_gone_mid_upload_changes_nothing() {
+    let bad = BadInput::start();
+    let images = bad.berthd.images();
+    let store = bad.berthd.store();
+    let archive = bad.berthd.dir.join("medium.tar");
+    write_big_archive(&archive, 8 << 20);
+    let mut client = bad
+        .berthd
+        .docker_command()
+        .args(["load", "--input", path_str(&archive)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker load");
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = client.kill();
+    let _ = client.wait();
+    // The daemon notices the closed connection on its own time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = bad.berthd.store();
+    while after != store && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = bad.berthd.store();
+    }
+    assert_eq!(after, store, "the store changed after the client went away");
+    assert_eq!(bad.berthd.images(), images);
 }
 
 #[test]
