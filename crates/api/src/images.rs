@@ -648,23 +648,87 @@ pub async fn prune(
     .into_response())
 }
 
-/// `until` as docker sends it: unix seconds, or a duration like `24h` before now.
+/// `until` as dockerd reads it (Go's `GetTimestamp`): a duration before
+/// now (`24h`, `1h30m`), an RFC 3339 date or time (local time when it has
+/// no zone), or unix seconds. Returns unix seconds.
 fn parse_until(v: &str) -> Result<i64, ApiError> {
-    if let Ok(secs) = v.split('.').next().unwrap_or(v).parse::<i64>() {
-        return Ok(secs);
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let bad = || ApiError::bad_request(format!("failed to parse value as time or duration: {v:?}"));
+    if v != "0" {
+        if let Some(secs) = go_duration_secs(v) {
+            return Ok(chrono::Utc::now().timestamp() - secs);
+        }
     }
-    let now = chrono::Utc::now().timestamp();
-    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid filter 'until={v}'")))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(ApiError::bad_request(format!("invalid filter 'until={v}'"))),
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(t.timestamp());
+    }
+    let local = |naive: NaiveDateTime| {
+        chrono::Local
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.timestamp())
     };
-    Ok(now - secs)
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Some(t) = NaiveDateTime::parse_from_str(v, format)
+            .ok()
+            .and_then(local)
+        {
+            return Ok(t);
+        }
+    }
+    if let Some(t) = NaiveDateTime::parse_from_str(&format!("{v}:00"), "%Y-%m-%dT%H:%M")
+        .ok()
+        .and_then(local)
+    {
+        return Ok(t);
+    }
+    if let Some(t) = NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(local)
+    {
+        return Ok(t);
+    }
+    if v.contains('-') {
+        return Err(bad());
+    }
+    let (secs, nanos) = v.split_once('.').unwrap_or((v, "0"));
+    match (secs.parse::<i64>(), nanos.parse::<u64>()) {
+        (Ok(secs), Ok(_)) => Ok(secs),
+        _ => Err(bad()),
+    }
+}
+
+/// Go's `time.ParseDuration` in whole seconds: `1h30m`, `90s`, `1.5h`.
+fn go_duration_secs(v: &str) -> Option<i64> {
+    let (sign, mut rest) = match v.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, v.strip_prefix('+').unwrap_or(v)),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0f64;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * scale;
+        rest = &rest[unit_len..];
+    }
+    Some((sign * total) as i64)
 }
 
 fn json_lines(lines: &[Value]) -> Response {
@@ -824,10 +888,11 @@ pub async fn get_many(
 
 async fn save(state: AppState, names: Vec<String>) -> Result<Response, ApiError> {
     // Resolve first, so a missing image is a clean 404 rather than a cut stream.
-    for n in &names {
-        let n = n.clone();
-        blocking(&state, move |e| e.images().resolve(&n).map(drop)).await?;
-    }
+    let check = names.clone();
+    blocking(&state, move |e| {
+        e.images().resolve_for_save(&check).map(drop)
+    })
+    .await?;
     let (mut writer, body) = BodyWriter::new();
     let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || {
@@ -904,6 +969,24 @@ mod tests {
         assert_eq!(path_match("[^a-c]b", "bb"), Some(false));
         assert_eq!(path_match("a\\*", "a*"), Some(true));
         assert_eq!(path_match("[", "a"), None);
+    }
+
+    #[test]
+    fn until_reads_durations_dates_and_unix_times() {
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(go_duration_secs("1h30m"), Some(5400));
+        assert_eq!(go_duration_secs("1.5h"), Some(5400));
+        assert_eq!(go_duration_secs("10"), None);
+        assert!((parse_until("24h").expect("duration") - (now - 86400)).abs() < 5);
+        assert_eq!(
+            parse_until("2000-01-01T00:00:00Z").expect("rfc3339"),
+            946_684_800
+        );
+        assert!(parse_until("2000-01-01").is_ok());
+        assert!(parse_until("2000-01-01T10").is_ok());
+        assert_eq!(parse_until("1700000000.5").expect("unix"), 1_700_000_000);
+        assert!(parse_until("2000-13-01").is_err());
+        assert!(parse_until("soon").is_err());
     }
 
     #[test]

@@ -602,17 +602,17 @@ impl ImageService {
         // moved away from another image is no `untag` event.
         for img in &images {
             let replaced = self.store(img, &img.repo_tags, false, progress)?;
-            for (tag, old) in &replaced {
-                progress(Progress::Line(format!(
-                    "The image {} already exists, renaming the old one with ID {} to empty string",
-                    tag.familiar(),
-                    old
-                )));
-            }
             if img.repo_tags.is_empty() {
                 progress(Progress::Line(format!("Loaded image ID: {}", img.id())));
             }
             for t in &img.repo_tags {
+                if let Some((_, old)) = replaced.iter().find(|(r, _)| r == t) {
+                    progress(Progress::Line(format!(
+                        "The image {} already exists, renaming the old one with ID {} to empty string",
+                        t.familiar(),
+                        old
+                    )));
+                }
                 progress(Progress::Line(format!("Loaded image: {}", t.familiar())));
             }
         }
@@ -810,14 +810,69 @@ impl ImageService {
         Ok(report)
     }
 
+    /// The images `docker save` names, as dockerd reads them: an id; a
+    /// repository alone means all its tags; `name:tag` or `name@digest`
+    /// must exist (`reference does not exist`).
+    pub fn resolve_for_save(&self, names: &[String]) -> Result<Vec<(Digest, Option<Reference>)>> {
+        use berth_metadata::Error as M;
+        let mut out = Vec::new();
+        let by_id = |name: &str| -> Result<Digest> {
+            match self.meta().resolve_id(name) {
+                Ok(id) => Ok(id),
+                Err(M::NotFound { .. } | M::Ambiguous { .. } | M::InvalidInput { .. }) => {
+                    Err(Error::NotFound(format!("No such image: {name}")))
+                }
+                Err(e) => Err(e.into()),
+            }
+        };
+        for name in names {
+            if let Some(full) = full_id(name) {
+                out.push((by_id(&full)?, None));
+                continue;
+            }
+            let reference = Reference::parse_normalized(name)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            if reference.familiar_name() == "sha256" {
+                out.push((by_id(name)?, None));
+                continue;
+            }
+            if reference.tag().is_none() && reference.digest().is_none() {
+                let mut found = Vec::new();
+                for image in self.meta().list_images()? {
+                    for t in &image.tags {
+                        match Reference::parse_normalized(t) {
+                            Ok(r) if r.name() == reference.name() => {
+                                found.push((t.clone(), image.id.clone(), r))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if found.is_empty() {
+                    out.push((by_id(name)?, None));
+                }
+                found.sort_by(|a, b| a.0.cmp(&b.0));
+                out.extend(found.into_iter().map(|(_, id, r)| (id, Some(r))));
+                continue;
+            }
+            match self.meta().resolve_reference(&reference.to_string()) {
+                Ok(id) => out.push((id, Some(reference))),
+                Err(M::NotFound { .. }) => {
+                    return Err(Error::NotFound("reference does not exist".to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
     /// `docker save`: the named images as an OCI image layout that also
     /// carries docker's manifest.json (as dockerd 25+ writes), so dockerd,
     /// skopeo and umoci all read it.
     pub fn save(&self, names: &[String], out: impl Write) -> Result<()> {
         let mut order: Vec<Digest> = Vec::new();
         let mut tags: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
-        for name in names {
-            let (id, reference) = self.resolve(name)?;
+        for (id, reference) in self.resolve_for_save(names)? {
             if !order.contains(&id) {
                 order.push(id.clone());
             }

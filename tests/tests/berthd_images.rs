@@ -1,0 +1,992 @@
+#![forbid(unsafe_code)]
+//! The real docker CLI against berthd and against Debian's dockerd 20.10,
+//! side by side: the same image commands on the same images must print the
+//! same thing and exit the same way (ages like "5 seconds ago" aside).
+//!
+//! Each test starts one dockerd and one berthd on private directories.
+//! dockerd builds the fixtures (an imported busybox and a multi-layer image
+//! with three tags, built from it with COPY steps only), saves them, and
+//! forgets them, so both daemons then start from the same archives.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use berth_tests::host::{describe, stop_process, text, unmount_under};
+use berth_tests::{output_with_timeout, workspace_binary};
+use nix::unistd::Pid;
+
+const DOCKERD: &str = "/usr/sbin/dockerd";
+const TIMEOUT: Duration = Duration::from_secs(90);
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+const MULTI_TAGS: [&str; 3] = ["multi:1", "multi:2", "localhost:5000/x/multi:v"];
+
+/// dockerd and its containerd create these whatever their flags say; those
+/// that did not exist before the first daemon of this binary are removed,
+/// if empty, after the last.
+const HOST_RUNTIME_DIRS: [&str; 4] = [
+    "/run/containerd/s",
+    "/run/containerd",
+    "/run/docker/plugins",
+    "/run/docker",
+];
+
+struct HostDirs {
+    live_daemons: usize,
+    created_by_tests: Vec<&'static str>,
+}
+
+static HOST_DIRS: Mutex<HostDirs> = Mutex::new(HostDirs {
+    live_daemons: 0,
+    created_by_tests: Vec::new(),
+});
+
+fn docker_cli() -> PathBuf {
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .expect("no docker CLI in /usr/local/bin or /usr/bin")
+}
+
+/// The docker CLI against `socket` only: no host config or environment.
+fn docker_command(socket: &Path, config: &Path) -> Command {
+    let mut command = Command::new(docker_cli());
+    command
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_API_VERSION")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .env("DOCKER_CONFIG", config)
+        .env("DOCKER_BUILDKIT", "0")
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()));
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    output_with_timeout(&mut command, TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ping(socket: &Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /_ping HTTP/1.0\r\nHost: daemon\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+}
+
+/// Processes whose command line names `dir`: with a unique private
+/// directory, exactly the containerd the dockerd under test started.
+fn processes_naming(dir: &Path) -> Vec<Pid> {
+    let own = std::process::id();
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid as u32 != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// A daemon the test started: its process, socket and private directory.
+/// Dropping it stops the process (and, for dockerd, its containerd) by
+/// PID, unmounts what is left under the directory and removes it.
+struct Daemon {
+    name: &'static str,
+    dir: PathBuf,
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn private_dir(prefix: &str) -> PathBuf {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .expect("create a tempdir under /tmp")
+            .keep()
+    }
+
+    fn dockerd() -> Daemon {
+        let dir = Daemon::private_dir("berth-images-dockerd-");
+        let config = dir.join("daemon.json");
+        // Without this dockerd writes its trust key to /etc/docker/key.json.
+        let settings = serde_json::json!({ "deprecated-key-path": dir.join("key.json") });
+        std::fs::write(&config, settings.to_string()).expect("write daemon.json");
+        let log = std::fs::File::create(dir.join("daemon.log")).expect("create daemon.log");
+        let socket = dir.join("docker.sock");
+        {
+            let mut host = HOST_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+            if host.live_daemons == 0 {
+                host.created_by_tests = HOST_RUNTIME_DIRS
+                    .into_iter()
+                    .filter(|dir| !Path::new(dir).exists())
+                    .collect();
+            }
+            host.live_daemons += 1;
+        }
+        let mut command = Command::new(DOCKERD);
+        command
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("daemon.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                "--exec-opt=native.cgroupdriver=cgroupfs",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup daemon.log"))
+            .stderr(log);
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                HOST_DIRS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .live_daemons -= 1;
+                let _ = std::fs::remove_dir_all(&dir);
+                panic!("cannot start {DOCKERD} (package docker.io): {e}");
+            }
+        };
+        Daemon::ready(Daemon {
+            name: "dockerd",
+            dir,
+            child,
+            socket,
+        })
+    }
+
+    fn berthd() -> Daemon {
+        let dir = Daemon::private_dir("berth-images-berthd-");
+        std::fs::write(dir.join("daemon.json"), "{}").expect("write daemon.json");
+        let log = std::fs::File::create(dir.join("daemon.log")).expect("create daemon.log");
+        let socket = dir.join("berthd.sock");
+        let mut command = Command::new(workspace_binary("berthd"));
+        command
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("daemon.pid"))
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                panic!("cannot start berthd (run `cargo build -p berthd`): {e}");
+            }
+        };
+        Daemon::ready(Daemon {
+            name: "berthd",
+            dir,
+            child,
+            socket,
+        })
+    }
+
+    /// Waits for `/_ping`; on failure the guard, dropped, cleans up.
+    fn ready(mut daemon: Daemon) -> Daemon {
+        let started = Instant::now();
+        while !ping(&daemon.socket) {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("{} exited with {status}: {}", daemon.name, daemon.log());
+            }
+            assert!(
+                started.elapsed() < STARTUP_TIMEOUT,
+                "{} did not answer within {STARTUP_TIMEOUT:?}: {}",
+                daemon.name,
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn command(&self) -> Command {
+        docker_command(&self.socket, &self.dir.join("cli"))
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        let mut command = self.command();
+        command.args(args);
+        run(command)
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "{} docker {args:?}: {}",
+            self.name,
+            describe(&out)
+        );
+        text(&out.stdout)
+    }
+
+    /// `docker <args>` with `file` as standard input.
+    fn docker_with_stdin(&self, args: &[&str], file: &Path) -> Output {
+        let command = self.command();
+        let mut line = vec![command.get_program().to_string_lossy().into_owned()];
+        line.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
+        line.extend(args.iter().map(|a| a.to_string()));
+        let quoted: Vec<String> = line
+            .iter()
+            .map(|a| berth_tests::host::shell_quote(a))
+            .collect();
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(format!(
+            "exec {} < {}",
+            quoted.join(" "),
+            berth_tests::host::shell_quote(&file.to_string_lossy())
+        ));
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => shell.env(key, value),
+                None => shell.env_remove(key),
+            };
+        }
+        run(shell)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let containerd = std::fs::read_to_string(self.dir.join("exec/containerd/containerd.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+            .map(Pid::from_raw);
+        let mut started_by_daemon = processes_naming(&self.dir);
+        started_by_daemon.extend(containerd);
+        let daemon = Pid::from_raw(self.child.id() as i32);
+        stop_process(daemon, Duration::from_secs(20));
+        let _ = self.child.wait();
+        for pid in started_by_daemon {
+            if pid != daemon {
+                stop_process(pid, Duration::from_secs(10));
+            }
+        }
+        let left = unmount_under(&self.dir);
+        if left.is_empty() {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                eprintln!("cleanup: remove {}: {e}", self.dir.display());
+            }
+        } else {
+            eprintln!(
+                "cleanup: leaving {} in place, still mounted: {left:?}",
+                self.dir.display()
+            );
+        }
+        if self.name == "dockerd" {
+            let mut host = HOST_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+            host.live_daemons -= 1;
+            if host.live_daemons == 0 {
+                for dir in host.created_by_tests.drain(..) {
+                    // Only empty directories go; anything else is someone's.
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+        }
+    }
+}
+
+/// dockerd and berthd with the fixture archives in `work`.
+struct Pair {
+    dockerd: Daemon,
+    berthd: Daemon,
+    work: tempfile::TempDir,
+}
+
+impl Pair {
+    /// Starts both daemons, builds the fixtures on dockerd, saves them to
+    /// `bb.tar` and `multi.tar`, and empties dockerd again.
+    fn start() -> Pair {
+        let dockerd = Daemon::dockerd();
+        let berthd = Daemon::berthd();
+        let work = tempfile::Builder::new()
+            .prefix("berth-images-work-")
+            .tempdir()
+            .expect("tempdir");
+        let pair = Pair {
+            dockerd,
+            berthd,
+            work,
+        };
+        pair.make_fixtures();
+        pair
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.work.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn make_fixtures(&self) {
+        let rootfs = self.work.path().join("rootfs");
+        berth_tests::make_busybox_rootfs(&rootfs).expect("busybox rootfs");
+        let tar = self.path("rootfs.tar");
+        let mut command = Command::new("tar");
+        command.arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".");
+        let out = run(command);
+        assert!(out.status.success(), "tar: {}", describe(&out));
+        let d = &self.dockerd;
+        d.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["/bin/sh"]"#,
+            &tar,
+            "bb:latest",
+        ]);
+        // Another second, so listings order the two images by creation.
+        std::thread::sleep(Duration::from_millis(1100));
+        let context = self.work.path().join("context");
+        std::fs::create_dir_all(&context).expect("context dir");
+        std::fs::write(context.join("a.txt"), "hello\n").expect("a.txt");
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(context.join("big.bin"), big).expect("big.bin");
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM bb:latest\nLABEL org.test.kind=multi\nCOPY a.txt /a.txt\nENV FOO=bar\n\
+             COPY big.bin /data/big.bin\nWORKDIR /data\n",
+        )
+        .expect("Dockerfile");
+        let context = context.to_string_lossy().into_owned();
+        let mut build = vec!["build", "-q"];
+        for tag in MULTI_TAGS {
+            build.extend(["-t", tag]);
+        }
+        build.push(&context);
+        d.ok(&build);
+        let mut save = vec!["save", "-o"];
+        let multi = self.path("multi.tar");
+        save.push(&multi);
+        save.extend(MULTI_TAGS);
+        d.ok(&save);
+        d.ok(&["save", "-o", &self.path("bb.tar"), "bb:latest"]);
+        // Intermediate images of the build go too.
+        d.ok(&["image", "prune", "--all", "--force"]);
+        assert_eq!(d.ok(&["images", "--all", "--quiet"]), "", "dockerd emptied");
+    }
+
+    fn both(&self, args: &[&str]) -> [Output; 2] {
+        [self.dockerd.docker(args), self.berthd.docker(args)]
+    }
+
+    /// Runs `args` on both; asserts the same exit code and the same
+    /// normalized stdout and stderr. Returns dockerd's normalized stdout.
+    #[track_caller]
+    fn same(&self, args: &[&str], normalize: fn(&str) -> String) -> String {
+        let [d, b] = self.both(args);
+        self.assert_same(args, &d, &b, normalize)
+    }
+
+    #[track_caller]
+    fn assert_same(
+        &self,
+        what: &[&str],
+        d: &Output,
+        b: &Output,
+        normalize: fn(&str) -> String,
+    ) -> String {
+        let context = || {
+            format!(
+                "docker {what:?}\n--- dockerd: {}\n--- berthd: {}\n--- berthd log:\n{}",
+                describe(d),
+                describe(b),
+                self.berthd.log()
+            )
+        };
+        assert_eq!(d.status.code(), b.status.code(), "{}", context());
+        assert_eq!(
+            normalize(&text(&d.stdout)),
+            normalize(&text(&b.stdout)),
+            "stdout differs: {}",
+            context()
+        );
+        assert_eq!(
+            normalize(&text(&d.stderr)),
+            normalize(&text(&b.stderr)),
+            "stderr differs: {}",
+            context()
+        );
+        normalize(&text(&d.stdout))
+    }
+
+    /// Loads the fixtures into both daemons (outputs compared).
+    fn load_fixtures(&self) {
+        self.same(&["load", "-i", &self.path("multi.tar")], exact);
+        self.same(&["load", "-q", "-i", &self.path("bb.tar")], exact);
+    }
+}
+
+fn exact(s: &str) -> String {
+    s.to_string()
+}
+
+/// A table the docker CLI printed, with ages ("3 seconds ago") and column
+/// padding taken out, the header first and the rows sorted: dockerd orders
+/// the rows of one image, and images created in the same second, randomly.
+fn table(s: &str) -> String {
+    let mut lines = s.lines().map(columns);
+    let header = lines.next().unwrap_or_default();
+    let mut rows: Vec<String> = lines.collect();
+    rows.sort();
+    std::iter::once(header)
+        .chain(rows)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One output line with padding collapsed and ages replaced.
+fn columns(line: &str) -> String {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| if f.ends_with(" ago") { "<age>" } else { f })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Lines in order, ages replaced (history is ordered).
+fn ordered(s: &str) -> String {
+    s.lines().map(columns).collect::<Vec<_>>().join("\n")
+}
+
+fn sorted(s: &str) -> String {
+    let mut lines: Vec<&str> = s.lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// JSON lines with the fields that hold ages removed, sorted.
+fn json_lines(s: &str) -> String {
+    let mut lines: Vec<String> = s
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("CreatedSince");
+            }
+            v.to_string()
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// `docker inspect` output with the storage paths of GraphDriver.Data
+/// (private to each daemon) left out.
+fn without_driver_data(s: &str) -> String {
+    let mut out = Vec::new();
+    let mut skipping: Option<usize> = None;
+    for line in s.lines() {
+        let indent = line.len() - line.trim_start().len();
+        match skipping {
+            Some(depth) => {
+                if indent == depth && line.trim_start().starts_with('}') {
+                    skipping = None;
+                }
+            }
+            None if line.trim_start().starts_with("\"Data\": {") => {
+                skipping = Some(indent);
+                out.push(format!("{}\"Data\": <paths>,", " ".repeat(indent)));
+            }
+            None if line.trim_start().starts_with("\"Data\": null") => {
+                out.push(format!("{}\"Data\": <paths>,", " ".repeat(indent)));
+            }
+            None => out.push(line.to_string()),
+        }
+    }
+    out.join("\n")
+}
+
+/// Also masks what differs between two imports of the same tarball: the
+/// id (it hashes the creation time), the times, and the engine version.
+fn import_inspect(s: &str) -> String {
+    without_driver_data(s)
+        .lines()
+        .map(|line| {
+            let key = line.trim_start().split(':').next().unwrap_or_default();
+            match key {
+                "\"Id\"" | "\"Created\"" | "\"DockerVersion\"" | "\"LastTagTime\"" => {
+                    format!("{key}: <masked>")
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Sleeps into the next second and returns it, so `--since` of events
+/// sees nothing from before.
+fn next_second() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    std::thread::sleep(Duration::from_nanos(
+        1_000_000_000 - u64::from(now.subsec_nanos()) + 10_000_000,
+    ));
+    now.as_secs() + 1
+}
+
+#[test]
+fn load_gives_the_same_images_as_dockerd() {
+    let p = Pair::start();
+    p.load_fixtures();
+    for args in [
+        &["images"][..],
+        &["images", "--all"],
+        &["images", "--digests"],
+        &["images", "--no-trunc"],
+        &["images", "--quiet"],
+        &["images", "--all", "--quiet", "--no-trunc"],
+        &[
+            "image",
+            "ls",
+            "--format",
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
+        ],
+    ] {
+        p.same(args, table);
+    }
+    p.same(&["images", "--format", "{{json .}}"], json_lines);
+    // Newest first, the second-apart images in order.
+    let order = p.same(&["images", "--format", "{{.ID}}"], exact);
+    let mut ids: Vec<&str> = order.lines().collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "{order}");
+    for name in ["multi:1", "bb", "localhost:5000/x/multi:v"] {
+        p.same(&["image", "inspect", name], without_driver_data);
+    }
+    p.same(
+        &[
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Size}} {{.RepoTags}} {{len .RootFS.Layers}} {{.Metadata.LastTagTime}}",
+            "multi:2",
+        ],
+        exact,
+    );
+    // Loading again changes nothing; a tag held by another image moves.
+    p.same(&["load", "-i", &p.path("multi.tar")], exact);
+    p.same(&["tag", "bb", "multi:2"], exact);
+    p.same(&["load", "-i", &p.path("multi.tar")], exact);
+    p.same(&["images"], table);
+    p.same(&["load", "-i", &p.path("no-such.tar")], exact);
+}
+
+#[test]
+fn listing_filters_match_dockerd() {
+    let p = Pair::start();
+    p.load_fixtures();
+    let bb_id = p.dockerd.ok(&["images", "--quiet", "bb"]);
+    let bb_id = bb_id.trim();
+    let before_bb = format!("before={bb_id}");
+    for filter in [
+        "dangling=true",
+        "dangling=false",
+        "reference=multi*",
+        "reference=*/x/*",
+        "reference=multi:2",
+        "reference=bb",
+        "reference=nothing*",
+        "label=org.test.kind",
+        "label=org.test.kind=multi",
+        "label=org.test.kind=other",
+        "before=multi:1",
+        "since=bb",
+        "since=bb:latest",
+        &before_bb,
+        "before=nosuch",
+        "since=NotValid",
+        "dangling=maybe",
+        "colour=red",
+    ] {
+        p.same(&["images", "--filter", filter], table);
+    }
+    p.same(
+        &[
+            "images",
+            "--filter",
+            "reference=multi*",
+            "--filter",
+            "reference=bb",
+        ],
+        table,
+    );
+    p.same(&["images", "multi"], table);
+    p.same(&["images", "localhost:5000/x/multi"], table);
+    p.same(&["images", "--quiet", "multi:2"], table);
+    // A dangling image: bb's tag moves to multi.
+    p.same(&["tag", "multi:1", "bb:latest"], exact);
+    for args in [
+        &["images"][..],
+        &["images", "--all"],
+        &["images", "--digests"],
+        &["images", "--filter", "dangling=true"],
+        &["images", "--filter", "dangling=false"],
+        &["images", "--filter", "dangling=true", "--quiet"],
+        &["images", "--filter", "reference=*"],
+    ] {
+        p.same(args, table);
+    }
+    p.same(&["images", "--format", "{{json .}}"], json_lines);
+    p.same(&["image", "inspect", bb_id], without_driver_data);
+}
+
+#[test]
+fn history_matches_dockerd() {
+    let p = Pair::start();
+    p.load_fixtures();
+    for args in [
+        &["history", "multi:1"][..],
+        &["history", "--no-trunc", "multi:1"],
+        &["history", "-H=false", "multi:1"],
+        &["history", "--quiet", "multi:1"],
+        &["image", "history", "bb"],
+        &["history", "-H=false", "bb:latest"],
+        &[
+            "history",
+            "--format",
+            "{{.ID}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}",
+            "multi:2",
+        ],
+        &["history", "nosuch"],
+        &["history", "Bad"],
+    ] {
+        p.same(args, ordered);
+    }
+}
+
+#[test]
+fn tag_and_rmi_follow_dockerds_rules() {
+    let p = Pair::start();
+    p.load_fixtures();
+    let id = p.dockerd.ok(&["images", "--quiet", "multi:1"]);
+    let id = id.trim();
+    let long_id = p
+        .dockerd
+        .ok(&["images", "--quiet", "--no-trunc", "multi:1"]);
+    let long_id = long_id.trim();
+    let hex = long_id.trim_start_matches("sha256:");
+    for args in [
+        &["tag", "bb", "localhost:5000/x/y:t"][..],
+        &["tag", id, "by-id:1"],
+        &["tag", long_id, "by-long-id"],
+        &["image", "tag", hex, "by-hex"],
+        &["tag", "bb", "Bad:Name"],
+        &["tag", "bb", "x:y:z"],
+        &["tag", "bb", ""],
+        &[
+            "tag",
+            "bb",
+            "a@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+        &["tag", "nosuch", "a:b"],
+        &["tag", "Nope", "a:b"],
+        &["tag", "sha256:0000", "a:b"],
+    ] {
+        p.same(args, exact);
+    }
+    p.same(&["images"], table);
+    p.same(
+        &["image", "inspect", "--format", "{{.RepoTags}}", id],
+        exact,
+    );
+    // Untag while other names remain; an id with several names needs -f.
+    for args in [
+        &["rmi", "multi:2"][..],
+        &["rmi", "by-id:1", "by-long-id"],
+        &["rmi", id],
+        &["rmi", "nosuch"],
+        &["rmi", "nosuch:1"],
+        &["rmi", "BAD"],
+        &["rmi", "sha256:0000"],
+        &[
+            "rmi",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+        &["image", "rm", "localhost:5000/x/y:t"],
+    ] {
+        p.same(args, exact);
+    }
+    // -f on the id: every name goes, then the image and the layers only it
+    // has; the base layer stays for bb.
+    p.same(&["rmi", "--force", id], exact);
+    p.same(&["images", "--all"], table);
+    p.same(&["history", "-H=false", "bb"], ordered);
+    // The last name of an image deletes it with its layers.
+    p.same(&["rmi", "bb"], exact);
+    p.same(&["images", "--all"], table);
+    p.same(&["system", "df"], table);
+}
+
+#[test]
+fn prune_and_df_match_dockerd() {
+    let p = Pair::start();
+    p.load_fixtures();
+    p.same(&["system", "df"], table);
+    p.same(&["system", "df", "-v"], table);
+    // bb's tag moves: its image is dangling, and prune takes only it.
+    p.same(&["tag", "multi:1", "bb:latest"], exact);
+    p.same(&["system", "df"], table);
+    p.same(
+        &["image", "prune", "--force", "--filter", "colour=red"],
+        exact,
+    );
+    p.same(
+        &["image", "prune", "--force", "--filter", "dangling=maybe"],
+        exact,
+    );
+    p.same(&["image", "prune", "--force"], sorted);
+    p.same(&["image", "prune", "--force"], sorted);
+    p.same(&["images", "--all"], table);
+    // Nothing old enough, nothing with that label.
+    p.same(
+        &["image", "prune", "--all", "--force", "--filter", "until=1h"],
+        sorted,
+    );
+    p.same(
+        &[
+            "image",
+            "prune",
+            "--all",
+            "--force",
+            "--filter",
+            "label=org.test.kind=other",
+        ],
+        sorted,
+    );
+    p.same(
+        &[
+            "image",
+            "prune",
+            "--all",
+            "--force",
+            "--filter",
+            "label!=org.test.kind",
+        ],
+        sorted,
+    );
+    p.same(&["images", "--all"], table);
+    p.same(&["load", "-q", "-i", &p.path("bb.tar")], exact);
+    p.same(
+        &[
+            "image",
+            "prune",
+            "--all",
+            "--force",
+            "--filter",
+            "label=org.test.kind=multi",
+        ],
+        sorted,
+    );
+    p.same(&["images", "--all"], table);
+    p.same(
+        &[
+            "image",
+            "prune",
+            "--all",
+            "--force",
+            "--filter",
+            "until=2000-01-01",
+        ],
+        sorted,
+    );
+    p.same(&["image", "prune", "--all", "--force"], sorted);
+    p.same(&["system", "df", "-v"], table);
+}
+
+#[test]
+fn import_matches_dockerd() {
+    let p = Pair::start();
+    let rootfs = p.path("rootfs.tar");
+    p.same(
+        &[
+            "import",
+            "--change",
+            "ENV A=b",
+            "--change",
+            r#"CMD ["/bin/sh", "-c", "echo hi"]"#,
+            "--change",
+            "LABEL x=y",
+            "--change",
+            "WORKDIR /tmp",
+            "--message",
+            "made in a test",
+            &rootfs,
+            "imp:1",
+        ],
+        |s| format!("{} lines", s.lines().count()),
+    );
+    let [d, b] = [&p.dockerd, &p.berthd].map(|x| {
+        x.docker_with_stdin(
+            &["import", "--message", "from stdin", "-", "imp:stdin"],
+            Path::new(&rootfs),
+        )
+    });
+    p.assert_same(&["import", "-"], &d, &b, |s| {
+        format!("{} lines", s.lines().count())
+    });
+    for name in ["imp:1", "imp:stdin"] {
+        p.same(&["image", "inspect", name], import_inspect);
+        p.same(
+            &[
+                "history",
+                "--format",
+                "{{.CreatedBy}}|{{.Size}}|{{.Comment}}",
+                name,
+            ],
+            exact,
+        );
+    }
+    p.same(
+        &["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"],
+        sorted,
+    );
+    p.same(&["import", &p.path("no-such.tar")], exact);
+    p.same(&["import", &rootfs, "Bad:Name"], exact);
+}
+
+#[test]
+fn save_and_load_across_daemons() {
+    let p = Pair::start();
+    p.load_fixtures();
+    // What berthd saves, dockerd loads with the same ids and names, and
+    // the other way round.
+    let from_berthd = p.path("from-berthd.tar");
+    let from_dockerd = p.path("from-dockerd.tar");
+    for (daemon, file) in [(&p.berthd, &from_berthd), (&p.dockerd, &from_dockerd)] {
+        let mut save = vec!["save", "-o", file.as_str()];
+        save.extend(MULTI_TAGS);
+        save.push("bb");
+        daemon.ok(&save);
+    }
+    p.same(&["image", "prune", "--all", "--force"], sorted);
+    let d = p.dockerd.docker(&["load", "-i", &from_berthd]);
+    let b = p.berthd.docker(&["load", "-i", &from_dockerd]);
+    p.assert_same(&["load", "-i", "<the other's save>"], &d, &b, sorted);
+    p.same(&["images", "--no-trunc"], table);
+    p.same(&["image", "inspect", "multi:1", "bb"], without_driver_data);
+    // Saved by id: no names, loaded as "Loaded image ID: …".
+    let id = p.dockerd.ok(&["images", "--quiet", "bb"]);
+    let id = id.trim();
+    let by_id = p.path("by-id.tar");
+    p.berthd.ok(&["save", "-o", &by_id, id]);
+    p.same(&["rmi", "bb"], exact);
+    p.same(&["load", "-i", &by_id], exact);
+    p.same(&["images", "--all"], table);
+    // Errors.
+    p.same(&["save", "-o", &p.path("none.tar"), "nosuch"], exact);
+    p.same(&["save", "-o", &p.path("none.tar"), "Bad"], exact);
+}
+
+#[test]
+fn events_match_dockerd() {
+    let p = Pair::start();
+    let since = next_second().to_string();
+    p.load_fixtures();
+    for args in [
+        &["tag", "bb", "bb:two"][..],
+        &["tag", "multi:1", "bb:two"],
+        &["rmi", "bb:two"],
+        &["save", "-o", &p.path("again.tar"), "bb"],
+        &["rmi", "multi:2"],
+        &["rmi", "--force", "localhost:5000/x/multi:v"],
+        &["rmi", "nosuch"],
+    ] {
+        p.same(args, exact);
+    }
+    let id = p.dockerd.ok(&["images", "--quiet", "multi:1"]);
+    p.same(&["rmi", "--force", id.trim()], exact);
+    p.same(&["image", "prune", "--all", "--force"], sorted);
+    let imported = [&p.dockerd, &p.berthd].map(|x| {
+        x.ok(&[
+            "import",
+            "--change",
+            "LABEL k=v",
+            &p.path("rootfs.tar"),
+            "imp:1",
+        ])
+        .trim()
+        .to_string()
+    });
+    let until = (unix_now() + 1).to_string();
+    let format = "{{.Type}} {{.Action}} {{.Actor.ID}} {{json .Actor.Attributes}}";
+    let args = [
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=image",
+        "--format",
+        format,
+    ];
+    let [d, b] = p.both(&args);
+    let d_text = text(&d.stdout).replace(&imported[0], "<imported>");
+    let b_text = text(&b.stdout).replace(&imported[1], "<imported>");
+    assert!(
+        d.status.success() && b.status.success(),
+        "{}\n{}",
+        describe(&d),
+        describe(&b)
+    );
+    assert!(d_text.contains("image load "), "{d_text}");
+    assert_eq!(
+        d_text,
+        b_text,
+        "events differ; berthd log:\n{}",
+        p.berthd.log()
+    );
+}
