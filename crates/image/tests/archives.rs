@@ -291,6 +291,40 @@ fn oci_layout_with_full_ref_name() {
 }
 
 #[test]
+fn index_entries_of_an_unknown_media_type_are_skipped() {
+    let good = oci_archive("application/vnd.oci.image.layer.v1.tar", false);
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&read_entry(&good, "index.json")).expect("index.json");
+    let mut unknown = index["manifests"][0].clone();
+    unknown["mediaType"] = "application/vnd.example.unknown+json".into();
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .insert(0, unknown);
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut t = tar::Archive::new(&good[..]);
+    for e in t.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let name = e.path().expect("path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).expect("read");
+        if name == "index.json" {
+            data = serde_json::to_vec(&index).expect("json");
+        }
+        entries.push((name, data));
+    }
+    let entries: Vec<(&str, Vec<u8>)> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
+    let archive = archive_of(&entries);
+    let dir = tempfile::tempdir().expect("tmp");
+    let images = load_archive(&archive[..], dir.path()).expect("load");
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].repo_tags[0].to_string(), "localhost/app:v1");
+}
+
+#[test]
 fn bad_input_gets_its_own_error() {
     let dir = tempfile::tempdir().expect("tmp");
     let spool = |n: &str| dir.path().join(n);
@@ -334,7 +368,9 @@ fn bad_input_gets_its_own_error() {
     .expect_err("index media type");
     assert!(
         matches!(err, ImageError::UnsupportedMediaType { .. })
-            && err.to_string().contains("application/vnd.example.unknown+json")
+            && err
+                .to_string()
+                .contains("application/vnd.example.unknown+json")
             && err.to_string().contains("index.json"),
         "{err}"
     );
