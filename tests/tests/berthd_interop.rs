@@ -1224,7 +1224,6 @@ fn layer_with_etc_dot_dot_path_is_rejected() {
 }
 
 #[test]
-#[ignore = "berthd bug: a load that fails at a layer keeps the blobs and snapshots it stored before"]
 fn a_failed_load_removes_the_layers_it_stored() {
     let bad = BadInput::start();
     let layers = vec![
@@ -1584,7 +1583,6 @@ fn kill_9_during_load_leaves_a_whole_store() {
 }
 
 #[test]
-#[ignore = "berthd bug: after kill -9 between two layers of a load, the layers already stored stay as snapshots no image uses (startup repair keeps every snapshot with a metadata row)"]
 fn kill_9_between_layers_leaves_no_orphan_snapshot() {
     assert_kill_9_leaves_a_whole_store(&[Moment::LayersStored(1), Moment::LayersStored(3)]);
 }

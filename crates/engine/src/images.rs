@@ -252,23 +252,73 @@ impl ImageService {
     /// Makes disk agree with the metadata after a crash: snapshot directories
     /// and blobs nothing refers to are removed.
     fn repair(&self) -> Result<()> {
+        self.remove_unused_snapshots()?;
+        self.collect_garbage()?;
+        Ok(())
+    }
+
+    /// Removes layer snapshots no image uses: rows left by an interrupted or
+    /// failed load, and directories the metadata does not know. Leaves go
+    /// first, so each removal is allowed.
+    fn remove_unused_snapshots(&self) -> Result<()> {
+        // First the directories the metadata never heard of (a crash between
+        // committing a layer and recording it). They can only sit on top of
+        // known layers, never below one; a parent is refused while its child
+        // exists, so retry until nothing more goes.
         let known: HashSet<String> = self
             .meta()
             .read(|tx| tx.list_snapshots())?
             .into_iter()
-            .map(|s| s.chain_id.to_string())
+            .map(|s| s.key)
             .collect();
-        let mut on_disk = self.snapshots.list().map_err(snapshot_err)?;
-        // Children before parents, so each removal is allowed.
-        on_disk.reverse();
-        for snap in on_disk {
-            if snap.kind == berth_snapshot::SnapshotKind::Layer && !known.contains(&snap.id) {
-                tracing::info!("removing snapshot {} left by an interrupted load", snap.id);
-                let _ = self.snapshots.remove_layer(&snap.id);
+        let mut unknown: Vec<String> = self
+            .snapshots
+            .list()
+            .map_err(snapshot_err)?
+            .into_iter()
+            .filter(|s| s.kind == berth_snapshot::SnapshotKind::Layer && !known.contains(&s.id))
+            .map(|s| s.id)
+            .collect();
+        while !unknown.is_empty() {
+            let before = unknown.len();
+            unknown.retain(|id| self.snapshots.remove_layer(id).is_err());
+            if unknown.len() == before {
+                return Err(Error::Internal(format!(
+                    "snapshots {unknown:?} are not known and can't be removed"
+                )));
             }
         }
-        self.collect_garbage()?;
-        Ok(())
+        // Then recorded layers no image uses, leaves first.
+        loop {
+            let (snapshots, used) = self.meta().read(|tx| -> Result<_> {
+                let used: HashSet<Digest> = tx
+                    .list_images()?
+                    .into_iter()
+                    .flat_map(|img| img.layers.into_iter().map(|l| l.chain_id))
+                    .collect();
+                Ok((tx.list_snapshots()?, used))
+            })?;
+            let parents: HashSet<&Digest> =
+                snapshots.iter().filter_map(|s| s.parent.as_ref()).collect();
+            let leaves: Vec<&Snapshot> = snapshots
+                .iter()
+                .filter(|s| !used.contains(&s.chain_id) && !parents.contains(&s.chain_id))
+                .collect();
+            if leaves.is_empty() {
+                return Ok(());
+            }
+            for snap in leaves {
+                tracing::info!("removing layer {} no image uses", snap.chain_id);
+                if self.snapshots.exists(&snap.key) {
+                    self.snapshots
+                        .remove_layer(&snap.key)
+                        .map_err(snapshot_err)?;
+                }
+                self.meta().transaction(|tx| -> Result<Snapshot> {
+                    Ok(tx.delete_snapshot(&snap.chain_id)?)
+                })?;
+            }
+        }
     }
 
     /// Deletes blobs no image refers to.
@@ -416,6 +466,27 @@ impl ImageService {
     /// Stores a loaded or imported image: blobs, snapshots, then the metadata
     /// row with its tags in one transaction. Returns what the tags replaced.
     fn store(
+        &self,
+        img: &LoadedImage,
+        tags: &[Reference],
+        counts_as_tagging: bool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<(Reference, Digest)>> {
+        let result = self.store_steps(img, tags, counts_as_tagging, progress);
+        if result.is_err() {
+            // Undo what the failed load stored: layers no image uses, blobs
+            // nothing refers to.
+            if let Err(e) = self
+                .remove_unused_snapshots()
+                .and_then(|_| self.collect_garbage())
+            {
+                tracing::error!("cleaning up after a failed load: {e}");
+            }
+        }
+        result
+    }
+
+    fn store_steps(
         &self,
         img: &LoadedImage,
         tags: &[Reference],
