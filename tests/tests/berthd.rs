@@ -268,3 +268,42 @@ fn bad_config_is_refused_with_the_key_named() {
     );
     assert!(!dir.path().join("data").exists(), "nothing created");
 }
+
+#[test]
+fn socket_belongs_to_an_existing_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // Debian's base system always has the `daemon` group.
+    let Some(gid) = std::fs::read_to_string("/etc/group").ok().and_then(|g| {
+        g.lines()
+            .find_map(|l| l.strip_prefix("daemon:x:"))
+            .and_then(|rest| rest.split(':').next()?.parse::<u32>().ok())
+    }) else {
+        panic!("this host has no daemon group in /etc/group");
+    };
+    let d = Berthd::start_with(&["--group", "daemon"]);
+    let meta = std::fs::metadata(d.socket()).expect("socket");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.uid(), 0);
+    assert_eq!(meta.gid(), gid);
+}
+
+#[test]
+fn ping_answers_get_and_head_with_engine_headers() {
+    let d = Berthd::start();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-I", "--unix-socket"])
+        .arg(d.socket())
+        .arg("http://berth/_ping");
+    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("curl");
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    for h in [
+        "http/1.1 200",
+        "api-version: 1.50",
+        "ostype: linux",
+        "docker-experimental: false",
+        "builder-version:",
+    ] {
+        assert!(headers.contains(h), "HEAD /_ping lacks {h:?}: {headers}");
+    }
+    assert_eq!(d.curl("/_ping"), "OK");
+}
