@@ -3,7 +3,6 @@
 //! a blocking `std::io::Write` turned into a streaming response body.
 
 use std::io::{Read, Write};
-use std::sync::mpsc;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -11,26 +10,22 @@ use futures_util::StreamExt;
 
 /// A request body, readable from a blocking thread.
 pub struct BodyReader {
-    rx: mpsc::Receiver<Result<Bytes, String>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
     current: Bytes,
 }
 
 impl BodyReader {
     /// Starts pumping `body` into a bounded channel (back-pressure: at most a
-    /// few chunks are buffered).
+    /// few chunks are buffered); the blocking reader takes them with
+    /// `blocking_recv`, so no thread hand-off per chunk.
     pub fn new(body: Body) -> BodyReader {
-        let (tx, rx) = mpsc::sync_channel::<Result<Bytes, String>>(16);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(64);
         tokio::spawn(async move {
             let mut stream = body.into_data_stream();
             while let Some(chunk) = stream.next().await {
                 let item = chunk.map_err(|e| e.to_string());
                 let failed = item.is_err();
-                let tx = tx.clone();
-                // The channel is synchronous: hand the send to a blocking thread.
-                let sent = tokio::task::spawn_blocking(move || tx.send(item).is_ok())
-                    .await
-                    .unwrap_or(false);
-                if !sent || failed {
+                if tx.send(item).await.is_err() || failed {
                     break;
                 }
             }
@@ -45,12 +40,12 @@ impl BodyReader {
 impl Read for BodyReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => self.current = chunk,
-                Ok(Err(e)) => {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => {
                     return Err(std::io::Error::other(format!("reading request body: {e}")))
                 }
-                Err(_) => return Ok(0),
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.current.len());

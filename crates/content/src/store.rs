@@ -325,6 +325,39 @@ impl ContentStore {
         self.put(data, None)
     }
 
+    /// Takes a file the caller wrote and hashed itself (such as a spooled
+    /// archive entry) into the store by renaming it, when it is on the same
+    /// filesystem; otherwise it is copied and verified like any ingest. The
+    /// blob is pinned in `lease`. `digest` must be the sha256 of the file's
+    /// bytes as the caller computed them while writing it.
+    pub fn adopt_file(&self, path: &Path, digest: &Digest, lease: &Lease) -> Result<()> {
+        lease.pin(digest);
+        let target = self.inner.blob_path(digest);
+        {
+            let _gc = self
+                .inner
+                .gc_lock
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if target.is_file() {
+                return Ok(());
+            }
+            let file = File::open(path).map_err(io_error("open", path))?;
+            file.sync_all().map_err(io_error("sync", path))?;
+            match fs::rename(path, &target) {
+                Ok(()) => return sync_dir(&self.inner.blobs),
+                Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {}
+                Err(e) => return Err(io_error("rename into blobs", path)(e)),
+            }
+        }
+        let mut source = File::open(path).map_err(io_error("open", path))?;
+        let size = source.metadata().map_err(io_error("stat", path))?.len();
+        let mut writer = self.writer(Some(digest), Some(size))?;
+        std::io::copy(&mut source, &mut writer).map_err(io_error("copy", path))?;
+        writer.commit_pinned(lease)?;
+        Ok(())
+    }
+
     /// Like [`ContentStore::put_bytes`], pinning the blob in `lease` before
     /// a concurrent gc could see it.
     pub fn put_bytes_pinned(&self, data: &[u8], lease: &Lease) -> Result<Digest> {

@@ -427,3 +427,21 @@ fn list_skips_names_that_are_not_digests() {
     assert!(store.gc(&HashSet::new()).unwrap().removed.len() == 1);
     assert!(dir.path().join("blobs/sha256/README").exists());
 }
+
+#[test]
+fn adopted_files_are_moved_in_and_pinned() {
+    let (dir, store) = store();
+    let spooled = dir.path().join("spooled");
+    fs::write(&spooled, b"layer bytes").unwrap();
+    let digest = Digest::sha256_of(b"layer bytes");
+    let lease = store.lease();
+    store.adopt_file(&spooled, &digest, &lease).unwrap();
+    assert!(!spooled.exists(), "moved, not copied");
+    assert_eq!(store.read_blob(&digest).unwrap(), b"layer bytes");
+    // Pinned: a gc keeping nothing leaves it while the lease lives.
+    store.gc(&HashSet::new()).unwrap();
+    assert!(store.exists(&digest));
+    drop(lease);
+    store.gc(&HashSet::new()).unwrap();
+    assert!(!store.exists(&digest));
+}

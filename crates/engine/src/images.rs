@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_content::{ContentStore, Digest};
-use berth_image::{ImageConfig, LayerReader, LoadedImage, LoadedLayer, Reference};
+use berth_image::{ImageConfig, LoadedImage, LoadedLayer, Reference};
 use berth_metadata::{Image, ImageLayer, MetadataStore, NewImage, Snapshot};
 use berth_snapshot::{Driver, SnapshotStore};
 
@@ -554,20 +554,17 @@ impl ImageService {
         Ok(replaced)
     }
 
+    /// Moves a spooled layer blob into the content store (a rename: the
+    /// spool and the store share the data root's filesystem, and the blob was
+    /// hashed while it was spooled).
     fn store_blob(&self, layer: &LoadedLayer, lease: &berth_content::Lease) -> Result<()> {
-        lease.pin(&layer.blob_digest);
         if self.content.exists(&layer.blob_digest) {
+            lease.pin(&layer.blob_digest);
             return Ok(());
         }
-        let mut file = std::fs::File::open(&layer.blob_path)
-            .map_err(|e| Error::io(format!("open {}", layer.blob_path.display()), e))?;
-        let mut writer = self
-            .content
-            .writer(Some(&layer.blob_digest), Some(layer.size))
-            .map_err(content_err)?;
-        std::io::copy(&mut file, &mut writer).map_err(|e| Error::io("store layer blob", e))?;
-        writer.commit_pinned(lease).map_err(content_err)?;
-        Ok(())
+        self.content
+            .adopt_file(&layer.blob_path, &layer.blob_digest, lease)
+            .map_err(content_err)
     }
 
     /// Unpacks a layer into its snapshot unless it already exists; returns
@@ -591,8 +588,9 @@ impl ImageService {
             // Left by an interrupted load: not trusted, made again.
             self.snapshots.remove_layer(&key).map_err(snapshot_err)?;
         }
-        let file = std::fs::File::open(&layer.blob_path)
-            .map_err(|e| Error::io(format!("open {}", layer.blob_path.display()), e))?;
+        let blob_path = self.content.blob_path(&layer.blob_digest);
+        let file = std::fs::File::open(&blob_path)
+            .map_err(|e| Error::io(format!("open {}", blob_path.display()), e))?;
         let short = layer
             .diff_id
             .hex()
@@ -614,8 +612,11 @@ impl ImageService {
             step: 1 << 20,
             report: &mut report,
         };
-        let reader = LayerReader::new(counted, Some(layer.diff_id.clone()), id.as_str(), index)
-            .map_err(image_err)?;
+        // Decompressed only: unpacking hashes the stream and the diff_id is
+        // checked against that below, so it is read and hashed once.
+        let reader =
+            berth_snapshot::decompress(std::io::BufReader::with_capacity(1 << 20, counted))
+                .map_err(|e| Error::InvalidArgument(format!("layer {index} of image {id}: {e}")))?;
         let parent_key = parent.map(|p| p.to_string());
         let stats = self
             .snapshots

@@ -177,7 +177,7 @@ fn spool_entries<R: Read>(reader: R, spool_dir: &Path) -> Result<Spool> {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let tmp = spool_dir.join(format!("ingest-{n}"));
                 let file = File::create(&tmp).map_err(|e| ImageError::io("creating", &tmp, e))?;
-                let mut writer = HashingWriter::new(io::BufWriter::new(file));
+                let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
                 io::copy(&mut entry, &mut writer).map_err(|e| match e.kind() {
                     io::ErrorKind::UnexpectedEof => corrupt(format!("entry {name:?} is cut short")),
                     _ => corrupt(format!("entry {name:?}: {e}")),
@@ -214,7 +214,24 @@ fn spool_entries<R: Read>(reader: R, spool_dir: &Path) -> Result<Spool> {
 
 /// Reads a layer blob once: detects compression, checks it is a tar stream, and
 /// computes its diff_id.
-fn inspect_layer(path: &Path, name: &str) -> Result<(Compression, Digest)> {
+/// The compression and diff_id of a spooled layer. An uncompressed layer's
+/// diff_id is its blob digest, already computed while spooling: it is not
+/// read again (its tar structure is checked when it is unpacked).
+fn inspect_layer(path: &Path, name: &str, blob_digest: &Digest) -> Result<(Compression, Digest)> {
+    let mut file = File::open(path).map_err(|e| ImageError::io("opening", path, e))?;
+    let mut head = [0u8; 8];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ImageError::io("reading", path, e)),
+        }
+    }
+    if Compression::detect(&head[..got], name)? == Compression::None {
+        return Ok((Compression::None, blob_digest.clone()));
+    }
     let file = File::open(path).map_err(|e| ImageError::io("opening", path, e))?;
     let (compression, stream) = decompress(BufReader::new(file), name)?;
     let bad = |e: io::Error| ImageError::CorruptLayer {
@@ -308,7 +325,7 @@ fn load_docker(spool: &Spool) -> Result<Vec<LoadedImage>> {
             let (compression, diff_id) = match layer_cache.get(&blob.digest) {
                 Some(known) => known.clone(),
                 None => {
-                    let found = inspect_layer(&blob.path, name)?;
+                    let found = inspect_layer(&blob.path, name, &blob.digest)?;
                     layer_cache.insert(blob.digest.clone(), found.clone());
                     found
                 }
@@ -481,7 +498,8 @@ fn load_oci_manifest(
             let mut layers = Vec::with_capacity(manifest.layers.len());
             for layer in &manifest.layers {
                 let blob = verified_blob(spool, "image manifest", layer)?;
-                let (compression, diff_id) = inspect_layer(&blob.path, &blob_name(&layer.digest))?;
+                let (compression, diff_id) =
+                    inspect_layer(&blob.path, &blob_name(&layer.digest), &blob.digest)?;
                 layers.push(LoadedLayer {
                     diff_id,
                     blob_digest: blob.digest.clone(),
