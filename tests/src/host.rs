@@ -1,10 +1,11 @@
 //! Helpers for tests that drive whole engines (dockerd, podman, berthd):
-//! output capture, stopping processes by PID, and removing the mounts and
-//! cgroups such an engine leaves behind.
+//! output capture, the docker CLI against one daemon, stopping processes by
+//! PID, and removing the mounts and cgroups such an engine leaves behind.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::mount::{umount2, MntFlags};
@@ -12,7 +13,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
-use crate::unescape_mountinfo;
+use crate::{output_with_timeout, unescape_mountinfo};
+
+/// The longest one docker (or berth) CLI command may take.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest a daemon may take to answer its first `/_ping`.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
@@ -40,6 +47,142 @@ pub fn describe(out: &Output) -> String {
 pub fn assert_success(out: &Output, what: &str) -> String {
     assert!(out.status.success(), "{what} failed: {}", describe(out));
     text(&out.stdout)
+}
+
+/// The docker CLI: docker 28 from /usr/local/bin if installed, else Debian's.
+pub fn docker_cli() -> PathBuf {
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .expect("no docker CLI in /usr/local/bin or /usr/bin (package docker.io)")
+}
+
+/// `program` (the docker CLI, or the berth CLI that speaks like it) against
+/// the daemon at `socket` only: no host config or environment, the classic
+/// builder, times in UTC.
+pub fn cli_command(program: &Path, socket: &Path, config_dir: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_remove("DOCKER_HOST")
+        .env_remove("BERTH_HOST")
+        .env_remove("DOCKER_API_VERSION")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .env("DOCKER_CONFIG", config_dir)
+        .env("DOCKER_BUILDKIT", "0")
+        .env("TZ", "UTC")
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()));
+    command
+}
+
+/// A daemon a test started, as the docker CLI reaches it.
+pub trait DockerApi {
+    /// "dockerd" or "berthd", for messages.
+    fn name(&self) -> &str;
+    /// The private directory the daemon and its clients keep their files in.
+    fn dir(&self) -> &Path;
+    fn socket(&self) -> PathBuf;
+    fn log(&self) -> String;
+
+    /// `program` against this daemon, with its own client config directory.
+    fn cli_command(&self, program: &Path) -> Command {
+        cli_command(program, &self.socket(), &self.dir().join("cli"))
+    }
+
+    fn docker_command(&self) -> Command {
+        self.cli_command(&docker_cli())
+    }
+
+    /// `docker <args>` within [`CLI_TIMEOUT`]. Never panics, so `Drop` can use it.
+    fn try_docker(&self, args: &[&str]) -> std::io::Result<Output> {
+        output_with_timeout(self.docker_command().args(args), CLI_TIMEOUT)
+    }
+
+    #[track_caller]
+    fn docker(&self, args: &[&str]) -> Output {
+        self.try_docker(args).unwrap_or_else(|e| {
+            panic!("docker {args:?}: {e}\n{} log:\n{}", self.name(), self.log())
+        })
+    }
+
+    /// `docker <args>`, which must succeed; its stdout.
+    #[track_caller]
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "{} docker {args:?}: {}",
+            self.name(),
+            describe(&out)
+        );
+        text(&out.stdout)
+    }
+}
+
+/// Whether the Engine API on `socket` answers `GET /_ping` with 200.
+pub fn ping(socket: &Path) -> bool {
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /_ping HTTP/1.0\r\nHost: daemon\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+}
+
+/// Runs `command` under `script`, which gives it a pty for its terminal the
+/// way a user's shell does, so `run -it` gets a real one.
+pub fn output_in_terminal(command: &Command, timeout: Duration) -> std::io::Result<Output> {
+    let line: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|arg| shell_quote(&arg.to_string_lossy()))
+        .collect();
+    let mut script = Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command"])
+        .arg(line.join(" "))
+        .arg("/dev/null");
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    output_with_timeout(&mut script, timeout)
+}
+
+/// A new directory under /tmp named `<prefix><random>`, which the caller
+/// removes with [`remove_private_dir`].
+pub fn private_dir(prefix: &str) -> PathBuf {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("create a tempdir under /tmp")
+        .keep()
+}
+
+/// Unmounts and removes `dir`, leaving it (and saying so) if something stays mounted.
+pub fn remove_private_dir(dir: &Path) {
+    let left = unmount_under(dir);
+    if !left.is_empty() {
+        eprintln!(
+            "cleanup: leaving {} in place, still mounted: {left:?}",
+            dir.display()
+        );
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        eprintln!("cleanup: remove {}: {e}", dir.display());
+    }
 }
 
 /// Wraps `arg` in single quotes for `sh -c`.

@@ -5,44 +5,17 @@
 //! binary (default: this workspace's `berth-runtime`), so the suite can be
 //! validated against runc.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use nix::unistd::Pid;
-
+use berth_tests::dockerd::Dockerd;
 use berth_tests::host::{
-    assert_success, describe, drain, remove_cgroup_subtree, shell_quote, stop_process, text,
-    unmount_under,
+    assert_success, describe, output_in_terminal, text, DockerApi, CLI_TIMEOUT,
 };
+use berth_tests::output_with_timeout;
 
-const DOCKERD: &str = "/usr/sbin/dockerd";
 const IMAGE: &str = "berth-test-busybox:latest";
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// dockerd and its containerd create these host directories whatever their
-/// flags say (plugin discovery, shim sockets). Those that did not exist before
-/// the first daemon of this test binary are removed, if empty, after the last.
-const HOST_RUNTIME_DIRS: [&str; 4] = [
-    "/run/containerd/s",
-    "/run/containerd",
-    "/run/docker/plugins",
-    "/run/docker",
-];
-
-struct HostDirs {
-    live_daemons: usize,
-    created_by_tests: Vec<&'static str>,
-}
-
-static HOST_DIRS: Mutex<HostDirs> = Mutex::new(HostDirs {
-    live_daemons: 0,
-    created_by_tests: Vec::new(),
-});
 
 fn runtime_under_test() -> PathBuf {
     let path = std::env::var_os("BERTH_RUNTIME")
@@ -57,224 +30,31 @@ fn runtime_under_test() -> PathBuf {
     path
 }
 
-fn docker_cli() -> PathBuf {
-    ["/usr/local/bin/docker", "/usr/bin/docker"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.is_file())
-        .expect("no docker CLI in /usr/local/bin or /usr/bin (package docker.io)")
+/// A dockerd with the runtime under test registered as `berth` and a
+/// busybox image imported; dropping it removes everything it made.
+struct RuntimeDockerd {
+    dockerd: Dockerd,
 }
 
-/// Runs `cmd` to completion with null stdin, killing it (by its PID) if it
-/// takes longer than `timeout`. Never panics, so `Drop` can use it.
-fn output_within(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
-    let description = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {description}: {e}"))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{description} did not finish within {timeout:?}"));
-            }
-            Err(e) => return Err(format!("waiting for {description}: {e}")),
-        }
-    };
-    Ok(Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
-}
-
-#[track_caller]
-/// Runs `command` under `script`, which gives it a pty for its terminal the
-/// way a user's shell does, so `run -it` gets a real one.
-fn output_in_terminal(command: &Command) -> Result<Output, String> {
-    let line: Vec<String> = std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|arg| shell_quote(&arg.to_string_lossy()))
-        .collect();
-    let mut script = Command::new("script");
-    script
-        .args(["--quiet", "--return", "--command"])
-        .arg(line.join(" "))
-        .arg("/dev/null");
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => script.env(key, value),
-            None => script.env_remove(key),
-        };
-    }
-    output_within(script, COMMAND_TIMEOUT)
-}
-
-/// Processes whose command line names `dir`: with a unique private directory
-/// these are exactly the containerd and shims the daemon under test started.
-fn processes_naming(dir: &Path) -> Vec<Pid> {
-    let own = std::process::id();
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid as u32 != own)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
-        })
-        .map(Pid::from_raw)
-        .collect()
-}
-
-/// A dockerd with its own containerd, on private directories under one
-/// tempdir, with the runtime under test registered as `berth`. Dropping it
-/// removes every container, process, mount, cgroup and directory it made.
-struct Dockerd {
-    dir: PathBuf,
-    daemon: Child,
-    socket: PathBuf,
-    cgroup_parent: String,
-    docker: PathBuf,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
+impl RuntimeDockerd {
+    fn start() -> RuntimeDockerd {
         let runtime = runtime_under_test();
-        let docker = docker_cli();
-        let dir = tempfile::Builder::new()
-            .prefix("berth-dockerd-")
-            .tempdir_in("/tmp")
-            .expect("create a tempdir under /tmp")
-            .keep();
-        let name = dir
-            .file_name()
-            .and_then(|name| name.to_str())
-            .expect("tempdir name is UTF-8")
-            .to_owned();
-        let config = dir.join("daemon.json");
-        // Without this dockerd writes its trust key to /etc/docker/key.json.
-        let settings = serde_json::json!({ "deprecated-key-path": dir.join("key.json") });
-        std::fs::write(&config, settings.to_string()).expect("write daemon.json");
-        let log = std::fs::File::create(dir.join("dockerd.log")).expect("create dockerd.log");
-        let socket = dir.join("docker.sock");
-
-        {
-            let mut host = HOST_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-            if host.live_daemons == 0 {
-                host.created_by_tests = HOST_RUNTIME_DIRS
-                    .into_iter()
-                    .filter(|dir| !Path::new(dir).exists())
-                    .collect();
-            }
-            host.live_daemons += 1;
-        }
-        let mut command = Command::new(DOCKERD);
-        command
-            .arg("--config-file")
-            .arg(&config)
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", socket.display()))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-forward=false",
-                "--ip-masq=false",
-                "--userland-proxy=false",
-                "--exec-opt=native.cgroupdriver=cgroupfs",
-            ])
-            .arg(format!("--cgroup-parent=/{name}"))
+        let dockerd = Dockerd::builder()
             .arg(format!("--add-runtime=berth={}", runtime.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup dockerd.log"))
-            .stderr(log);
-        let daemon = match command.spawn() {
-            Ok(daemon) => daemon,
-            Err(e) => {
-                HOST_DIRS
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .live_daemons -= 1;
-                let _ = std::fs::remove_dir_all(&dir);
-                panic!("cannot start {DOCKERD} (package docker.io): {e}");
-            }
-        };
-        let mut dockerd = Dockerd {
-            dir,
-            daemon,
-            socket,
-            cgroup_parent: format!("/{name}"),
-            docker,
-        };
-        dockerd.wait_until_ready();
+            .start();
+        let dockerd = RuntimeDockerd { dockerd };
+        dockerd.check_registration(&runtime);
         dockerd.import_busybox();
         dockerd
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut stream) = UnixStream::connect(&self.socket) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        if stream
-            .write_all(b"GET /_ping HTTP/1.0\r\nHost: dockerd\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        response.starts_with("HTTP/1.0 200") && response.ends_with("OK")
-    }
-
-    fn wait_until_ready(&mut self) {
-        let started = Instant::now();
-        while !self.ping() {
-            if let Ok(Some(status)) = self.daemon.try_wait() {
-                panic!(
-                    "dockerd exited with {status} during startup; its log:\n{}",
-                    self.log()
-                );
-            }
-            if started.elapsed() > STARTUP_TIMEOUT {
-                panic!(
-                    "dockerd did not answer /_ping within {STARTUP_TIMEOUT:?}; its log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("dockerd answered /_ping after {:?}", started.elapsed());
+    fn check_registration(&self, runtime: &Path) {
         // The CLI speaks a newer API than this dockerd; it must negotiate down.
         let version = self.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
         let version = assert_success(&version, "docker version");
         assert!(!version.trim().is_empty(), "no server API version");
         let out = self.docker(&["info", "--format", "{{json .Runtimes.berth}}"]);
         let registered = assert_success(&out, "docker info");
-        let runtime = runtime_under_test();
         assert!(
             registered.contains(&*runtime.to_string_lossy()),
             "runtime `berth` is not {}: {registered}",
@@ -283,44 +63,22 @@ impl Dockerd {
     }
 
     fn import_busybox(&self) {
-        let image = self.dir.join("image");
+        let image = self.dockerd.dir().join("image");
         let rootfs = image.join("rootfs");
         berth_tests::make_busybox_rootfs(&rootfs).expect("make busybox rootfs");
         let tar = image.join("rootfs.tar");
         let mut command = Command::new("tar");
         command.arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".");
-        let out = output_within(command, COMMAND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        let out = output_with_timeout(&mut command, CLI_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
         assert_success(&out, "tar of the busybox rootfs");
         let tar = tar.to_str().expect("tar path is UTF-8");
         let out = self.docker(&["import", "--change", r#"CMD ["/bin/sh"]"#, tar, IMAGE]);
         assert_success(&out, "docker import");
     }
 
-    /// The docker CLI against this daemon only: no host config or environment.
-    fn docker_command(&self) -> Command {
-        let mut command = Command::new(&self.docker);
-        command
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_API_VERSION")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH")
-            .env("DOCKER_CONFIG", self.dir.join("cli"))
-            .arg("--host")
-            .arg(format!("unix://{}", self.socket.display()));
-        command
-    }
-
-    fn try_docker(&self, args: &[&str]) -> Result<Output, String> {
-        let mut command = self.docker_command();
-        command.args(args);
-        output_within(command, COMMAND_TIMEOUT)
-    }
-
     #[track_caller]
     fn docker(&self, args: &[&str]) -> Output {
-        self.try_docker(args)
-            .unwrap_or_else(|e| panic!("{e}\ndockerd log:\n{}", self.log()))
+        self.dockerd.docker(args)
     }
 
     /// `docker run --runtime berth` with `flags`, then the image and `command`.
@@ -336,7 +94,7 @@ impl Dockerd {
     /// `docker run -it --rm --runtime berth` of `sh -c command` in a terminal.
     #[track_caller]
     fn run_in_terminal(&self, command: &str) -> Output {
-        let mut docker = self.docker_command();
+        let mut docker = self.dockerd.docker_command();
         docker.args([
             "run",
             "-it",
@@ -347,7 +105,7 @@ impl Dockerd {
             "none",
         ]);
         docker.args([IMAGE, "sh", "-c", command]);
-        output_in_terminal(&docker).unwrap_or_else(|e| panic!("{e}"))
+        output_in_terminal(&docker, CLI_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts a detached container running `command`; returns its full id.
@@ -369,75 +127,14 @@ impl Dockerd {
     fn cgroup_dir(&self, controller: &str, container: &str) -> PathBuf {
         Path::new("/sys/fs/cgroup")
             .join(controller)
-            .join(self.cgroup_parent.trim_start_matches('/'))
+            .join(self.dockerd.cgroup_parent().trim_start_matches('/'))
             .join(container)
-    }
-
-    fn containerd_pid(&self) -> Option<Pid> {
-        let pidfile = self.dir.join("exec/containerd/containerd.pid");
-        let pid = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
-        Some(Pid::from_raw(pid))
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        // Through the daemon first, so the runtime deletes its own state,
-        // cgroups and mounts the way it would for a user.
-        if let Ok(out) = self.try_docker(&["ps", "--all", "--quiet"]) {
-            let listed = text(&out.stdout);
-            let ids: Vec<&str> = listed.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "--force"];
-                args.extend(ids);
-                if let Err(e) = self.try_docker(&args) {
-                    eprintln!("cleanup: {e}");
-                }
-            }
-        }
-        let containerd = self.containerd_pid();
-        let mut started_by_daemon = processes_naming(&self.dir);
-        started_by_daemon.extend(containerd);
-
-        let daemon = Pid::from_raw(self.daemon.id() as i32);
-        stop_process(daemon, Duration::from_secs(20));
-        let _ = self.daemon.wait();
-        for pid in started_by_daemon {
-            if pid != daemon {
-                stop_process(pid, Duration::from_secs(10));
-            }
-        }
-        for pid in processes_naming(&self.dir) {
-            stop_process(pid, Duration::ZERO);
-        }
-        remove_cgroup_subtree(&self.cgroup_parent);
-
-        let left = unmount_under(&self.dir);
-        if left.is_empty() {
-            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-                eprintln!("cleanup: remove {}: {e}", self.dir.display());
-            }
-        } else {
-            eprintln!(
-                "cleanup: leaving {} in place, still mounted: {left:?}",
-                self.dir.display()
-            );
-        }
-
-        let mut host = HOST_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-        host.live_daemons -= 1;
-        if host.live_daemons == 0 {
-            for dir in host.created_by_tests.drain(..) {
-                // Only empty directories go; anything else is someone's.
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
     }
 }
 
 #[test]
 fn exit_code_and_tty() {
-    let dockerd = Dockerd::start();
+    let dockerd = RuntimeDockerd::start();
 
     let out = dockerd.run(&["--rm"], &["sh", "-c", "echo out; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
@@ -461,7 +158,7 @@ fn exit_code_and_tty() {
 
 #[test]
 fn detached_exec_logs_pause() {
-    let dockerd = Dockerd::start();
+    let dockerd = RuntimeDockerd::start();
     let id = dockerd.run_detached(&[], &["sh", "-c", "echo hello-from-log; exec sleep 1000"]);
     assert_eq!(dockerd.inspect(&id, "{{.State.Running}}"), "true");
 
@@ -514,7 +211,7 @@ fn detached_exec_logs_pause() {
 
 #[test]
 fn stop_and_kill() {
-    let dockerd = Dockerd::start();
+    let dockerd = RuntimeDockerd::start();
 
     // With docker-init as PID 1, SIGTERM reaches sleep and ends it at once.
     let id = dockerd.run_detached(&["--init"], &["sleep", "1000"]);
@@ -565,7 +262,7 @@ fn stop_and_kill() {
 
 #[test]
 fn memory_and_pids_limits() {
-    let dockerd = Dockerd::start();
+    let dockerd = RuntimeDockerd::start();
     let limit = "67108864";
 
     let id = dockerd.run_detached(&["--memory", "64m"], &["sleep", "1000"]);
@@ -632,7 +329,7 @@ fn memory_and_pids_limits() {
 
 #[test]
 fn security_options() {
-    let dockerd = Dockerd::start();
+    let dockerd = RuntimeDockerd::start();
 
     let out = dockerd.run(&["--rm", "--read-only"], &["sh", "-c", "touch /file"]);
     assert!(
@@ -683,7 +380,7 @@ fn security_options() {
 
 #[test]
 fn update_changes_limits_of_a_running_container() {
-    let dockerd = Dockerd::start();
+    let dockerd = RuntimeDockerd::start();
     let id = dockerd.run_detached(
         &["--memory", "64m", "--pids-limit", "20"],
         &["sleep", "1000"],
