@@ -6,6 +6,7 @@
 //! test instead of hanging CI, and every guard undoes what it made on `Drop`,
 //! also when the test panics.
 
+pub mod berthd;
 pub mod dockerd;
 pub mod host;
 

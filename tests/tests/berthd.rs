@@ -1,128 +1,12 @@
 //! berthd as the docker CLI sees it: version negotiation, info, events, the
 //! data-root lock, socket permissions and a clean shutdown.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use berth_tests::berthd::Berthd;
+use berth_tests::host::{docker_cli, DockerApi, CLI_TIMEOUT};
 use berth_tests::{output_with_timeout, unique_name, workspace_binary};
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A berthd on private directories; killed by PID and removed on drop.
-struct Berthd {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Berthd {
-    fn start() -> Berthd {
-        Berthd::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Berthd {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-berthd-")
-            .tempdir()
-            .expect("tempdir");
-        let mut cmd = Command::new(workspace_binary("berthd"));
-        cmd.arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("berthd.pid"))
-            .arg("--config-file")
-            .arg(dir.path().join("daemon.json"))
-            .arg("-H")
-            .arg(format!(
-                "unix://{}",
-                dir.path().join("berthd.sock").display()
-            ))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("berthd.log")).expect("log file"));
-        std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
-        let child = cmd.spawn().expect("start berthd (is it built?)");
-        let d = Berthd {
-            child: Some(child),
-            dir,
-        };
-        let started = Instant::now();
-        while !d.socket().exists() || std::os::unix::net::UnixStream::connect(d.socket()).is_err() {
-            assert!(
-                started.elapsed() < TIMEOUT,
-                "berthd did not start: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("berthd.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(docker_cli());
-        cmd.arg("-H")
-            .arg(format!("unix://{}", self.socket().display()))
-            .args(args)
-            .env_remove("DOCKER_API_VERSION");
-        output_with_timeout(&mut cmd, TIMEOUT).expect("run docker")
-    }
-
-    fn curl(&self, path: &str) -> String {
-        let mut cmd = Command::new("curl");
-        cmd.arg("-s")
-            .arg("--unix-socket")
-            .arg(self.socket())
-            .arg(format!("http://berth{path}"));
-        let out = output_with_timeout(&mut cmd, TIMEOUT).expect("run curl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            if started.elapsed() > TIMEOUT {
-                let _ = child.kill();
-                panic!("berthd ignored SIGTERM: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Berthd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn docker_cli() -> PathBuf {
-    let v28 = Path::new("/usr/local/bin/docker");
-    if v28.exists() {
-        v28.to_path_buf()
-    } else {
-        PathBuf::from("/usr/bin/docker")
-    }
-}
 
 fn stdout(out: &Output) -> String {
     assert!(
@@ -153,7 +37,7 @@ fn docker_cli_reads_version_and_info() {
     ]));
     assert_eq!(
         info.trim(),
-        format!("linux {} 0 overlay2", d.dir.path().join("data").display())
+        format!("linux {} 0 overlay2", d.dir().join("data").display())
     );
 }
 
@@ -178,7 +62,7 @@ fn api_versions_outside_the_range_are_refused_with_dockers_message() {
         .arg(format!("unix://{}", d.socket().display()))
         .args(["version", "--format", "{{.Server.APIVersion}}"])
         .env("DOCKER_API_VERSION", "1.41");
-    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("docker");
+    let out = output_with_timeout(&mut cmd, CLI_TIMEOUT).expect("docker");
     assert_eq!(stdout(&out).trim(), "1.50");
 }
 
@@ -207,24 +91,21 @@ fn second_daemon_on_the_same_data_root_is_refused() {
     let d = Berthd::start();
     let mut cmd = Command::new(workspace_binary("berthd"));
     cmd.arg("--data-root")
-        .arg(d.dir.path().join("data"))
+        .arg(d.dir().join("data"))
         .arg("--exec-root")
-        .arg(d.dir.path().join("exec2"))
+        .arg(d.dir().join("exec2"))
         .arg("--config-file")
-        .arg(d.dir.path().join("daemon.json"))
+        .arg(d.dir().join("daemon.json"))
         .arg("-H")
-        .arg(format!(
-            "unix://{}",
-            d.dir.path().join("second.sock").display()
-        ));
-    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("second berthd");
+        .arg(format!("unix://{}", d.dir().join("second.sock").display()));
+    let out = output_with_timeout(&mut cmd, CLI_TIMEOUT).expect("second berthd");
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("another berthd is already running"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!d.dir.path().join("second.sock").exists());
+    assert!(!d.dir().join("second.sock").exists());
     // The first one still answers.
     assert_eq!(d.curl("/_ping"), "OK");
 }
@@ -233,18 +114,18 @@ fn second_daemon_on_the_same_data_root_is_refused() {
 fn socket_is_private_and_sigterm_cleans_up() {
     use std::os::unix::fs::PermissionsExt;
     let group = unique_name();
-    let mut d = Berthd::start_with(&["--group", &group]);
+    let mut d = Berthd::builder().args(["--group", &group]).start();
     let mode = std::fs::metadata(d.socket())
         .expect("socket")
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600, "no such group: only root may connect");
-    assert!(d.dir.path().join("berthd.pid").exists());
+    assert!(d.pidfile().exists());
     let status = d.terminate();
     assert!(status.success(), "exit status {status}: {}", d.log());
     assert!(!d.socket().exists(), "socket removed");
-    assert!(!d.dir.path().join("berthd.pid").exists(), "pidfile removed");
+    assert!(!d.pidfile().exists(), "pidfile removed");
 }
 
 #[test]
@@ -259,7 +140,7 @@ fn bad_config_is_refused_with_the_key_named() {
         .arg(dir.path().join("data"))
         .arg("-H")
         .arg(format!("unix://{}", dir.path().join("s.sock").display()));
-    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("berthd");
+    let out = output_with_timeout(&mut cmd, CLI_TIMEOUT).expect("berthd");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -280,7 +161,7 @@ fn socket_belongs_to_an_existing_group() {
     }) else {
         panic!("this host has no daemon group in /etc/group");
     };
-    let d = Berthd::start_with(&["--group", "daemon"]);
+    let d = Berthd::builder().args(["--group", "daemon"]).start();
     let meta = std::fs::metadata(d.socket()).expect("socket");
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.uid(), 0);
@@ -294,7 +175,7 @@ fn ping_answers_get_and_head_with_engine_headers() {
     cmd.args(["-s", "-I", "--unix-socket"])
         .arg(d.socket())
         .arg("http://berth/_ping");
-    let out = output_with_timeout(&mut cmd, TIMEOUT).expect("curl");
+    let out = output_with_timeout(&mut cmd, CLI_TIMEOUT).expect("curl");
     let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
     for h in [
         "http/1.1 200",

@@ -4,12 +4,14 @@
 //! the daemon keeps serving. TCP without TLS, or with bad TLS files, is
 //! refused before anything starts. Loopback addresses only.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use berth_tests::{output_with_timeout, workspace_binary};
+use berth_tests::berthd::{berthd_command, free_loopback_port, Berthd};
+use berth_tests::host::{docker_cli, DockerApi};
+use berth_tests::output_with_timeout;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -122,176 +124,63 @@ impl Pki {
     }
 }
 
-fn free_loopback_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+/// Whether the log shows `needle` within a few seconds: the daemon logs a
+/// refused handshake after the client has already seen the refusal.
+fn log_shows(d: &Berthd, needle: &str) -> bool {
+    let started = Instant::now();
+    while !d.log().contains(needle) {
+        if started.elapsed() > Duration::from_secs(5) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
-/// A berthd on private directories, on a unix socket and a loopback TCP
-/// port; killed by PID and removed on drop.
-struct Berthd {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    port: u16,
+/// The docker CLI over TCP with `--tlsverify` and the given TLS flags, in
+/// an empty `DOCKER_CERT_PATH` so that only these files are used.
+fn docker_tls(d: &Berthd, pki: &Pki, tls: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(docker_cli());
+    cmd.arg("--tlsverify");
+    for (flag, file) in tls {
+        cmd.arg(flag).arg(pki.path(file));
+    }
+    cmd.arg("-H")
+        .arg(format!("tcp://{}", d.addr()))
+        .args(args)
+        .env("DOCKER_CERT_PATH", d.dir().join("no-certs"))
+        .env("DOCKER_CONFIG", d.dir().join("docker-config"))
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION");
+    output_with_timeout(&mut cmd, TIMEOUT).expect("run docker")
 }
 
-impl Berthd {
-    fn start(extra: &[String]) -> Berthd {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-berthd-tls-")
-            .tempdir()
-            .expect("tempdir");
-        let port = free_loopback_port();
-        let mut cmd = daemon_command(dir.path());
-        cmd.arg("-H")
-            .arg(format!("tcp://127.0.0.1:{port}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("berthd.log")).expect("log file"));
-        let child = cmd.spawn().expect("start berthd (is it built?)");
-        let mut d = Berthd {
-            child: Some(child),
-            dir,
-            port,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(d.addr()).is_err() {
-            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("berthd exited with {status}: {}", d.log());
-            }
-            assert!(
-                started.elapsed() < TIMEOUT,
-                "berthd did not start: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            if started.elapsed() > TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("berthd ignored SIGTERM: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Whether the log shows `needle` within a few seconds: the daemon logs a
-    /// refused handshake after the client has already seen the refusal.
-    fn log_shows(&self, needle: &str) -> bool {
-        let started = Instant::now();
-        while !self.log().contains(needle) {
-            if started.elapsed() > Duration::from_secs(5) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// The docker CLI over TCP with `--tlsverify` and the given TLS flags, in
-    /// an empty `DOCKER_CERT_PATH` so that only these files are used.
-    fn docker_tls(&self, pki: &Pki, tls: &[(&str, &str)], args: &[&str]) -> Output {
-        let mut cmd = Command::new(docker_cli());
-        cmd.arg("--tlsverify");
-        for (flag, file) in tls {
-            cmd.arg(flag).arg(pki.path(file));
-        }
-        cmd.arg("-H")
-            .arg(format!("tcp://127.0.0.1:{}", self.port))
-            .args(args)
-            .env("DOCKER_CERT_PATH", self.dir.path().join("no-certs"))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_API_VERSION");
-        output_with_timeout(&mut cmd, TIMEOUT).expect("run docker")
-    }
-
-    fn server_version(&self, pki: &Pki) -> Output {
-        self.docker_tls(
-            pki,
-            &[
-                ("--tlscacert", "ca.pem"),
-                ("--tlscert", "client.pem"),
-                ("--tlskey", "client-key.pem"),
-            ],
-            &["version", "--format", "{{.Server.Version}}"],
-        )
-    }
-}
-
-impl Drop for Berthd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// berthd on private directories under `dir` with a unix socket there.
-fn daemon_command(dir: &Path) -> Command {
-    std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
-    let mut cmd = Command::new(workspace_binary("berthd"));
-    cmd.arg("--data-root")
-        .arg(dir.join("data"))
-        .arg("--exec-root")
-        .arg(dir.join("exec"))
-        .arg("--config-file")
-        .arg(dir.join("daemon.json"))
-        .arg("-H")
-        .arg(format!("unix://{}", dir.join("berthd.sock").display()));
-    cmd
+fn server_version(d: &Berthd, pki: &Pki) -> Output {
+    docker_tls(
+        d,
+        pki,
+        &[
+            ("--tlscacert", "ca.pem"),
+            ("--tlscert", "client.pem"),
+            ("--tlskey", "client-key.pem"),
+        ],
+        &["version", "--format", "{{.Server.Version}}"],
+    )
 }
 
 /// Runs berthd with `args`, expecting it to refuse to start: its stderr, and
 /// whether it created its data root or socket.
 fn refused_start(args: &[String]) -> (String, bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = daemon_command(dir.path());
+    let mut cmd = berthd_command(dir.path());
     cmd.args(args);
     let out = output_with_timeout(&mut cmd, TIMEOUT).expect("run berthd");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "berthd started: {stderr}");
     let created = dir.path().join("data").exists() || dir.path().join("berthd.sock").exists();
     (stderr, created)
-}
-
-fn docker_cli() -> PathBuf {
-    let v28 = Path::new("/usr/local/bin/docker");
-    if v28.exists() {
-        v28.to_path_buf()
-    } else {
-        PathBuf::from("/usr/bin/docker")
-    }
 }
 
 fn curl(args: &[&str]) -> Output {
@@ -303,9 +192,9 @@ fn curl(args: &[&str]) -> Output {
 #[test]
 fn docker_cli_over_mutual_tls_gets_in_and_clients_without_a_good_certificate_do_not() {
     let pki = Pki::new();
-    let mut d = Berthd::start(&pki.daemon_flags());
+    let mut d = Berthd::builder().tcp().args(pki.daemon_flags()).start();
 
-    let out = d.server_version(&pki);
+    let out = server_version(&d, &pki);
     assert!(
         out.status.success(),
         "docker over mTLS: {}\n{}",
@@ -318,7 +207,7 @@ fn docker_cli_over_mutual_tls_gets_in_and_clients_without_a_good_certificate_do_
     );
 
     // No client certificate: the handshake is refused.
-    let out = d.docker_tls(&pki, &[("--tlscacert", "ca.pem")], &["version"]);
+    let out = docker_tls(&d, &pki, &[("--tlscacert", "ca.pem")], &["version"]);
     assert!(
         !out.status.success(),
         "docker without a client certificate got in"
@@ -328,7 +217,8 @@ fn docker_cli_over_mutual_tls_gets_in_and_clients_without_a_good_certificate_do_
     assert!(d.running(), "berthd stopped: {}", d.log());
 
     // A client certificate from another CA: refused too.
-    let out = d.docker_tls(
+    let out = docker_tls(
+        &d,
         &pki,
         &[
             ("--tlscacert", "ca.pem"),
@@ -341,7 +231,7 @@ fn docker_cli_over_mutual_tls_gets_in_and_clients_without_a_good_certificate_do_
     assert!(d.running(), "berthd stopped: {}", d.log());
 
     // The same without docker: curl with and without a client certificate.
-    let url = format!("https://127.0.0.1:{}/_ping", d.port);
+    let url = format!("https://127.0.0.1:{}/_ping", d.addr().port());
     let ca = pki.path("ca.pem").display().to_string();
     let out = curl(&["--cacert", &ca, &url]);
     assert!(
@@ -370,24 +260,24 @@ fn docker_cli_over_mutual_tls_gets_in_and_clients_without_a_good_certificate_do_
         "curl with another CA's client got in"
     );
     assert!(
-        d.log_shows("invalid peer certificate"),
+        log_shows(&d, "invalid peer certificate"),
         "the foreign certificate is refused by the daemon: {}",
         d.log()
     );
 
     // Plain HTTP on the TLS port gets no API answer.
-    let out = curl(&[&format!("http://127.0.0.1:{}/_ping", d.port)]);
+    let out = curl(&[&format!("http://127.0.0.1:{}/_ping", d.addr().port())]);
     assert!(!out.status.success(), "plain HTTP got in");
     assert_ne!(String::from_utf8_lossy(&out.stdout), "OK");
 
     // A client that connects and sends nothing holds up no one.
     let idle = TcpStream::connect(d.addr()).expect("connect");
-    let out = d.server_version(&pki);
+    let out = server_version(&d, &pki);
     assert!(out.status.success(), "after refused clients: {}", d.log());
     drop(idle);
 
     assert!(
-        d.log_shows("TLS handshake with 127.0.0.1"),
+        log_shows(&d, "TLS handshake with 127.0.0.1"),
         "refused handshakes are logged: {}",
         d.log()
     );
@@ -395,7 +285,7 @@ fn docker_cli_over_mutual_tls_gets_in_and_clients_without_a_good_certificate_do_
     let mut cmd = Command::new("curl");
     cmd.arg("-s")
         .arg("--unix-socket")
-        .arg(d.dir.path().join("berthd.sock"))
+        .arg(d.socket())
         .arg("http://berth/_ping");
     let out = output_with_timeout(&mut cmd, TIMEOUT).expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "OK");

@@ -1,0 +1,246 @@
+//! This workspace's berthd on private directories under one tempdir, on a
+//! unix socket there and optionally a loopback TCP port. It can be killed and
+//! started again on the same data-root; dropping the guard stops it by PID
+//! and removes every mount and file under the tempdir.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::host::{
+    ping, private_dir, remove_private_dir, stop_process, text, DockerApi, STARTUP_TIMEOUT,
+};
+use crate::{output_with_timeout, workspace_binary};
+
+/// The longest berthd may take to exit after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// berthd with its data-root, exec-root, an empty `daemon.json` and
+/// `berthd.sock` under `dir`, and nothing else.
+pub fn berthd_command(dir: &Path) -> Command {
+    std::fs::write(dir.join("daemon.json"), "{}").expect("write daemon.json");
+    let mut command = Command::new(workspace_binary("berthd"));
+    command
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--config-file")
+        .arg(dir.join("daemon.json"))
+        .arg("-H")
+        .arg(format!("unix://{}", dir.join("berthd.sock").display()));
+    command
+}
+
+/// A loopback TCP port nothing listens on right now.
+pub fn free_loopback_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("free loopback port")
+        .port()
+}
+
+/// Options for [`Berthd`].
+#[derive(Debug, Default)]
+pub struct BerthdBuilder {
+    args: Vec<String>,
+    tcp: bool,
+}
+
+impl BerthdBuilder {
+    /// One more daemon flag, e.g. `--group`.
+    pub fn arg(mut self, arg: impl Into<String>) -> BerthdBuilder {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> BerthdBuilder {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Also listen on a free loopback TCP port ([`Berthd::addr`]).
+    pub fn tcp(mut self) -> BerthdBuilder {
+        self.tcp = true;
+        self
+    }
+
+    /// Starts berthd and waits until it answers on every address.
+    #[track_caller]
+    pub fn start(self) -> Berthd {
+        let binary = workspace_binary("berthd");
+        assert!(
+            binary.is_file(),
+            "{} does not exist: build it with `cargo build -p berthd`",
+            binary.display()
+        );
+        let port = self.tcp.then(free_loopback_port);
+        let mut berthd = Berthd {
+            dir: private_dir("berth-berthd-"),
+            child: None,
+            args: self.args,
+            port,
+        };
+        berthd.spawn();
+        berthd
+    }
+}
+
+/// A berthd the test started; see the module documentation.
+pub struct Berthd {
+    dir: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+    port: Option<u16>,
+}
+
+impl Berthd {
+    /// A berthd on its unix socket only, with no extra flags.
+    #[track_caller]
+    pub fn start() -> Berthd {
+        Berthd::builder().start()
+    }
+
+    pub fn builder() -> BerthdBuilder {
+        BerthdBuilder::default()
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("berthd.pid")
+    }
+
+    /// The loopback TCP address; only for a berthd built with [`BerthdBuilder::tcp`].
+    pub fn addr(&self) -> SocketAddr {
+        let port = self.port.expect("berthd was started without TCP");
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+    }
+
+    pub fn pid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+    }
+
+    /// Starts berthd on this guard's directories (again, after [`Berthd::kill9`]
+    /// or [`Berthd::terminate`]) and waits until it answers.
+    #[track_caller]
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "berthd is already running");
+        // Appended to, so the log of a run before a restart stays readable.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("berthd.log"))
+            .expect("open berthd.log");
+        let mut command = berthd_command(&self.dir);
+        command.arg("--pidfile").arg(self.pidfile());
+        if let Some(port) = self.port {
+            command.arg("-H").arg(format!("tcp://127.0.0.1:{port}"));
+        }
+        command
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(command.spawn().expect("start berthd"));
+        let started = Instant::now();
+        while !self.answers() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("berthd exited with {status} on start:\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < STARTUP_TIMEOUT,
+                "berthd did not answer within {STARTUP_TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn answers(&self) -> bool {
+        ping(&self.socket())
+            && self
+                .port
+                .is_none_or(|_| TcpStream::connect(self.addr()).is_ok())
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    #[track_caller]
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("berthd is running");
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for berthd") {
+                return status;
+            }
+            if started.elapsed() > SHUTDOWN_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("berthd ignored SIGTERM: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `curl -s` of `path` on the unix socket: the response body.
+    pub fn curl(&self, path: &str) -> String {
+        let mut command = Command::new("curl");
+        command
+            .arg("-s")
+            .arg("--unix-socket")
+            .arg(self.socket())
+            .arg(format!("http://berth{path}"));
+        let out = output_with_timeout(&mut command, crate::host::CLI_TIMEOUT).expect("run curl");
+        text(&out.stdout)
+    }
+}
+
+impl DockerApi for Berthd {
+    fn name(&self) -> &str {
+        "berthd"
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("berthd.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("berthd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            stop_process(pid, Duration::from_secs(5));
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        remove_private_dir(&self.dir);
+    }
+}
