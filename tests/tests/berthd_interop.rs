@@ -8,178 +8,35 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use berth_tests::berthd::Berthd;
+use berth_tests::dockerd::Dockerd;
 use berth_tests::host::{
-    assert_success, describe, mounts_under, processes_naming, remove_cgroup_subtree, stop_process,
-    text, unmount_under,
+    assert_success, describe, mounts_under, private_dir, remove_private_dir, text, DockerApi,
+    CLI_TIMEOUT,
 };
-use berth_tests::{make_busybox_rootfs, output_with_timeout, unique_name, workspace_binary};
-
-const DOCKERD: &str = "/usr/sbin/dockerd";
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn docker_cli() -> PathBuf {
-    ["/usr/local/bin/docker", "/usr/bin/docker"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.is_file())
-        .expect("no docker CLI in /usr/local/bin or /usr/bin")
-}
-
-/// The docker CLI against the daemon at `socket` only: no host config or environment.
-fn docker_command(socket: &Path, config_dir: &Path) -> Command {
-    let mut command = Command::new(docker_cli());
-    command
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_API_VERSION")
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_TLS_VERIFY")
-        .env_remove("DOCKER_CERT_PATH")
-        .env("DOCKER_CONFIG", config_dir)
-        .arg("--host")
-        .arg(format!("unix://{}", socket.display()));
-    command
-}
+use berth_tests::{make_busybox_rootfs, output_with_timeout, unique_name};
 
 #[track_caller]
 fn run(command: &mut Command) -> Output {
-    output_with_timeout(command, COMMAND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    output_with_timeout(command, CLI_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn private_dir(prefix: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/tmp")
-        .expect("create a tempdir under /tmp")
-        .keep()
-}
-
-/// Unmounts and removes `dir`, leaving it (and saying so) if something stays mounted.
-fn remove_private_dir(dir: &Path) {
-    let left = unmount_under(dir);
-    if !left.is_empty() {
-        eprintln!(
-            "cleanup: leaving {} in place, still mounted: {left:?}",
-            dir.display()
-        );
-        return;
-    }
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        eprintln!("cleanup: remove {}: {e}", dir.display());
-    }
-}
-
-/// A berthd on private directories under one tempdir. It can be killed
-/// with SIGKILL and started again on the same data-root. Dropping it kills
-/// it by PID and removes every mount and file under the tempdir.
-struct Berthd {
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Berthd {
-    fn start() -> Berthd {
-        let dir = private_dir("berth-interop-");
-        std::fs::write(dir.join("daemon.json"), "{}").expect("write daemon.json");
-        let mut berthd = Berthd { dir, child: None };
-        berthd.spawn();
-        berthd
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("berthd.sock")
-    }
-
-    fn data_root(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("berthd.log")).unwrap_or_default()
-    }
-
-    /// Starts berthd on this guard's directories and waits for its socket.
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "berthd is already running");
-        let binary = workspace_binary("berthd");
-        assert!(
-            binary.is_file(),
-            "{} does not exist: build it with `cargo build -p berthd`",
-            binary.display()
-        );
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("berthd.log"))
-            .expect("open berthd.log");
-        let child = Command::new(binary)
-            .arg("--data-root")
-            .arg(self.data_root())
-            .arg("--exec-root")
-            .arg(self.dir.join("exec"))
-            .arg("--pidfile")
-            .arg(self.dir.join("berthd.pid"))
-            .arg("--config-file")
-            .arg(self.dir.join("daemon.json"))
-            .arg("-H")
-            .arg(format!("unix://{}", self.socket().display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start berthd");
-        self.child = Some(child);
-        let started = Instant::now();
-        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("berthd exited with {status} on start:\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "berthd did not listen within {STARTUP_TIMEOUT:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> Option<Pid> {
-        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-
-    fn docker_command(&self) -> Command {
-        docker_command(&self.socket(), &self.dir.join("cli"))
-    }
-
-    #[track_caller]
-    fn docker(&self, args: &[&str]) -> Output {
-        run(self.docker_command().args(args))
-    }
-
+/// Image queries on either daemon.
+trait Images: DockerApi {
     #[track_caller]
     fn id_of(&self, image: &str) -> String {
         let out = self.docker(&["image", "inspect", "--format", "{{.Id}}", image]);
-        assert_success(&out, &format!("berthd: inspect {image}"))
+        assert_success(&out, &format!("{}: inspect {image}", self.name()))
             .trim()
             .to_owned()
     }
@@ -194,10 +51,11 @@ impl Berthd {
             "--format",
             "{{.ID}} {{.Repository}}:{{.Tag}}",
         ]);
-        let mut lines: Vec<String> = assert_success(&out, "berthd: docker images")
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let mut lines: Vec<String> =
+            assert_success(&out, &format!("{}: docker images", self.name()))
+                .lines()
+                .map(str::to_owned)
+                .collect();
         lines.sort();
         lines
     }
@@ -223,25 +81,15 @@ impl Berthd {
             rootfs_tar.to_str().expect("UTF-8 path"),
             name,
         ]);
-        assert_success(&out, "berthd: docker import");
+        assert_success(&out, &format!("{}: docker import", self.name()));
         self.id_of(name)
-    }
-
-    fn store(&self) -> StoreState {
-        StoreState::read(&self.data_root())
     }
 }
 
-impl Drop for Berthd {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid() {
-            stop_process(pid, Duration::from_secs(5));
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-        remove_private_dir(&self.dir);
-    }
+impl<T: DockerApi> Images for T {}
+
+fn store_state(berthd: &Berthd) -> StoreState {
+    StoreState::read(&berthd.data_root())
 }
 
 /// What is on disk under a data-root, for before/after comparisons.
@@ -513,170 +361,6 @@ fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     assert_success(&out, "tar of the busybox rootfs");
     std::fs::remove_dir_all(&rootfs).expect("remove rootfs");
     tar_path
-}
-
-// ---------------------------------------------------------------------------
-// dockerd
-
-/// dockerd and its containerd create these host directories whatever their
-/// flags say; those that did not exist before the daemon are removed (if
-/// empty) after it.
-const HOST_RUNTIME_DIRS: [&str; 4] = [
-    "/run/containerd/s",
-    "/run/containerd",
-    "/run/docker/plugins",
-    "/run/docker",
-];
-
-/// Debian's dockerd with its own containerd on private directories, running
-/// containers with its default runtime. Dropping it stops every process,
-/// and removes every cgroup, mount and directory it made.
-struct Dockerd {
-    dir: PathBuf,
-    daemon: Option<Child>,
-    cgroup_parent: String,
-    created_host_dirs: Vec<&'static str>,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let dir = private_dir("berth-interop-dockerd-");
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("UTF-8 tempdir name")
-            .to_owned();
-        let config = dir.join("daemon.json");
-        // Without this dockerd writes its trust key to /etc/docker/key.json.
-        let settings = json!({ "deprecated-key-path": dir.join("key.json") });
-        std::fs::write(&config, settings.to_string()).expect("write daemon.json");
-        let log = std::fs::File::create(dir.join("dockerd.log")).expect("create dockerd.log");
-        let created_host_dirs = HOST_RUNTIME_DIRS
-            .into_iter()
-            .filter(|d| !Path::new(d).exists())
-            .collect();
-        let mut dockerd = Dockerd {
-            cgroup_parent: format!("/{name}"),
-            dir,
-            daemon: None,
-            created_host_dirs,
-        };
-        let daemon = Command::new(DOCKERD)
-            .arg("--config-file")
-            .arg(&config)
-            .arg("--data-root")
-            .arg(dockerd.dir.join("data"))
-            .arg("--exec-root")
-            .arg(dockerd.dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dockerd.dir.join("dockerd.pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", dockerd.socket().display()))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-forward=false",
-                "--ip-masq=false",
-                "--userland-proxy=false",
-                "--exec-opt=native.cgroupdriver=cgroupfs",
-            ])
-            .arg(format!("--cgroup-parent={}", dockerd.cgroup_parent))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup dockerd.log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {DOCKERD} (package docker.io): {e}"));
-        dockerd.daemon = Some(daemon);
-        let started = Instant::now();
-        loop {
-            let out =
-                run(dockerd
-                    .docker_command()
-                    .args(["version", "--format", "{{.Server.Version}}"]));
-            if out.status.success() {
-                break;
-            }
-            if let Some(Ok(Some(status))) = dockerd.daemon.as_mut().map(Child::try_wait) {
-                panic!("dockerd exited with {status}:\n{}", dockerd.log());
-            }
-            assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "dockerd did not answer within {STARTUP_TIMEOUT:?}:\n{}",
-                dockerd.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        dockerd
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("docker.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
-    }
-
-    fn docker_command(&self) -> Command {
-        docker_command(&self.socket(), &self.dir.join("cli"))
-    }
-
-    #[track_caller]
-    fn docker(&self, args: &[&str]) -> Output {
-        run(self.docker_command().args(args))
-    }
-
-    #[track_caller]
-    fn id_of(&self, image: &str) -> String {
-        let out = self.docker(&["image", "inspect", "--format", "{{.Id}}", image]);
-        assert_success(&out, &format!("dockerd: inspect {image}"))
-            .trim()
-            .to_owned()
-    }
-
-    fn containerd_pid(&self) -> Option<Pid> {
-        let pidfile = self.dir.join("exec/containerd/containerd.pid");
-        let pid = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
-        Some(Pid::from_raw(pid))
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        if let Ok(out) = output_with_timeout(
-            self.docker_command().args(["ps", "--all", "--quiet"]),
-            COMMAND_TIMEOUT,
-        ) {
-            let listed = text(&out.stdout);
-            let ids: Vec<&str> = listed.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "--force"];
-                args.extend(ids);
-                let _ = output_with_timeout(self.docker_command().args(&args), COMMAND_TIMEOUT);
-            }
-        }
-        let mut started_by_daemon = processes_naming(&self.dir);
-        started_by_daemon.extend(self.containerd_pid());
-        if let Some(mut daemon) = self.daemon.take() {
-            let pid = Pid::from_raw(daemon.id() as i32);
-            stop_process(pid, Duration::from_secs(20));
-            let _ = daemon.wait();
-            started_by_daemon.retain(|p| *p != pid);
-        }
-        for pid in started_by_daemon {
-            stop_process(pid, Duration::from_secs(10));
-        }
-        for pid in processes_naming(&self.dir) {
-            stop_process(pid, Duration::ZERO);
-        }
-        remove_cgroup_subtree(&self.cgroup_parent);
-        remove_private_dir(&self.dir);
-        for dir in &self.created_host_dirs {
-            // Only empty directories go; anything else is someone's.
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
 }
 
 /// skopeo with its temp files in `dir` and no system signature policy.
@@ -988,13 +672,13 @@ struct BadInput {
 impl BadInput {
     fn start() -> BadInput {
         let berthd = Berthd::start();
-        let rootfs_tar = busybox_rootfs_tar(&berthd.dir);
+        let rootfs_tar = busybox_rootfs_tar(berthd.dir());
         let base_id = berthd.import_busybox(&rootfs_tar, "bad/base:1");
         BadInput { berthd, base_id }
     }
 
     fn write(&self, name: &str, data: &[u8]) -> PathBuf {
-        let path = self.berthd.dir.join(name);
+        let path = self.berthd.dir().join(name);
         std::fs::write(&path, data).expect("write archive");
         path
     }
@@ -1041,9 +725,9 @@ impl BadInput {
             assert_eq!(after, store, "the store changed");
         }
         assert!(
-            mounts_under(&self.berthd.dir).is_empty(),
+            mounts_under(self.berthd.dir()).is_empty(),
             "mounts left: {:?}",
-            mounts_under(&self.berthd.dir)
+            mounts_under(self.berthd.dir())
         );
         error
     }
@@ -1306,8 +990,8 @@ fn manifest_naming_a_file_outside_the_archive_is_rejected() {
 fn client_gone_mid_upload_changes_nothing() {
     let bad = BadInput::start();
     let images = bad.berthd.images();
-    let store = bad.berthd.store();
-    let archive = bad.berthd.dir.join("medium.tar");
+    let store = store_state(&bad.berthd);
+    let archive = bad.berthd.dir().join("medium.tar");
     write_big_archive(&archive, 8 << 20);
     let mut client = bad
         .berthd
@@ -1323,10 +1007,10 @@ fn client_gone_mid_upload_changes_nothing() {
     let _ = client.wait();
     // The daemon notices the closed connection on its own time.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut after = bad.berthd.store();
+    let mut after = store_state(&bad.berthd);
     while after != store && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        after = bad.berthd.store();
+        after = store_state(&bad.berthd);
     }
     assert_eq!(after, store, "the store changed after the client went away");
     assert_eq!(bad.berthd.images(), images);
@@ -1442,7 +1126,7 @@ fn assert_store_whole(berthd: &Berthd, image_id: &str, moment: &str) -> bool {
                 .map(|d| d.trim_start_matches("sha256:").to_owned()),
         );
     }
-    let state = berthd.store();
+    let state = store_state(berthd);
     assert!(
         state.spool.is_empty(),
         "{moment}: spool left after restart: {:?}",
@@ -1465,7 +1149,7 @@ fn assert_store_whole(berthd: &Berthd, image_id: &str, moment: &str) -> bool {
         state.blobs, wanted_blobs,
         "{moment}: blobs are not exactly the listed images' configs and layers"
     );
-    let mounts = mounts_under(&berthd.dir);
+    let mounts = mounts_under(berthd.dir());
     assert!(mounts.is_empty(), "{moment}: mounts left: {mounts:?}");
     listed
 }
@@ -1483,7 +1167,7 @@ enum Moment {
 }
 
 fn committed_snapshots(berthd: &Berthd) -> usize {
-    let snapshots = berthd.store().snapshots;
+    let snapshots = store_state(berthd).snapshots;
     snapshots.iter().filter(|s| !s.ends_with(".tmp")).count()
 }
 
@@ -1499,7 +1183,10 @@ impl Moment {
         while started.elapsed() < limit {
             let reached = match self {
                 Moment::After(_) => true,
-                Moment::Unpacking => berthd.store().snapshots.iter().any(|s| s.ends_with(".tmp")),
+                Moment::Unpacking => store_state(berthd)
+                    .snapshots
+                    .iter()
+                    .any(|s| s.ends_with(".tmp")),
                 Moment::LayersStored(n) => committed_snapshots(berthd) >= before + n,
             };
             if reached {
@@ -1517,9 +1204,9 @@ impl Moment {
 /// and round-trip through `save` afterwards.
 fn assert_kill_9_leaves_a_whole_store(moments: &[Moment]) {
     let mut berthd = Berthd::start();
-    let rootfs_tar = busybox_rootfs_tar(&berthd.dir);
+    let rootfs_tar = busybox_rootfs_tar(berthd.dir());
     berthd.import_busybox(&rootfs_tar, "crash/base:1");
-    let archive = berthd.dir.join("big.tar");
+    let archive = berthd.dir().join("big.tar");
     let image_id = write_big_archive(&archive, 16 << 20);
 
     // Once through to learn how long a load takes, killed right after it ends.
@@ -1553,7 +1240,7 @@ fn assert_kill_9_leaves_a_whole_store(moments: &[Moment]) {
             assert_success(&berthd.docker(&["rmi", "crash/big:1"]), "rmi");
         }
         assert!(
-            !berthd.store().blobs.is_empty(),
+            !store_state(&berthd).blobs.is_empty(),
             "{what}: the base image's blobs are gone"
         );
     }
@@ -1563,7 +1250,7 @@ fn assert_kill_9_leaves_a_whole_store(moments: &[Moment]) {
     assert_success(&out, "load after the crashes");
     assert_eq!(berthd.id_of("crash/big:1"), image_id);
     assert_store_whole(&berthd, &image_id, "after the last load");
-    let saved = berthd.dir.join("saved.tar");
+    let saved = berthd.dir().join("saved.tar");
     let out = berthd.docker(&["save", "-o", path_str(&saved), "crash/big:1"]);
     assert_success(&out, "save");
     assert_success(&berthd.docker(&["rmi", "crash/big:1"]), "rmi");
