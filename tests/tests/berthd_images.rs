@@ -8,334 +8,47 @@
 //! with three tags, built from it with COPY steps only), saves them, and
 //! forgets them, so both daemons then start from the same archives.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_tests::host::{describe, stop_process, text, unmount_under};
-use berth_tests::{output_with_timeout, workspace_binary};
-use nix::unistd::Pid;
+use berth_tests::berthd::Berthd;
+use berth_tests::dockerd::Dockerd;
+use berth_tests::host::{describe, shell_quote, text, DockerApi, CLI_TIMEOUT};
+use berth_tests::output_with_timeout;
 
-const DOCKERD: &str = "/usr/sbin/dockerd";
-const TIMEOUT: Duration = Duration::from_secs(90);
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const MULTI_TAGS: [&str; 3] = ["multi:1", "multi:2", "localhost:5000/x/multi:v"];
 
-/// dockerd and its containerd create these whatever their flags say; those
-/// that did not exist before the first daemon of this binary are removed,
-/// if empty, after the last.
-const HOST_RUNTIME_DIRS: [&str; 4] = [
-    "/run/containerd/s",
-    "/run/containerd",
-    "/run/docker/plugins",
-    "/run/docker",
-];
-
-struct HostDirs {
-    live_daemons: usize,
-    created_by_tests: Vec<&'static str>,
-}
-
-static HOST_DIRS: Mutex<HostDirs> = Mutex::new(HostDirs {
-    live_daemons: 0,
-    created_by_tests: Vec::new(),
-});
-
-fn docker_cli() -> PathBuf {
-    ["/usr/local/bin/docker", "/usr/bin/docker"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.is_file())
-        .expect("no docker CLI in /usr/local/bin or /usr/bin")
-}
-
-/// The docker CLI against `socket` only: no host config or environment.
-fn docker_command(socket: &Path, config: &Path) -> Command {
-    let mut command = Command::new(docker_cli());
-    command
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_API_VERSION")
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_TLS_VERIFY")
-        .env_remove("DOCKER_CERT_PATH")
-        .env("DOCKER_CONFIG", config)
-        .env("DOCKER_BUILDKIT", "0")
-        .arg("--host")
-        .arg(format!("unix://{}", socket.display()));
-    command
-}
-
 fn run(mut command: Command) -> Output {
-    output_with_timeout(&mut command, TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    output_with_timeout(&mut command, CLI_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn ping(socket: &Path) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if stream
-        .write_all(b"GET /_ping HTTP/1.0\r\nHost: daemon\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
-}
-
-/// Processes whose command line names `dir`: with a unique private
-/// directory, exactly the containerd the dockerd under test started.
-fn processes_naming(dir: &Path) -> Vec<Pid> {
-    let own = std::process::id();
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid as u32 != own)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
-        })
-        .map(Pid::from_raw)
-        .collect()
-}
-
-/// A daemon the test started: its process, socket and private directory.
-/// Dropping it stops the process (and, for dockerd, its containerd) by
-/// PID, unmounts what is left under the directory and removes it.
-struct Daemon {
-    name: &'static str,
-    dir: PathBuf,
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn private_dir(prefix: &str) -> PathBuf {
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in("/tmp")
-            .expect("create a tempdir under /tmp")
-            .keep()
-    }
-
-    fn dockerd() -> Daemon {
-        let dir = Daemon::private_dir("berth-images-dockerd-");
-        let config = dir.join("daemon.json");
-        // Without this dockerd writes its trust key to /etc/docker/key.json.
-        let settings = serde_json::json!({ "deprecated-key-path": dir.join("key.json") });
-        std::fs::write(&config, settings.to_string()).expect("write daemon.json");
-        let log = std::fs::File::create(dir.join("daemon.log")).expect("create daemon.log");
-        let socket = dir.join("docker.sock");
-        {
-            let mut host = HOST_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-            if host.live_daemons == 0 {
-                host.created_by_tests = HOST_RUNTIME_DIRS
-                    .into_iter()
-                    .filter(|dir| !Path::new(dir).exists())
-                    .collect();
-            }
-            host.live_daemons += 1;
-        }
-        let mut command = Command::new(DOCKERD);
-        command
-            .arg("--config-file")
-            .arg(&config)
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("daemon.pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", socket.display()))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-forward=false",
-                "--ip-masq=false",
-                "--userland-proxy=false",
-                "--exec-opt=native.cgroupdriver=cgroupfs",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup daemon.log"))
-            .stderr(log);
-        let child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                HOST_DIRS
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .live_daemons -= 1;
-                let _ = std::fs::remove_dir_all(&dir);
-                panic!("cannot start {DOCKERD} (package docker.io): {e}");
-            }
+/// `docker <args>` against `daemon` with `file` as standard input.
+fn docker_with_stdin(daemon: &dyn DockerApi, args: &[&str], file: &Path) -> Output {
+    let command = daemon.docker_command();
+    let mut line = vec![command.get_program().to_string_lossy().into_owned()];
+    line.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
+    line.extend(args.iter().map(|a| a.to_string()));
+    let quoted: Vec<String> = line.iter().map(|a| shell_quote(a)).collect();
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(format!(
+        "exec {} < {}",
+        quoted.join(" "),
+        shell_quote(&file.to_string_lossy())
+    ));
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
         };
-        Daemon::ready(Daemon {
-            name: "dockerd",
-            dir,
-            child,
-            socket,
-        })
     }
-
-    fn berthd() -> Daemon {
-        let dir = Daemon::private_dir("berth-images-berthd-");
-        std::fs::write(dir.join("daemon.json"), "{}").expect("write daemon.json");
-        let log = std::fs::File::create(dir.join("daemon.log")).expect("create daemon.log");
-        let socket = dir.join("berthd.sock");
-        let mut command = Command::new(workspace_binary("berthd"));
-        command
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("daemon.pid"))
-            .arg("--config-file")
-            .arg(dir.join("daemon.json"))
-            .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                panic!("cannot start berthd (run `cargo build -p berthd`): {e}");
-            }
-        };
-        Daemon::ready(Daemon {
-            name: "berthd",
-            dir,
-            child,
-            socket,
-        })
-    }
-
-    /// Waits for `/_ping`; on failure the guard, dropped, cleans up.
-    fn ready(mut daemon: Daemon) -> Daemon {
-        let started = Instant::now();
-        while !ping(&daemon.socket) {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("{} exited with {status}: {}", daemon.name, daemon.log());
-            }
-            assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "{} did not answer within {STARTUP_TIMEOUT:?}: {}",
-                daemon.name,
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        daemon
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    fn command(&self) -> Command {
-        docker_command(&self.socket, &self.dir.join("cli"))
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        let mut command = self.command();
-        command.args(args);
-        run(command)
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "{} docker {args:?}: {}",
-            self.name,
-            describe(&out)
-        );
-        text(&out.stdout)
-    }
-
-    /// `docker <args>` with `file` as standard input.
-    fn docker_with_stdin(&self, args: &[&str], file: &Path) -> Output {
-        let command = self.command();
-        let mut line = vec![command.get_program().to_string_lossy().into_owned()];
-        line.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
-        line.extend(args.iter().map(|a| a.to_string()));
-        let quoted: Vec<String> = line
-            .iter()
-            .map(|a| berth_tests::host::shell_quote(a))
-            .collect();
-        let mut shell = Command::new("sh");
-        shell.arg("-c").arg(format!(
-            "exec {} < {}",
-            quoted.join(" "),
-            berth_tests::host::shell_quote(&file.to_string_lossy())
-        ));
-        for (key, value) in command.get_envs() {
-            match value {
-                Some(value) => shell.env(key, value),
-                None => shell.env_remove(key),
-            };
-        }
-        run(shell)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let containerd = std::fs::read_to_string(self.dir.join("exec/containerd/containerd.pid"))
-            .ok()
-            .and_then(|pid| pid.trim().parse().ok())
-            .map(Pid::from_raw);
-        let mut started_by_daemon = processes_naming(&self.dir);
-        started_by_daemon.extend(containerd);
-        let daemon = Pid::from_raw(self.child.id() as i32);
-        stop_process(daemon, Duration::from_secs(20));
-        let _ = self.child.wait();
-        for pid in started_by_daemon {
-            if pid != daemon {
-                stop_process(pid, Duration::from_secs(10));
-            }
-        }
-        let left = unmount_under(&self.dir);
-        if left.is_empty() {
-            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-                eprintln!("cleanup: remove {}: {e}", self.dir.display());
-            }
-        } else {
-            eprintln!(
-                "cleanup: leaving {} in place, still mounted: {left:?}",
-                self.dir.display()
-            );
-        }
-        if self.name == "dockerd" {
-            let mut host = HOST_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-            host.live_daemons -= 1;
-            if host.live_daemons == 0 {
-                for dir in host.created_by_tests.drain(..) {
-                    // Only empty directories go; anything else is someone's.
-                    let _ = std::fs::remove_dir(dir);
-                }
-            }
-        }
-    }
+    run(shell)
 }
 
 /// dockerd and berthd with the fixture archives in `work`.
 struct Pair {
-    dockerd: Daemon,
-    berthd: Daemon,
+    dockerd: Dockerd,
+    berthd: Berthd,
     work: tempfile::TempDir,
 }
 
@@ -343,8 +56,8 @@ impl Pair {
     /// Starts both daemons, builds the fixtures on dockerd, saves them to
     /// `bb.tar` and `multi.tar`, and empties dockerd again.
     fn start() -> Pair {
-        let dockerd = Daemon::dockerd();
-        let berthd = Daemon::berthd();
+        let dockerd = Dockerd::start();
+        let berthd = Berthd::start();
         let work = tempfile::Builder::new()
             .prefix("berth-images-work-")
             .tempdir()
@@ -371,7 +84,7 @@ impl Pair {
         let out = run(command);
         assert!(out.status.success(), "tar: {}", describe(&out));
         let d = &self.dockerd;
-        d.ok(&[
+        d.docker_ok(&[
             "import",
             "--change",
             r#"CMD ["/bin/sh"]"#,
@@ -397,16 +110,20 @@ impl Pair {
             build.extend(["-t", tag]);
         }
         build.push(&context);
-        d.ok(&build);
+        d.docker_ok(&build);
         let mut save = vec!["save", "-o"];
         let multi = self.path("multi.tar");
         save.push(&multi);
         save.extend(MULTI_TAGS);
-        d.ok(&save);
-        d.ok(&["save", "-o", &self.path("bb.tar"), "bb:latest"]);
+        d.docker_ok(&save);
+        d.docker_ok(&["save", "-o", &self.path("bb.tar"), "bb:latest"]);
         // Intermediate images of the build go too.
-        d.ok(&["image", "prune", "--all", "--force"]);
-        assert_eq!(d.ok(&["images", "--all", "--quiet"]), "", "dockerd emptied");
+        d.docker_ok(&["image", "prune", "--all", "--force"]);
+        assert_eq!(
+            d.docker_ok(&["images", "--all", "--quiet"]),
+            "",
+            "dockerd emptied"
+        );
     }
 
     fn both(&self, args: &[&str]) -> [Output; 2] {
@@ -628,7 +345,7 @@ fn load_gives_the_same_images_as_dockerd() {
 fn listing_filters_match_dockerd() {
     let p = Pair::start();
     p.load_fixtures();
-    let bb_id = p.dockerd.ok(&["images", "--quiet", "bb"]);
+    let bb_id = p.dockerd.docker_ok(&["images", "--quiet", "bb"]);
     let bb_id = bb_id.trim();
     let before_bb = format!("before={bb_id}");
     for filter in [
@@ -711,11 +428,11 @@ fn history_matches_dockerd() {
 fn tag_and_rmi_follow_dockerds_rules() {
     let p = Pair::start();
     p.load_fixtures();
-    let id = p.dockerd.ok(&["images", "--quiet", "multi:1"]);
+    let id = p.dockerd.docker_ok(&["images", "--quiet", "multi:1"]);
     let id = id.trim();
     let long_id = p
         .dockerd
-        .ok(&["images", "--quiet", "--no-trunc", "multi:1"]);
+        .docker_ok(&["images", "--quiet", "--no-trunc", "multi:1"]);
     let long_id = long_id.trim();
     let hex = long_id.trim_start_matches("sha256:");
     for args in [
@@ -868,8 +585,9 @@ fn import_matches_dockerd() {
         ],
         |s| format!("{} lines", s.lines().count()),
     );
-    let [d, b] = [&p.dockerd, &p.berthd].map(|x| {
-        x.docker_with_stdin(
+    let [d, b] = [&p.dockerd as &dyn DockerApi, &p.berthd].map(|x| {
+        docker_with_stdin(
+            x,
             &["import", "--message", "from stdin", "-", "imp:stdin"],
             Path::new(&rootfs),
         )
@@ -905,11 +623,14 @@ fn save_and_load_across_daemons() {
     // the other way round.
     let from_berthd = p.path("from-berthd.tar");
     let from_dockerd = p.path("from-dockerd.tar");
-    for (daemon, file) in [(&p.berthd, &from_berthd), (&p.dockerd, &from_dockerd)] {
+    for (daemon, file) in [
+        (&p.berthd as &dyn DockerApi, &from_berthd),
+        (&p.dockerd, &from_dockerd),
+    ] {
         let mut save = vec!["save", "-o", file.as_str()];
         save.extend(MULTI_TAGS);
         save.push("bb");
-        daemon.ok(&save);
+        daemon.docker_ok(&save);
     }
     p.same(&["image", "prune", "--all", "--force"], sorted);
     let d = p.dockerd.docker(&["load", "-i", &from_berthd]);
@@ -918,10 +639,10 @@ fn save_and_load_across_daemons() {
     p.same(&["images", "--no-trunc"], table);
     p.same(&["image", "inspect", "multi:1", "bb"], without_driver_data);
     // Saved by id: no names, loaded as "Loaded image ID: …".
-    let id = p.dockerd.ok(&["images", "--quiet", "bb"]);
+    let id = p.dockerd.docker_ok(&["images", "--quiet", "bb"]);
     let id = id.trim();
     let by_id = p.path("by-id.tar");
-    p.berthd.ok(&["save", "-o", &by_id, id]);
+    p.berthd.docker_ok(&["save", "-o", &by_id, id]);
     p.same(&["rmi", "bb"], exact);
     p.same(&["load", "-i", &by_id], exact);
     p.same(&["images", "--all"], table);
@@ -946,11 +667,11 @@ fn events_match_dockerd() {
     ] {
         p.same(args, exact);
     }
-    let id = p.dockerd.ok(&["images", "--quiet", "multi:1"]);
+    let id = p.dockerd.docker_ok(&["images", "--quiet", "multi:1"]);
     p.same(&["rmi", "--force", id.trim()], exact);
     p.same(&["image", "prune", "--all", "--force"], sorted);
-    let imported = [&p.dockerd, &p.berthd].map(|x| {
-        x.ok(&[
+    let imported = [&p.dockerd as &dyn DockerApi, &p.berthd].map(|x| {
+        x.docker_ok(&[
             "import",
             "--change",
             "LABEL k=v",
