@@ -4,31 +4,18 @@
 //! against the same daemon (tables, IDs, messages, exit codes), up to the
 //! "N seconds ago" that moves between the two runs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
+use berth_tests::berthd::Berthd;
+use berth_tests::dockerd::Dockerd;
+use berth_tests::host::{describe, docker_cli, text, DockerApi, CLI_TIMEOUT};
 use berth_tests::{make_busybox_rootfs, output_with_timeout, workspace_binary};
-use nix::mount::{umount2, MntFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
-use nix::unistd::Pid;
-
-const DOCKERD: &str = "/usr/sbin/dockerd";
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One dockerd (with its containerd) at a time: two cores run them side by side badly.
 static ONE_DAEMON: Mutex<()> = Mutex::new(());
-
-fn docker_cli() -> PathBuf {
-    ["/usr/local/bin/docker", "/usr/bin/docker"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.is_file())
-        .expect("no docker CLI in /usr/local/bin or /usr/bin")
-}
 
 fn berth_cli() -> PathBuf {
     let path = workspace_binary("berth");
@@ -40,194 +27,35 @@ fn berth_cli() -> PathBuf {
     path
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Both CLIs against one dockerd, the only one of this test binary while it lives.
+struct Clis {
+    dockerd: Dockerd,
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-/// True once `pid` has exited (reaping it if it is our child).
-fn has_exited(pid: Pid) -> bool {
-    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-        Err(_) => true,
-    }
-}
-
-/// SIGTERM, then SIGKILL after `grace`, for a process identified by its PID.
-fn stop_process(pid: Pid, grace: Duration) {
-    if has_exited(pid) {
-        return;
-    }
-    let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if has_exited(pid) {
-            return;
+impl Clis {
+    fn start() -> Clis {
+        let one_at_a_time = ONE_DAEMON.lock().unwrap_or_else(|e| e.into_inner());
+        Clis {
+            dockerd: Dockerd::start(),
+            _one_at_a_time: one_at_a_time,
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = kill(pid, Signal::SIGKILL);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !has_exited(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Processes whose command line names `dir`: the containerd our dockerd started.
-fn processes_naming(dir: &Path) -> Vec<Pid> {
-    let own = std::process::id();
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid as u32 != own)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
-        })
-        .map(Pid::from_raw)
-        .collect()
-}
-
-/// Mount points at or below `dir`, deepest first.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut mounts: Vec<PathBuf> = info
-        .lines()
-        .rev()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| PathBuf::from(berth_tests::unescape_mountinfo(field)))
-        .filter(|mount_point| mount_point.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|mount_point| std::cmp::Reverse(mount_point.components().count()));
-    mounts
-}
-
-/// Host directories dockerd and containerd create whatever their flags say;
-/// removed after the test if they were not there before and are empty.
-const HOST_RUNTIME_DIRS: [&str; 4] = [
-    "/run/containerd/s",
-    "/run/containerd",
-    "/run/docker/plugins",
-    "/run/docker",
-];
-
-/// Debian's dockerd with its own containerd on private directories; dropping
-/// it stops every process it started, unmounts and removes its directories.
-struct Dockerd {
-    dir: PathBuf,
-    daemon: Child,
-    socket: PathBuf,
-    host_dirs_created: Vec<&'static str>,
-    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let guard = ONE_DAEMON.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = tempfile::Builder::new()
-            .prefix("berth-cli-dockerd-")
-            .tempdir_in("/tmp")
-            .expect("tempdir under /tmp")
-            .keep();
-        let config = dir.join("daemon.json");
-        let settings = serde_json::json!({ "deprecated-key-path": dir.join("key.json") });
-        std::fs::write(&config, settings.to_string()).expect("write daemon.json");
-        let log = std::fs::File::create(dir.join("dockerd.log")).expect("create dockerd.log");
-        let socket = dir.join("docker.sock");
-        let host_dirs_created = HOST_RUNTIME_DIRS
-            .into_iter()
-            .filter(|dir| !Path::new(dir).exists())
-            .collect();
-        let daemon = Command::new(DOCKERD)
-            .arg("--config-file")
-            .arg(&config)
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-forward=false",
-                "--ip-masq=false",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup dockerd.log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {DOCKERD} (package docker.io): {e}"));
-        let dockerd = Dockerd {
-            dir,
-            daemon,
-            socket,
-            host_dirs_created,
-            _one_at_a_time: guard,
-        };
-        let started = Instant::now();
-        loop {
-            let ready = dockerd.socket.exists()
-                && dockerd
-                    .try_run(
-                        &docker_cli(),
-                        &["version", "--format", "{{.Server.Version}}"],
-                    )
-                    .is_ok_and(|out| out.status.success());
-            if ready {
-                break;
-            }
-            assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "dockerd did not come up: {}",
-                std::fs::read_to_string(dockerd.dir.join("dockerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        dockerd
     }
 
     fn host(&self) -> String {
-        format!("unix://{}", self.socket.display())
+        format!("unix://{}", self.dockerd.socket().display())
     }
 
-    fn try_run(&self, program: &Path, args: &[&str]) -> std::io::Result<Output> {
-        let mut command = Command::new(program);
-        command
-            .arg("-H")
-            .arg(self.host())
-            .args(args)
-            .env_remove("DOCKER_HOST")
-            .env_remove("BERTH_HOST")
-            .env_remove("DOCKER_API_VERSION")
-            .env("TZ", "UTC");
-        output_with_timeout(&mut command, COMMAND_TIMEOUT)
-    }
-
+    #[track_caller]
     fn docker(&self, args: &[&str]) -> Output {
-        self.try_run(&docker_cli(), args).expect("run docker")
+        self.dockerd.docker(args)
     }
 
+    /// The berth CLI with the same environment as the docker CLI.
     fn berth(&self, args: &[&str]) -> Output {
-        self.try_run(&berth_cli(), args).expect("run berth")
+        let mut command = self.dockerd.cli_command(&berth_cli());
+        command.args(args);
+        output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth")
     }
 
     #[track_caller]
@@ -239,9 +67,7 @@ impl Dockerd {
 
     #[track_caller]
     fn docker_ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(out.status.success(), "docker {args:?}: {}", describe(&out));
-        text(&out.stdout)
+        self.dockerd.docker_ok(args)
     }
 
     /// Runs `args` with both CLIs and asserts equal exit codes, stdout and
@@ -279,46 +105,6 @@ impl Dockerd {
     }
 }
 
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let containerd = std::fs::read_to_string(self.dir.join("exec/containerd/containerd.pid"))
-            .ok()
-            .and_then(|pid| pid.trim().parse().ok())
-            .map(Pid::from_raw);
-        let mut started_by_daemon = processes_naming(&self.dir);
-        started_by_daemon.extend(containerd);
-        let daemon = Pid::from_raw(self.daemon.id() as i32);
-        stop_process(daemon, Duration::from_secs(20));
-        let _ = self.daemon.wait();
-        for pid in started_by_daemon {
-            if pid != daemon {
-                stop_process(pid, Duration::from_secs(10));
-            }
-        }
-        for pid in processes_naming(&self.dir) {
-            stop_process(pid, Duration::ZERO);
-        }
-        for _ in 0..5 {
-            let mounts = mounts_under(&self.dir);
-            if mounts.is_empty() {
-                break;
-            }
-            for mount_point in mounts {
-                if let Err(e) = umount2(&mount_point, MntFlags::MNT_DETACH) {
-                    eprintln!("cleanup: umount {}: {e}", mount_point.display());
-                }
-            }
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("cleanup: remove {}: {e}", self.dir.display());
-        }
-        for dir in &self.host_dirs_created {
-            // Only empty directories go; anything else is someone's.
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
 /// A tar of a busybox root filesystem, in a tempdir that lives as long as it.
 struct RootfsTar {
     dir: tempfile::TempDir,
@@ -338,7 +124,7 @@ impl RootfsTar {
             .arg("-cf")
             .arg(dir.path().join("rootfs.tar"))
             .arg(".");
-        let out = output_with_timeout(&mut tar, COMMAND_TIMEOUT).expect("run tar");
+        let out = output_with_timeout(&mut tar, CLI_TIMEOUT).expect("run tar");
         assert!(out.status.success(), "tar: {}", describe(&out));
         RootfsTar { dir }
     }
@@ -443,7 +229,7 @@ fn server_part(version: &str) -> String {
 
 #[test]
 fn listing_inspecting_and_errors_match_docker() {
-    let dockerd = Dockerd::start();
+    let dockerd = Clis::start();
     let fixture = RootfsTar::new();
     let tar = fixture.path();
 
@@ -551,7 +337,7 @@ fn listing_inspecting_and_errors_match_docker() {
 
 #[test]
 fn save_load_remove_and_prune_match_docker() {
-    let dockerd = Dockerd::start();
+    let dockerd = Clis::start();
     let fixture = RootfsTar::new();
     let tar = fixture.path();
     dockerd.berth_ok(&["import", &tar, "cli-test/one:latest"]);
@@ -568,7 +354,7 @@ fn save_load_remove_and_prune_match_docker() {
     let listing = |archive: &str| {
         let mut command = Command::new("tar");
         command.arg("-tf").arg(archive);
-        let out = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run tar");
+        let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run tar");
         assert!(
             out.status.success(),
             "tar -tf {archive}: {}",
@@ -624,7 +410,7 @@ fn save_load_remove_and_prune_match_docker() {
     );
     let mut shell = Command::new("sh");
     shell.arg("-c").arg(&piped);
-    let out = output_with_timeout(&mut shell, COMMAND_TIMEOUT).expect("run sh");
+    let out = output_with_timeout(&mut shell, CLI_TIMEOUT).expect("run sh");
     assert!(out.status.success(), "{piped}: {}", describe(&out));
     assert_eq!(text(&out.stdout), "Loaded image: cli-test/two:latest\n");
 
@@ -637,7 +423,7 @@ fn save_load_remove_and_prune_match_docker() {
             dockerd.host()
         ))
         .arg("/dev/null");
-    let out = output_with_timeout(&mut script, COMMAND_TIMEOUT).expect("run script");
+    let out = output_with_timeout(&mut script, CLI_TIMEOUT).expect("run script");
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         text(&out.stdout)
@@ -673,7 +459,7 @@ fn save_load_remove_and_prune_match_docker() {
 
 #[test]
 fn events_match_docker() {
-    let dockerd = Dockerd::start();
+    let dockerd = Clis::start();
     let fixture = RootfsTar::new();
     let since = dockerd.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
     assert!(!since.is_empty());
@@ -717,66 +503,6 @@ fn events_match_docker() {
     );
 }
 
-/// A berthd on private directories, killed by PID and removed on drop.
-struct Berthd {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Berthd {
-    fn start() -> Berthd {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-cli-berthd-")
-            .tempdir()
-            .expect("tempdir");
-        std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
-        let child = Command::new(workspace_binary("berthd"))
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("berthd.pid"))
-            .arg("--config-file")
-            .arg(dir.path().join("daemon.json"))
-            .arg("-H")
-            .arg(format!(
-                "unix://{}",
-                dir.path().join("berthd.sock").display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("berthd.log")).expect("log file"))
-            .spawn()
-            .expect("start berthd (build it with `cargo build -p berthd`)");
-        let berthd = Berthd { child, dir };
-        let started = Instant::now();
-        while std::os::unix::net::UnixStream::connect(berthd.socket()).is_err() {
-            assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "berthd did not start: {}",
-                std::fs::read_to_string(berthd.dir.path().join("berthd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        berthd
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("berthd.sock")
-    }
-}
-
-impl Drop for Berthd {
-    fn drop(&mut self) {
-        stop_process(
-            Pid::from_raw(self.child.id() as i32),
-            Duration::from_secs(10),
-        );
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn berth_talks_to_berthd() {
     let berthd = Berthd::start();
@@ -789,7 +515,7 @@ fn berth_talks_to_berthd() {
         .args(["version", "--format", format])
         .env("BERTH_HOST", &host)
         .env_remove("DOCKER_HOST");
-    let berth = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run berth");
+    let berth = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth");
     assert!(
         berth.status.success(),
         "berth version: {}",
@@ -805,15 +531,15 @@ fn berth_talks_to_berthd() {
         .arg("-H")
         .arg(&host)
         .args(["version", "--format", format]);
-    let docker = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run docker");
+    let docker = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run docker");
     assert_eq!(text(&docker.stdout), text(&berth.stdout));
 
     let mut command = Command::new(berth_cli());
     command.arg("-H").arg(&host).arg("version").env("TZ", "UTC");
-    let berth = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run berth");
+    let berth = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth");
     let mut command = Command::new(docker_cli());
     command.arg("-H").arg(&host).arg("version").env("TZ", "UTC");
-    let docker = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run docker");
+    let docker = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run docker");
     assert!(
         berth.status.success(),
         "berth version: {}",
@@ -825,13 +551,10 @@ fn berth_talks_to_berthd() {
     );
 
     // No daemon: exit status 1 and a message naming the socket.
-    let missing = format!(
-        "unix://{}",
-        berthd.dir.path().join("missing.sock").display()
-    );
+    let missing = format!("unix://{}", berthd.dir().join("missing.sock").display());
     let mut command = Command::new(berth_cli());
     command.arg("-H").arg(&missing).arg("images");
-    let out = output_with_timeout(&mut command, COMMAND_TIMEOUT).expect("run berth");
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth");
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(text(&out.stderr).contains(&missing), "{}", describe(&out));
 }
