@@ -183,6 +183,19 @@ fn read_all(file: &mut File) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// The path of [`Runtime::under_test`], for engines (dockerd, podman) that are
+/// handed the runtime by path; it must exist.
+pub fn runtime_under_test() -> PathBuf {
+    let path = Runtime::under_test().path;
+    assert!(
+        path.is_file(),
+        "runtime under test {} does not exist: build it with `cargo build -p berth-runtime` \
+         or point BERTH_RUNTIME at a runtime binary",
+        path.display()
+    );
+    path
+}
+
 /// An OCI runtime binary driven through runc's command line.
 #[derive(Debug, Clone)]
 pub struct Runtime {

@@ -13,22 +13,9 @@ use berth_tests::dockerd::Dockerd;
 use berth_tests::host::{
     assert_success, describe, output_in_terminal, text, DockerApi, CLI_TIMEOUT,
 };
-use berth_tests::output_with_timeout;
+use berth_tests::{output_with_timeout, runtime_under_test};
 
 const IMAGE: &str = "berth-test-busybox:latest";
-
-fn runtime_under_test() -> PathBuf {
-    let path = std::env::var_os("BERTH_RUNTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| berth_tests::workspace_binary("berth-runtime"));
-    assert!(
-        path.is_file(),
-        "runtime under test {} does not exist: build it with `cargo build -p berth-runtime` \
-         or point BERTH_RUNTIME at a runtime binary",
-        path.display()
-    );
-    path
-}
 
 /// A dockerd with the runtime under test registered as `berth` and a
 /// busybox image imported; dropping it removes everything it made.

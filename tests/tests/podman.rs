@@ -10,12 +10,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::unistd::Pid;
-
 use berth_tests::host::{
-    assert_success, describe, drain, remove_cgroup_subtree, shell_quote, stop_process, text,
-    unmount_under,
+    assert_success, describe, drain, output_in_terminal, private_dir, processes_naming,
+    remove_cgroup_subtree, remove_private_dir, stop_process, text,
 };
+use berth_tests::runtime_under_test;
 
 const PODMAN: &str = "/usr/bin/podman";
 const IMAGE: &str = "localhost/berth-test-busybox:latest";
@@ -55,19 +54,6 @@ static HOST: Mutex<HostPaths> = Mutex::new(HostPaths {
     live_guards: 0,
     created_by_tests: Vec::new(),
 });
-
-fn runtime_under_test() -> PathBuf {
-    let path = std::env::var_os("BERTH_RUNTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| berth_tests::workspace_binary("berth-runtime"));
-    assert!(
-        path.is_file(),
-        "runtime under test {} does not exist: build it with `cargo build -p berth-runtime` \
-         or point BERTH_RUNTIME at a runtime binary",
-        path.display()
-    );
-    path
-}
 
 /// Runs `cmd` to completion with `input` (or nothing) on its stdin, killing it
 /// (by its PID) if it takes longer than `timeout`. Never panics, so `Drop` can use it.
@@ -116,48 +102,6 @@ fn output_within(
     })
 }
 
-#[track_caller]
-/// Runs `command` under `script`, which gives it a pty for its terminal the
-/// way a user's shell does, so `run -it` gets a real one.
-fn output_in_terminal(command: &Command) -> Result<Output, String> {
-    let line: Vec<String> = std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|arg| shell_quote(&arg.to_string_lossy()))
-        .collect();
-    let mut script = Command::new("script");
-    script
-        .args(["--quiet", "--return", "--command"])
-        .arg(line.join(" "))
-        .arg("/dev/null");
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => script.env(key, value),
-            None => script.env_remove(key),
-        };
-    }
-    output_within(script, None, COMMAND_TIMEOUT)
-}
-
-/// Processes whose command line names `dir`: with a unique private directory
-/// these are exactly the conmon monitors the podman under test started.
-fn processes_naming(dir: &Path) -> Vec<Pid> {
-    let own = std::process::id();
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid as u32 != own)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
-        })
-        .map(Pid::from_raw)
-        .collect()
-}
-
 /// Private storage, run and temp directories for podman, an imported busybox
 /// image, and a cgroup parent of its own. Dropping it removes every
 /// container, process, mount, cgroup and directory the tests made.
@@ -174,11 +118,7 @@ impl Podman {
             "{PODMAN} is missing: install Debian's podman package (the README's test command does)"
         );
         let runtime = runtime_under_test();
-        let dir = tempfile::Builder::new()
-            .prefix("berth-podman-")
-            .tempdir_in("/tmp")
-            .expect("create a tempdir under /tmp")
-            .keep();
+        let dir = private_dir("berth-podman-");
         let name = dir
             .file_name()
             .and_then(|name| name.to_str())
@@ -305,17 +245,7 @@ impl Drop for Podman {
         }
         remove_cgroup_subtree(&self.cgroup_parent);
 
-        let left = unmount_under(&self.dir);
-        if left.is_empty() {
-            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-                eprintln!("cleanup: remove {}: {e}", self.dir.display());
-            }
-        } else {
-            eprintln!(
-                "cleanup: leaving {} in place, still mounted: {left:?}",
-                self.dir.display()
-            );
-        }
+        remove_private_dir(&self.dir);
 
         let mut host = HOST.lock().unwrap_or_else(|e| e.into_inner());
         host.live_guards -= 1;
@@ -356,7 +286,7 @@ fn run_rm_output_and_exit_code() {
     // runc too); the pause keeps that race out of this check.
     args.extend([IMAGE, "sh", "-c", "tty; sleep 0.5; exit 4"]);
     command.args(&args);
-    let out = output_in_terminal(&command).unwrap_or_else(|e| panic!("{e}"));
+    let out = output_in_terminal(&command, COMMAND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(4), "run -it: {}", describe(&out));
     assert!(
         text(&out.stdout).contains("/dev/pts/0"),
