@@ -502,7 +502,7 @@ fn inspect_json(d: &ImageDetails, driver: &str) -> InspectDoc {
         size: d.image.size,
         virtual_size: d.image.size,
         graph_driver: GraphDriver {
-            data: None,
+            data: d.graph_driver_data.clone(),
             name: driver.to_string(),
         },
         root_fs: RootFs {

@@ -83,6 +83,9 @@ pub struct PruneReport {
 pub struct ImageDetails {
     pub image: Image,
     pub config: ImageConfig,
+    /// Where the top layer lives (`docker inspect` GraphDriver.Data): for
+    /// overlay2 the LowerDir/UpperDir/WorkDir/MergedDir dockerd reports.
+    pub graph_driver_data: Option<BTreeMap<String, String>>,
 }
 
 /// One row of `docker history`.
@@ -409,7 +412,41 @@ impl ImageService {
         let (id, _) = self.resolve(name)?;
         let image = self.meta().get_image(&id)?;
         let config = self.config_of(&id)?;
-        Ok(ImageDetails { image, config })
+        let graph_driver_data = self.graph_driver_data(&image);
+        Ok(ImageDetails {
+            image,
+            config,
+            graph_driver_data,
+        })
+    }
+
+    fn graph_driver_data(&self, image: &Image) -> Option<BTreeMap<String, String>> {
+        if self.driver != Driver::Overlay {
+            return None;
+        }
+        let mut dirs: Vec<PathBuf> = image
+            .layers
+            .iter()
+            .filter_map(|l| self.snapshots.content_path(&l.chain_id.to_string()).ok())
+            .collect();
+        let upper = dirs.pop()?;
+        let layer_dir = upper.parent()?.to_path_buf();
+        let mut data = BTreeMap::new();
+        if !dirs.is_empty() {
+            dirs.reverse();
+            let lower: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            data.insert("LowerDir".to_string(), lower.join(":"));
+        }
+        data.insert(
+            "MergedDir".to_string(),
+            layer_dir.join("merged").display().to_string(),
+        );
+        data.insert("UpperDir".to_string(), upper.display().to_string());
+        data.insert(
+            "WorkDir".to_string(),
+            layer_dir.join("work").display().to_string(),
+        );
+        Some(data)
     }
 
     pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>> {
@@ -707,6 +744,7 @@ impl ImageService {
         let mut opts = berth_image::ImportOptions::new(berth_image::Platform::host());
         opts.changes = changes;
         opts.message = message;
+        opts.docker_version = Some(crate::system::ENGINE_VERSION.to_string());
         opts.repo_tag = tag.clone();
         let img = berth_image::import_rootfs(reader, &spool.0, &opts).map_err(image_err)?;
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
