@@ -427,7 +427,7 @@ impl ImageService {
         let mut dirs: Vec<PathBuf> = image
             .layers
             .iter()
-            .filter_map(|l| self.snapshots.content_path(&l.chain_id.to_string()).ok())
+            .filter_map(|l| self.snapshots.content_path(l.chain_id.as_ref()).ok())
             .collect();
         let upper = dirs.pop()?;
         let layer_dir = upper.parent()?.to_path_buf();
