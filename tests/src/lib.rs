@@ -121,6 +121,22 @@ pub fn make_busybox_rootfs(rootfs: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// [`make_busybox_rootfs`] as `dir/rootfs.tar`, for `docker import`; the
+/// directory it was made from is removed again. Returns the tar's path.
+#[track_caller]
+pub fn make_busybox_rootfs_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    make_busybox_rootfs(&rootfs).expect("make busybox rootfs");
+    let tar = dir.join("rootfs.tar");
+    let mut command = Command::new("tar");
+    command.arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".");
+    let out = output_with_timeout(&mut command, host::CLI_TIMEOUT)
+        .unwrap_or_else(|e| panic!("tar of the busybox rootfs: {e}"));
+    host::assert_success(&out, "tar of the busybox rootfs");
+    std::fs::remove_dir_all(&rootfs).expect("remove the busybox rootfs");
+    tar
+}
+
 /// Path of a binary built by this workspace (`target/<profile>/<name>`).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");

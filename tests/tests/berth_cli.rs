@@ -12,7 +12,7 @@ use std::time::Duration;
 use berth_tests::berthd::Berthd;
 use berth_tests::dockerd::Dockerd;
 use berth_tests::host::{describe, docker_cli, text, DockerApi, CLI_TIMEOUT};
-use berth_tests::{make_busybox_rootfs, output_with_timeout, workspace_binary};
+use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, workspace_binary};
 
 /// One dockerd (with its containerd) at a time: two cores run them side by side badly.
 static ONE_DAEMON: Mutex<()> = Mutex::new(());
@@ -116,16 +116,7 @@ impl RootfsTar {
             .prefix("berth-cli-rootfs-")
             .tempdir()
             .expect("tempdir");
-        let rootfs = dir.path().join("rootfs");
-        make_busybox_rootfs(&rootfs).expect("busybox rootfs");
-        let mut tar = Command::new("tar");
-        tar.arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(dir.path().join("rootfs.tar"))
-            .arg(".");
-        let out = output_with_timeout(&mut tar, CLI_TIMEOUT).expect("run tar");
-        assert!(out.status.success(), "tar: {}", describe(&out));
+        make_busybox_rootfs_tar(dir.path());
         RootfsTar { dir }
     }
 

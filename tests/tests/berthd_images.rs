@@ -76,21 +76,10 @@ impl Pair {
     }
 
     fn make_fixtures(&self) {
-        let rootfs = self.work.path().join("rootfs");
-        berth_tests::make_busybox_rootfs(&rootfs).expect("busybox rootfs");
-        let tar = self.path("rootfs.tar");
-        let mut command = Command::new("tar");
-        command.arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".");
-        let out = run(command);
-        assert!(out.status.success(), "tar: {}", describe(&out));
+        let tar = berth_tests::make_busybox_rootfs_tar(self.work.path());
+        let tar = tar.to_str().expect("UTF-8 path");
         let d = &self.dockerd;
-        d.docker_ok(&[
-            "import",
-            "--change",
-            r#"CMD ["/bin/sh"]"#,
-            &tar,
-            "bb:latest",
-        ]);
+        d.docker_ok(&["import", "--change", r#"CMD ["/bin/sh"]"#, tar, "bb:latest"]);
         // Another second, so listings order the two images by creation.
         std::thread::sleep(Duration::from_millis(1100));
         let context = self.work.path().join("context");

@@ -20,7 +20,7 @@ use berth_tests::host::{
     assert_success, describe, mounts_under, private_dir, remove_private_dir, text, DockerApi,
     CLI_TIMEOUT,
 };
-use berth_tests::{make_busybox_rootfs, output_with_timeout, unique_name};
+use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, unique_name};
 
 #[track_caller]
 fn run(command: &mut Command) -> Output {
@@ -347,22 +347,6 @@ fn oci_layout_tar(layer: &[u8], index_media_type: &str) -> Vec<u8> {
     tar_of_files(&files)
 }
 
-/// The busybox rootfs as a tar, in `dir`.
-fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
-    let rootfs = dir.join("busybox-rootfs");
-    make_busybox_rootfs(&rootfs).expect("make busybox rootfs");
-    let tar_path = dir.join("busybox-rootfs.tar");
-    let out = run(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar_path)
-        .arg("."));
-    assert_success(&out, "tar of the busybox rootfs");
-    std::fs::remove_dir_all(&rootfs).expect("remove rootfs");
-    tar_path
-}
-
 /// skopeo with its temp files in `dir` and no system signature policy.
 #[track_caller]
 fn skopeo_copy(dir: &Path, from: &str, to: &str) {
@@ -446,7 +430,7 @@ fn dockerd_skopeo_and_berthd_archives_load_into_each_other_with_the_same_ids() {
     let berthd = Berthd::start();
     let work = private_dir("berth-interop-work-");
     let _work_guard = RemoveOnDrop(work.clone());
-    let rootfs_tar = busybox_rootfs_tar(&work);
+    let rootfs_tar = make_busybox_rootfs_tar(&work);
 
     // A three-layer image with two tags, built by dockerd (a whiteout included).
     let out = dockerd.docker(&[
@@ -672,7 +656,7 @@ struct BadInput {
 impl BadInput {
     fn start() -> BadInput {
         let berthd = Berthd::start();
-        let rootfs_tar = busybox_rootfs_tar(berthd.dir());
+        let rootfs_tar = make_busybox_rootfs_tar(berthd.dir());
         let base_id = berthd.import_busybox(&rootfs_tar, "bad/base:1");
         BadInput { berthd, base_id }
     }
@@ -1204,7 +1188,7 @@ impl Moment {
 /// and round-trip through `save` afterwards.
 fn assert_kill_9_leaves_a_whole_store(moments: &[Moment]) {
     let mut berthd = Berthd::start();
-    let rootfs_tar = busybox_rootfs_tar(berthd.dir());
+    let rootfs_tar = make_busybox_rootfs_tar(berthd.dir());
     berthd.import_busybox(&rootfs_tar, "crash/base:1");
     let archive = berthd.dir().join("big.tar");
     let image_id = write_big_archive(&archive, 16 << 20);

@@ -6,14 +6,14 @@
 //! validated against runc.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use berth_tests::dockerd::Dockerd;
 use berth_tests::host::{
     assert_success, describe, output_in_terminal, text, DockerApi, CLI_TIMEOUT,
 };
-use berth_tests::{output_with_timeout, runtime_under_test};
+use berth_tests::{make_busybox_rootfs_tar, runtime_under_test};
 
 const IMAGE: &str = "berth-test-busybox:latest";
 
@@ -51,13 +51,8 @@ impl RuntimeDockerd {
 
     fn import_busybox(&self) {
         let image = self.dockerd.dir().join("image");
-        let rootfs = image.join("rootfs");
-        berth_tests::make_busybox_rootfs(&rootfs).expect("make busybox rootfs");
-        let tar = image.join("rootfs.tar");
-        let mut command = Command::new("tar");
-        command.arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".");
-        let out = output_with_timeout(&mut command, CLI_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-        assert_success(&out, "tar of the busybox rootfs");
+        std::fs::create_dir(&image).expect("create the image directory");
+        let tar = make_busybox_rootfs_tar(&image);
         let tar = tar.to_str().expect("tar path is UTF-8");
         let out = self.docker(&["import", "--change", r#"CMD ["/bin/sh"]"#, tar, IMAGE]);
         assert_success(&out, "docker import");

@@ -154,13 +154,8 @@ impl Podman {
 
     fn import_busybox(&self) {
         let image = self.dir.join("image");
-        let rootfs = image.join("rootfs");
-        berth_tests::make_busybox_rootfs(&rootfs).expect("make busybox rootfs");
-        let tar = image.join("rootfs.tar");
-        let mut command = Command::new("tar");
-        command.arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".");
-        let out = output_within(command, None, COMMAND_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-        assert_success(&out, "tar of the busybox rootfs");
+        std::fs::create_dir(&image).expect("create the image directory");
+        let tar = berth_tests::make_busybox_rootfs_tar(&image);
         let tar = tar.to_str().expect("tar path is UTF-8");
         let out = self.podman(&["import", "--change", r#"CMD ["/bin/sh"]"#, tar, IMAGE]);
         assert_success(&out, "podman import");
