@@ -185,6 +185,22 @@ pub fn remove_private_dir(dir: &Path) {
     }
 }
 
+/// The lines of `output` in sorted order: for listings whose order is not
+/// part of what is compared.
+pub fn sorted_lines(output: &str) -> String {
+    let mut lines: Vec<&str> = output.lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// Seconds since the epoch, as `--since` and `--until` take them.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
 /// Wraps `arg` in single quotes for `sh -c`.
 pub fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use berth_tests::berthd::Berthd;
 use berth_tests::dockerd::Dockerd;
-use berth_tests::host::{describe, docker_cli, text, DockerApi, CLI_TIMEOUT};
+use berth_tests::host::{
+    describe, docker_cli, sorted_lines, text, unix_now, DockerApi, CLI_TIMEOUT,
+};
 use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, workspace_binary};
 
 /// One dockerd (with its containerd) at a time: two cores run them side by side badly.
@@ -181,13 +183,6 @@ fn table_rows(output: &str) -> String {
     lines.join("\n")
 }
 
-/// Output compared line for line, in any order.
-fn sorted_lines(output: &str) -> String {
-    let mut lines: Vec<&str> = output.lines().collect();
-    lines.sort();
-    lines.join("\n")
-}
-
 /// Output with every 64-hex digest replaced, for images made separately.
 fn without_digests(output: &str) -> String {
     let mut out = String::new();
@@ -203,12 +198,6 @@ fn without_digests(output: &str) -> String {
     }
     out.pop();
     out
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn server_part(version: &str) -> String {

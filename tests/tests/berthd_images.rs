@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_tests::berthd::Berthd;
 use berth_tests::dockerd::Dockerd;
-use berth_tests::host::{describe, shell_quote, text, DockerApi, CLI_TIMEOUT};
+use berth_tests::host::{
+    describe, shell_quote, sorted_lines, text, unix_now, DockerApi, CLI_TIMEOUT,
+};
 use berth_tests::output_with_timeout;
 
 const MULTI_TAGS: [&str; 3] = ["multi:1", "multi:2", "localhost:5000/x/multi:v"];
@@ -199,12 +201,6 @@ fn ordered(s: &str) -> String {
     s.lines().map(columns).collect::<Vec<_>>().join("\n")
 }
 
-fn sorted(s: &str) -> String {
-    let mut lines: Vec<&str> = s.lines().collect();
-    lines.sort();
-    lines.join("\n")
-}
-
 /// JSON lines with the fields that hold ages removed, sorted.
 fn json_lines(s: &str) -> String {
     let mut lines: Vec<String> = s
@@ -263,13 +259,6 @@ fn import_inspect(s: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
 }
 
 /// Sleeps into the next second and returns it, so `--since` of events
@@ -493,13 +482,13 @@ fn prune_and_df_match_dockerd() {
         &["image", "prune", "--force", "--filter", "dangling=maybe"],
         exact,
     );
-    p.same(&["image", "prune", "--force"], sorted);
-    p.same(&["image", "prune", "--force"], sorted);
+    p.same(&["image", "prune", "--force"], sorted_lines);
+    p.same(&["image", "prune", "--force"], sorted_lines);
     p.same(&["images", "--all"], table);
     // Nothing old enough, nothing with that label.
     p.same(
         &["image", "prune", "--all", "--force", "--filter", "until=1h"],
-        sorted,
+        sorted_lines,
     );
     p.same(
         &[
@@ -510,7 +499,7 @@ fn prune_and_df_match_dockerd() {
             "--filter",
             "label=org.test.kind=other",
         ],
-        sorted,
+        sorted_lines,
     );
     p.same(
         &[
@@ -521,7 +510,7 @@ fn prune_and_df_match_dockerd() {
             "--filter",
             "label!=org.test.kind",
         ],
-        sorted,
+        sorted_lines,
     );
     p.same(&["images", "--all"], table);
     p.same(&["load", "-q", "-i", &p.path("bb.tar")], exact);
@@ -534,7 +523,7 @@ fn prune_and_df_match_dockerd() {
             "--filter",
             "label=org.test.kind=multi",
         ],
-        sorted,
+        sorted_lines,
     );
     p.same(&["images", "--all"], table);
     p.same(
@@ -546,9 +535,9 @@ fn prune_and_df_match_dockerd() {
             "--filter",
             "until=2000-01-01",
         ],
-        sorted,
+        sorted_lines,
     );
-    p.same(&["image", "prune", "--all", "--force"], sorted);
+    p.same(&["image", "prune", "--all", "--force"], sorted_lines);
     p.same(&["system", "df", "-v"], table);
 }
 
@@ -598,7 +587,7 @@ fn import_matches_dockerd() {
     }
     p.same(
         &["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"],
-        sorted,
+        sorted_lines,
     );
     p.same(&["import", &p.path("no-such.tar")], exact);
     p.same(&["import", &rootfs, "Bad:Name"], exact);
@@ -621,10 +610,10 @@ fn save_and_load_across_daemons() {
         save.push("bb");
         daemon.docker_ok(&save);
     }
-    p.same(&["image", "prune", "--all", "--force"], sorted);
+    p.same(&["image", "prune", "--all", "--force"], sorted_lines);
     let d = p.dockerd.docker(&["load", "-i", &from_berthd]);
     let b = p.berthd.docker(&["load", "-i", &from_dockerd]);
-    p.assert_same(&["load", "-i", "<the other's save>"], &d, &b, sorted);
+    p.assert_same(&["load", "-i", "<the other's save>"], &d, &b, sorted_lines);
     p.same(&["images", "--no-trunc"], table);
     p.same(&["image", "inspect", "multi:1", "bb"], without_driver_data);
     // Saved by id: no names, loaded as "Loaded image ID: …".
@@ -658,7 +647,7 @@ fn events_match_dockerd() {
     }
     let id = p.dockerd.docker_ok(&["images", "--quiet", "multi:1"]);
     p.same(&["rmi", "--force", id.trim()], exact);
-    p.same(&["image", "prune", "--all", "--force"], sorted);
+    p.same(&["image", "prune", "--all", "--force"], sorted_lines);
     let imported = [&p.dockerd as &dyn DockerApi, &p.berthd].map(|x| {
         x.docker_ok(&[
             "import",
