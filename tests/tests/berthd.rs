@@ -1,40 +1,30 @@
 //! berthd as the docker CLI sees it: version negotiation, info, events, the
 //! data-root lock, socket permissions and a clean shutdown.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_tests::berthd::Berthd;
-use berth_tests::host::{docker_cli, DockerApi, CLI_TIMEOUT};
+use berth_tests::host::{assert_success, docker_cli, DockerApi, CLI_TIMEOUT};
 use berth_tests::{output_with_timeout, unique_name, workspace_binary};
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn docker_cli_reads_version_and_info() {
     let d = Berthd::start();
-    let v = stdout(&d.docker(&[
+    let v = d.docker_ok(&[
         "version",
         "--format",
         "{{.Server.Version}} {{.Server.APIVersion}} {{.Server.Os}}",
-    ]));
+    ]);
     assert_eq!(
         v.trim(),
         format!("{} 1.50 linux", env!("CARGO_PKG_VERSION"))
     );
-    let info = stdout(&d.docker(&[
+    let info = d.docker_ok(&[
         "info",
         "--format",
         "{{.OSType}} {{.DockerRootDir}} {{.Images}} {{.Driver}}",
-    ]));
+    ]);
     assert_eq!(
         info.trim(),
         format!("linux {} 0 overlay2", d.dir().join("data").display())
@@ -63,7 +53,7 @@ fn api_versions_outside_the_range_are_refused_with_dockers_message() {
         .args(["version", "--format", "{{.Server.APIVersion}}"])
         .env("DOCKER_API_VERSION", "1.41");
     let out = output_with_timeout(&mut cmd, CLI_TIMEOUT).expect("docker");
-    assert_eq!(stdout(&out).trim(), "1.50");
+    assert_eq!(assert_success(&out, "docker version").trim(), "1.50");
 }
 
 #[test]
@@ -71,7 +61,7 @@ fn events_with_until_in_the_past_end_at_once() {
     let d = Berthd::start();
     let started = Instant::now();
     let out = d.docker(&["events", "--since", "0", "--until", "1"]);
-    assert_eq!(stdout(&out), "");
+    assert_eq!(assert_success(&out, "docker events"), "");
     assert!(started.elapsed() < Duration::from_secs(10));
     let out = d.docker(&[
         "events",
