@@ -28,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 unset CARGO_TARGET_DIR
-cargo build --release --bin berth-runtime --bin berthd
+cargo build --release --bin berth-runtime --bin berthd --bin berth
 runtime="$PWD/target/release/berth-runtime"
 berthd="$PWD/target/release/berthd"
 socket=/run/berth.sock
@@ -78,6 +78,8 @@ echo "+ docker import --change 'CMD [\"/bin/sh\"]' busybox.tar berth-demo/busybo
 "$docker" import --change 'CMD ["/bin/sh"]' "$work/busybox.tar" berth-demo/busybox
 echo "+ docker images berth-demo/busybox" >&2
 "$docker" images berth-demo/busybox
+echo "+ berth images berth-demo/busybox   (Berth's own CLI)" >&2
+"$PWD/target/release/berth" -H "unix://$socket" images berth-demo/busybox
 
 # The image as berthd saves it (an OCI layout with docker's manifest.json)
 # becomes the container's root filesystem.
