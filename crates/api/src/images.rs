@@ -542,7 +542,6 @@ fn history_json(entries: &[HistoryEntry]) -> Value {
 pub async fn get_by_name(
     State(state): State<AppState>,
     Path(rest): Path<String>,
-    RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     if let Some(name) = rest.strip_suffix("/json") {
         let name = name.to_string();
@@ -558,7 +557,6 @@ pub async fn get_by_name(
     if let Some(name) = rest.strip_suffix("/get") {
         return save(state, vec![name.to_string()]).await;
     }
-    let _ = q;
     Err(ApiError::new(StatusCode::NOT_FOUND, "page not found"))
 }
 
