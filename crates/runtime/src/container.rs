@@ -211,18 +211,20 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // through the state directory.
     let fifo_fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .context(|| format!("open {}", fifo.display()))?;
+    let agent = crate::process::connect_seccomp_agent(spec)?;
     let (parent_chan, child_chan) = channel_pair()?;
     let view = cgroup_view(&cgroup);
     let stage1 = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
             drop(parent_chan);
-            let code = match first_child(&child_chan, &bundle, &fifo_fd, &view, opts) {
-                Ok(()) => 0,
-                Err(e) => {
-                    let _ = child_chan.send(&Msg::Failed(e.to_string()));
-                    1
-                }
-            };
+            let code =
+                match first_child(&child_chan, &bundle, &fifo_fd, agent.as_ref(), &view, opts) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        let _ = child_chan.send(&Msg::Failed(e.to_string()));
+                        1
+                    }
+                };
             std::process::exit(code);
         }
         berth_sys::process::Forked::Parent(pid) => pid,
@@ -453,6 +455,7 @@ fn first_child(
     chan: &Channel,
     bundle: &Bundle,
     fifo: &OwnedFd,
+    agent: Option<&OwnedFd>,
     view: &CgroupView,
     opts: &CreateOptions,
 ) -> Result<()> {
@@ -516,7 +519,7 @@ fn first_child(
             Ok(())
         }
         berth_sys::process::Forked::Child => {
-            let err = match init(chan, bundle, fifo, view, opts, in_userns) {
+            let err = match init(chan, bundle, fifo, agent, view, opts, in_userns) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -554,6 +557,7 @@ fn init(
     chan: &Channel,
     bundle: &Bundle,
     fifo_fd: &OwnedFd,
+    agent: Option<&OwnedFd>,
     view: &CgroupView,
     opts: &CreateOptions,
     in_userns: bool,
@@ -616,7 +620,24 @@ fn init(
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         crate::tty::apply_personality(p)?;
     }
-    let prepared = crate::process::prepare_exec(spec, process)?;
+    let mut prepared = crate::process::prepare_exec(spec, process)?;
+    if let Some(socket) = agent {
+        let annotations = annotations_of(spec);
+        let state = state::HookState {
+            oci_version: state::OCI_VERSION,
+            id: opts.id,
+            status: Status::Creating,
+            pid: Some(host_pid),
+            bundle: &bundle.dir,
+            annotations: &annotations,
+        };
+        prepared.seccomp_agent = Some(crate::process::SeccompAgent {
+            socket: socket
+                .try_clone()
+                .context(|| "dup the seccomp agent socket".to_string())?,
+            message: crate::process::seccomp_agent_message(spec, &state)?,
+        });
+    }
     chan.send(&Msg::Ready)?;
     // The runtime exits after Ready; from here errors go to the container's stderr.
     let fifo_write = nix::fcntl::open(
@@ -638,14 +659,16 @@ fn init(
     crate::process::finish_and_exec(process, &prepared, opts.preserve_fds)
 }
 
-fn hook_state_json(bundle: &Bundle, id: &str, status: Status, pid: i32) -> Result<Vec<u8>> {
-    let annotations: BTreeMap<String, String> = bundle
-        .spec
-        .annotations()
+fn annotations_of(spec: &Spec) -> BTreeMap<String, String> {
+    spec.annotations()
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .collect();
+        .collect()
+}
+
+fn hook_state_json(bundle: &Bundle, id: &str, status: Status, pid: i32) -> Result<Vec<u8>> {
+    let annotations = annotations_of(&bundle.spec);
     let st = state::HookState {
         oci_version: state::OCI_VERSION,
         id,

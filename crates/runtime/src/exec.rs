@@ -99,11 +99,18 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
             joins.push((flag, fd, name));
         }
     }
+    let agent = match crate::process::connect_seccomp_agent(&spec)? {
+        Some(socket) => Some(crate::process::SeccompAgent {
+            socket,
+            message: crate::process::seccomp_agent_message(&spec, &st.hook_state(Status::Running))?,
+        }),
+        None => None,
+    };
     let (parent, child) = channel_pair()?;
     let first = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
             drop(parent);
-            let code = match first_child(&child, &spec, &opts, &joins) {
+            let code = match first_child(&child, &spec, &opts, &joins, agent.as_ref()) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child.send(&Msg::Failed(e.to_string()));
@@ -168,6 +175,7 @@ fn first_child(
     spec: &Spec,
     opts: &ExecOptions,
     joins: &[(CloneFlags, OwnedFd, &str)],
+    agent: Option<&crate::process::SeccompAgent>,
 ) -> Result<()> {
     chan.wait_proceed()?;
     // Not dumpable: a container process can't open our /proc/<pid>/exe (the
@@ -180,7 +188,7 @@ fn first_child(
     match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Parent(pid) => chan.send(&Msg::Pid(pid.as_raw())),
         berth_sys::process::Forked::Child => {
-            let err = match exec_process(chan, spec, &opts.process, opts.preserve_fds) {
+            let err = match exec_process(chan, spec, &opts.process, opts.preserve_fds, agent) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -195,6 +203,7 @@ fn exec_process(
     spec: &Spec,
     process: &Process,
     preserve_fds: i32,
+    agent: Option<&crate::process::SeccompAgent>,
 ) -> Result<std::convert::Infallible> {
     if process.terminal().unwrap_or(false) {
         nix::unistd::setsid().context(|| "setsid".to_string())?;
@@ -203,6 +212,15 @@ fn exec_process(
     }
     crate::process::apply_rlimits(process)?;
     crate::process::apply_oom_score_adj(process)?;
-    let prepared = crate::process::prepare_exec(spec, process)?;
+    let mut prepared = crate::process::prepare_exec(spec, process)?;
+    if let Some(a) = agent {
+        prepared.seccomp_agent = Some(crate::process::SeccompAgent {
+            socket: a
+                .socket
+                .try_clone()
+                .context(|| "dup the seccomp agent socket".to_string())?,
+            message: a.message.clone(),
+        });
+    }
     crate::process::finish_and_exec(process, &prepared, preserve_fds)
 }

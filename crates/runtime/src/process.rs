@@ -24,6 +24,74 @@ pub struct PreparedExec {
     /// milliseconds, which must not stretch the gap between `start` and the
     /// program running (a signal sent in that gap would be lost).
     pub seccomp: Option<berth_sys::seccomp::SeccompProgram>,
+    /// Where the seccomp listener goes when the profile notifies.
+    pub seccomp_agent: Option<SeccompAgent>,
+}
+
+/// The agent at `linux.seccomp.listenerPath`: a socket the runtime connected
+/// on the host, and the state message sent with the listener fd (the OCI
+/// spec's container process state).
+pub struct SeccompAgent {
+    pub socket: std::os::fd::OwnedFd,
+    pub message: Vec<u8>,
+}
+
+/// Connects to the seccomp agent named by the profile, when there is one.
+/// Runs in the runtime (host namespaces) before anything is forked.
+pub fn connect_seccomp_agent(spec: &Spec) -> Result<Option<std::os::fd::OwnedFd>> {
+    let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let notifies = seccomp
+        .syscalls()
+        .iter()
+        .flatten()
+        .any(|s| s.action() == oci_spec::runtime::LinuxSeccompAction::ScmpActNotify);
+    match seccomp.listener_path() {
+        Some(path) => {
+            let stream = std::os::unix::net::UnixStream::connect(path)
+                .context(|| format!("connect to the seccomp agent at {}", path.display()))?;
+            Ok(Some(stream.into()))
+        }
+        None if notifies => Err(Error::InvalidConfig(
+            "seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath (the agent that answers)"
+                .into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The message an agent gets with the listener fd.
+pub fn seccomp_agent_message(spec: &Spec, state: &crate::state::HookState) -> Result<Vec<u8>> {
+    let metadata = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .and_then(|s| s.listener_metadata().clone())
+        .unwrap_or_default();
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": state.pid,
+        "metadata": metadata,
+        "state": state,
+    }))
+    .map_err(|e| Error::Init(e.to_string()))
+}
+
+/// Loads the filter and hands its listener, if any, to the agent.
+fn load_seccomp(prepared: &PreparedExec) -> Result<()> {
+    let Some(program) = &prepared.seccomp else {
+        return Ok(());
+    };
+    let listener = program
+        .load()
+        .map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+    if let (Some(fd), Some(agent)) = (listener, &prepared.seccomp_agent) {
+        berth_sys::socket::send_with_fds(&agent.socket, &agent.message, &[&fd])
+            .context(|| "send the seccomp listener to the agent".to_string())?;
+    }
+    Ok(())
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
@@ -60,6 +128,7 @@ pub fn prepare_exec(spec: &Spec, process: &Process) -> Result<PreparedExec> {
     };
     Ok(PreparedExec {
         seccomp,
+        seccomp_agent: None,
         path: CString::new(program.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidConfig(format!("bad program path {program:?}")))?,
         args: args
@@ -228,14 +297,10 @@ pub fn finish_and_exec(
     prepared: &PreparedExec,
     preserve_fds: i32,
 ) -> Result<std::convert::Infallible> {
-    let seccomp = prepared.seccomp.as_ref();
     let nnp = process.no_new_privileges().unwrap_or(false);
     enter_cwd(process)?;
     if !nnp {
-        if let Some(s) = seccomp {
-            s.load()
-                .map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
-        }
+        load_seccomp(prepared)?;
     }
     switch_user(process)?;
     let wanted = process.capabilities().clone().unwrap_or_default();
@@ -250,10 +315,7 @@ pub fn finish_and_exec(
     berth_sys::process::cloexec_from(3 + preserve_fds).context(|| "close fds".to_string())?;
     if nnp {
         nix::sys::prctl::set_no_new_privs().context(|| "PR_SET_NO_NEW_PRIVS".to_string())?;
-        if let Some(s) = seccomp {
-            s.load()
-                .map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
-        }
+        load_seccomp(prepared)?;
     }
     nix::unistd::execve(&prepared.path, &prepared.args, &prepared.env)
         .context(|| format!("exec {:?}", prepared.path))
