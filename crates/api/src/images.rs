@@ -315,15 +315,54 @@ pub async fn list(
     let q = QueryParams::parse(q.as_deref());
     let filters = q.filters()?;
     let all = q.flag("all");
+    let with_shared = q.flag("shared-size");
     let engine = state.engine.clone();
-    let images = tokio::task::spawn_blocking(move || list_images(&engine, &filters, all))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let (images, shared) = tokio::task::spawn_blocking(move || {
+        let listed = list_images(&engine, &filters, all)?;
+        let shared = if with_shared {
+            let every = engine.images().list().map_err(ApiError::from)?;
+            Some(shared_sizes(&every))
+        } else {
+            None
+        };
+        Ok::<_, ApiError>((listed, shared))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let out: Vec<Value> = images
         .into_iter()
-        .map(|(img, tags, digests)| summary(&img, tags, digests))
+        .map(|(img, tags, digests)| {
+            let mut s = summary(&img, tags, digests);
+            if let Some(shared) = &shared {
+                s["SharedSize"] = json!(shared.get(&img.id).copied().unwrap_or(0));
+            }
+            s
+        })
         .collect();
     Ok(Json(out).into_response())
+}
+
+/// Per image, the bytes of its layers that another image uses too
+/// (`SharedSize` with `shared-size=1`, and in `docker system df`).
+fn shared_sizes(images: &[Image]) -> BTreeMap<berth_content::Digest, u64> {
+    let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+    for img in images {
+        for l in &img.layers {
+            *uses.entry(l.chain_id.as_str()).or_default() += 1;
+        }
+    }
+    images
+        .iter()
+        .map(|img| {
+            let shared = img
+                .layers
+                .iter()
+                .filter(|l| uses.get(l.chain_id.as_str()).is_some_and(|n| *n > 1))
+                .map(|l| l.size)
+                .sum();
+            (img.id.clone(), shared)
+        })
+        .collect()
 }
 
 /// `container.Config` as dockerd serializes it (its field order, `null`
@@ -920,24 +959,14 @@ pub async fn disk_usage(State(state): State<AppState>) -> Result<Response, ApiEr
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
-    for (img, _, _) in &images {
-        for l in &img.layers {
-            *uses.entry(l.chain_id.to_string()).or_default() += 1;
-        }
-    }
+    let every: Vec<Image> = images.iter().map(|(img, _, _)| img.clone()).collect();
+    let shared = shared_sizes(&every);
     let list: Vec<Value> = images
         .iter()
         .map(|(img, tags, digests)| {
-            let shared: u64 = img
-                .layers
-                .iter()
-                .filter(|l| uses.get(l.chain_id.as_str()).is_some_and(|n| *n > 1))
-                .map(|l| l.size)
-                .sum();
             let mut s = summary(img, tags.clone(), digests.clone());
             s["Containers"] = json!(0);
-            s["SharedSize"] = json!(shared);
+            s["SharedSize"] = json!(shared.get(&img.id).copied().unwrap_or(0));
             s
         })
         .collect();
