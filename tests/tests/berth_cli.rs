@@ -131,25 +131,38 @@ impl RootfsTar {
     }
 }
 
-/// "3 seconds ago", "Less than a second ago", "About a minute ago" → "<ago>".
+/// The rest of `word` after a leading "ago" ("" or closing punctuation, as
+/// in `ago",` inside JSON), if the word is one.
+fn ago_rest(word: &str) -> Option<&str> {
+    let rest = word.strip_prefix("ago")?;
+    (!rest.starts_with(|c: char| c.is_alphanumeric())).then_some(rest)
+}
+
+/// "3 seconds ago", "Less than a second ago", "About a minute ago" → "<ago>",
+/// also inside JSON (`"CreatedSince":" 3 seconds ago",`).
 fn without_ages(line: &str) -> String {
     let words: Vec<&str> = line.split(' ').collect();
-    let mut out: Vec<&str> = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < words.len() {
         let age = match words[i..] {
-            ["Less", "than", "a", "second", "ago", ..] => Some(5),
-            ["About", "a", "minute", "ago", ..] | ["About", "an", "hour", "ago", ..] => Some(4),
-            [n, _, "ago", ..] if n.parse::<u32>().is_ok() => Some(3),
+            ["Less", "than", "a", "second", ago, ..] if ago_rest(ago).is_some() => Some(5),
+            ["About", "a", "minute", ago, ..] | ["About", "an", "hour", ago, ..]
+                if ago_rest(ago).is_some() =>
+            {
+                Some(4)
+            }
+            [n, _, ago, ..] if n.parse::<u32>().is_ok() && ago_rest(ago).is_some() => Some(3),
             _ => None,
         };
         match age {
             Some(len) => {
-                out.push("<ago>");
+                let rest = ago_rest(words[i + len - 1]).unwrap_or_default();
+                out.push(format!("<ago>{rest}"));
                 i += len;
             }
             None => {
-                out.push(words[i]);
+                out.push(words[i].to_owned());
                 i += 1;
             }
         }
@@ -173,9 +186,12 @@ fn table_rows(output: &str) -> String {
                 .join("\t")
         })
         .collect();
-    let has_header = lines
-        .first()
-        .is_some_and(|first| !first.is_empty() && !first.chars().any(|c| c.is_ascii_lowercase()));
+    // A header is in capitals ("REPOSITORY TAG ..."); an ID of digits only
+    // (`images -q`) has no letter at all and is a row.
+    let has_header = lines.first().is_some_and(|first| {
+        first.chars().any(|c| c.is_ascii_uppercase())
+            && !first.chars().any(|c| c.is_ascii_lowercase())
+    });
     let rows = usize::from(has_header);
     if lines.len() > rows {
         lines[rows..].sort();
@@ -205,6 +221,26 @@ fn server_part(version: &str) -> String {
         .split_once("\nServer:")
         .map(|(_, server)| server.to_owned())
         .unwrap_or_default()
+}
+
+#[test]
+fn ages_are_masked_in_tables_and_json() {
+    assert_eq!(
+        table_rows("IMAGE  CREATED  SIZE\nabc  3 seconds ago  1MB\n"),
+        table_rows("IMAGE  CREATED  SIZE\nabc  Less than a second ago  1MB\n"),
+    );
+    let json = |since: &str| table_rows(&format!(r#"{{"CreatedSince":"{since}","ID":"abc"}}"#));
+    assert_eq!(json("2 seconds ago"), json("About a minute ago"));
+    assert_eq!(
+        json("1 second ago"),
+        r#"{"CreatedSince":" <ago>","ID":"abc"}"#
+    );
+    assert_ne!(
+        json("2 seconds ago"),
+        table_rows(r#"{"CreatedSince":"x","ID":"abc"}"#)
+    );
+    // An ID of digits only is a row, sorted with the others.
+    assert_eq!(table_rows("123456789012\n0abc\n"), "0abc\n123456789012");
 }
 
 #[test]
