@@ -140,19 +140,24 @@ impl StoreState {
         }
     }
 
-    /// Reads until no spool file is left (a failed request may finish its
-    /// clean-up just after the client saw the error), or two seconds pass.
-    fn settled(data_root: &Path) -> StoreState {
-        let deadline = Instant::now() + Duration::from_secs(2);
+    /// Reads until `settled` holds (a failed request may finish its clean-up
+    /// just after the client saw the error), or [`SETTLE_TIMEOUT`] passes;
+    /// the last state read.
+    fn settled(data_root: &Path, settled: impl Fn(&StoreState) -> bool) -> StoreState {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
             let state = StoreState::read(data_root);
-            if state.spool.is_empty() || Instant::now() > deadline {
+            if settled(&state) || Instant::now() > deadline {
                 return state;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
+
+/// The longest the store may take to settle after a request ended: its
+/// clean-up runs on the daemon's time, which a loaded machine stretches.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `chain_id[0] = diff_id[0]`, `chain_id[n] = sha256(chain_id[n-1] + " " + diff_id[n])`.
 fn chain_ids(diff_ids: &[String]) -> Vec<String> {
@@ -678,7 +683,7 @@ impl BadInput {
     #[track_caller]
     fn rejected(&self, args: &[&str], problem: &[&str], store_check: Store) -> String {
         let images = self.berthd.images();
-        let store = StoreState::settled(&self.berthd.data_root());
+        let store = StoreState::settled(&self.berthd.data_root(), |s| s.spool.is_empty());
         assert!(store.spool.is_empty(), "spool files before: {store:?}");
         let out = self.berthd.docker(args);
         assert!(
@@ -699,7 +704,9 @@ impl BadInput {
         assert_success(&version, "docker version after bad input");
         assert_eq!(self.berthd.images(), images, "docker images changed");
         eprintln!("docker {args:?}: {}", error.trim());
-        let after = StoreState::settled(&self.berthd.data_root());
+        let after = StoreState::settled(&self.berthd.data_root(), |s| {
+            s.spool.is_empty() && (store_check != Store::Unchanged || *s == store)
+        });
         assert!(
             after.spool.is_empty(),
             "spool files left: {:?}",
@@ -986,9 +993,19 @@ fn client_gone_mid_upload_changes_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start docker load");
-    std::thread::sleep(Duration::from_millis(100));
+    // Gone while the daemon reads the upload: once its spool exists (the
+    // load spools the archive before it stores anything).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut uploading = false;
+    while !uploading && Instant::now() < deadline {
+        uploading = !store_state(&bad.berthd).spool.is_empty();
+        if !uploading {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     let _ = client.kill();
     let _ = client.wait();
+    assert!(uploading, "the load never started: {}", bad.berthd.log());
     // The daemon notices the closed connection on its own time.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut after = store_state(&bad.berthd);
@@ -1156,10 +1173,10 @@ fn committed_snapshots(berthd: &Berthd) -> usize {
 }
 
 impl Moment {
-    /// Waits for the moment; false if `limit` passed first.
-    fn wait(self, berthd: &Berthd, limit: Duration) -> bool {
+    /// Waits for the moment of a load started when `before` snapshots were
+    /// committed; false if `limit` passed first.
+    fn wait(self, berthd: &Berthd, before: usize, limit: Duration) -> bool {
         let started = Instant::now();
-        let before = committed_snapshots(berthd);
         if let Moment::After(delay) = self {
             std::thread::sleep(delay);
             return true;
@@ -1214,8 +1231,12 @@ fn assert_kill_9_leaves_a_whole_store(moments: &[Moment]) {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        // Counted before the load starts: a layer may be committed before
+        // this thread looks again.
+        let before = committed_snapshots(&berthd);
         let mut client = load.spawn().expect("start docker load");
-        let reached = moment.wait(&berthd, whole * 3);
+        // Generous: only a load that never gets there waits this long.
+        let reached = moment.wait(&berthd, before, whole * 3 + Duration::from_secs(60));
         berthd.kill9();
         let _ = client.wait();
         assert!(reached, "{what}: the load never got there");
