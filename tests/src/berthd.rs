@@ -16,6 +16,9 @@ use crate::host::{
 };
 use crate::{output_with_timeout, workspace_binary};
 
+/// How berthd's log says a TCP port it was to listen on is taken.
+const ADDR_IN_USE: &str = "Address already in use";
+
 /// The longest berthd may take to exit after SIGTERM.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -42,6 +45,13 @@ pub fn free_loopback_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("free loopback port")
         .port()
+}
+
+/// Why berthd did not come up.
+struct SpawnError {
+    /// Its TCP port was taken by someone else meanwhile.
+    port_taken: bool,
+    message: String,
 }
 
 /// Options for [`Berthd`].
@@ -85,8 +95,21 @@ impl BerthdBuilder {
             args: self.args,
             port,
         };
-        berthd.spawn();
-        berthd
+        // The free port may be taken by another process before berthd binds
+        // it: then another port, a few times.
+        let mut attempts = 1;
+        loop {
+            match berthd.try_spawn() {
+                Ok(()) => return berthd,
+                Err(e) if e.port_taken && berthd.port.is_some() && attempts < 5 => {
+                    eprintln!("berthd: port {:?} was taken, another one", berthd.port);
+                    berthd.port = Some(free_loopback_port());
+                    attempts += 1;
+                }
+                // The guard, dropped by the panic, cleans up.
+                Err(e) => panic!("{}", e.message),
+            }
+        }
     }
 }
 
@@ -131,7 +154,16 @@ impl Berthd {
     /// or [`Berthd::terminate`]) and waits until it answers.
     #[track_caller]
     pub fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{}", e.message);
+        }
+    }
+
+    /// [`Berthd::spawn`], with what went wrong as an error.
+    fn try_spawn(&mut self) -> Result<(), SpawnError> {
         assert!(self.child.is_none(), "berthd is already running");
+        // Where this start's messages begin in the appended log.
+        let log_start = std::fs::metadata(self.dir.join("berthd.log")).map_or(0, |m| m.len());
         // Appended to, so the log of a run before a restart stays readable.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -148,19 +180,33 @@ impl Berthd {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        self.child = Some(command.spawn().expect("start berthd"));
+        self.child = Some(command.spawn().map_err(|e| SpawnError {
+            port_taken: false,
+            message: format!("start berthd: {e}"),
+        })?);
         let started = Instant::now();
         while !self.answers() {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("berthd exited with {status} on start:\n{}", self.log());
+                self.child = None;
+                let log = self.log();
+                let this_start = log.get(log_start as usize..).unwrap_or(&log);
+                return Err(SpawnError {
+                    port_taken: this_start.contains(ADDR_IN_USE),
+                    message: format!("berthd exited with {status} on start:\n{log}"),
+                });
             }
-            assert!(
-                started.elapsed() < STARTUP_TIMEOUT,
-                "berthd did not answer within {STARTUP_TIMEOUT:?}:\n{}",
-                self.log()
-            );
+            if started.elapsed() >= STARTUP_TIMEOUT {
+                return Err(SpawnError {
+                    port_taken: false,
+                    message: format!(
+                        "berthd did not answer within {STARTUP_TIMEOUT:?}:\n{}",
+                        self.log()
+                    ),
+                });
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     fn answers(&self) -> bool {
