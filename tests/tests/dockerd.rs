@@ -153,7 +153,7 @@ fn detached_exec_logs_pause() {
     );
     assert_eq!(text(&out.stdout), "from-exec\n");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = dockerd.docker(&["logs", &id]);
         if assert_success(&out, "docker logs").contains("hello-from-log") {

@@ -17,7 +17,9 @@ use berth_tests::{
 };
 use serde_json::{json, Value};
 
-const SETTLE: Duration = Duration::from_secs(10);
+/// How long a container may take to get somewhere (ready, stopped, gone):
+/// only a failing test waits this long, so it is sized for a loaded machine.
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// What a foreground `run` showed: exit code, the container's output, and
 /// whether the bundle's cgroup was left behind.

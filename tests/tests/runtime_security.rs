@@ -18,7 +18,9 @@ use berth_tests::{
 };
 use serde_json::{json, Value};
 
-const SETTLE: Duration = Duration::from_secs(10);
+/// How long a container may take to get somewhere (ready, stopped, gone):
+/// only a failing test waits this long, so it is sized for a loaded machine.
+const SETTLE: Duration = Duration::from_secs(30);
 
 fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
