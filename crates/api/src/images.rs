@@ -30,10 +30,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// The short form docker shows (`busybox:latest`) of a stored reference,
+/// which is always normalized (`docker.io/library/busybox:latest`): only the
+/// default registry and, for one-component names, `library/` go.
 fn familiar(reference: &str) -> String {
-    berth_engine::images::parse_reference(reference)
-        .map(|r| r.familiar())
-        .unwrap_or_else(|_| reference.to_string())
+    match reference.strip_prefix("docker.io/") {
+        Some(rest) => match rest.strip_prefix("library/") {
+            Some(name) if !name.split(['@', ':']).next().unwrap_or(name).contains('/') => {
+                name.to_string()
+            }
+            _ => rest.to_string(),
+        },
+        None => reference.to_string(),
+    }
 }
 
 fn created_unix(image: &Image) -> i64 {
@@ -983,6 +992,21 @@ pub async fn disk_usage(State(state): State<AppState>) -> Result<Response, ApiEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn familiar_names_drop_the_default_registry_and_library() {
+        for (stored, shown) in [
+            ("docker.io/library/busybox:latest", "busybox:latest"),
+            ("docker.io/library/busybox@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "busybox@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            ("docker.io/someone/app:v1", "someone/app:v1"),
+            ("docker.io/library/a/b:v1", "library/a/b:v1"),
+            ("localhost:5000/x/y:t", "localhost:5000/x/y:t"),
+        ] {
+            assert_eq!(familiar(stored), shown);
+            let parsed = berth_engine::images::parse_reference(stored).expect("reference");
+            assert_eq!(parsed.familiar(), shown, "same as the reference parser");
+        }
+    }
 
     #[test]
     fn patterns_match_like_go_path_match() {
