@@ -146,10 +146,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             )));
         }
     }
-    if let Some(profile) = linux.seccomp() {
-        berth_sys::seccomp::compile(profile)
-            .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?;
-    }
+    let seccomp = crate::process::compile_seccomp(spec)?;
 
     std::fs::create_dir_all(opts.root)
         .context(|| format!("create root {}", opts.root.display()))?;
@@ -217,14 +214,23 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let stage1 = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
             drop(parent_chan);
-            let code =
-                match first_child(&child_chan, &bundle, &fifo_fd, agent.as_ref(), &view, opts) {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        let _ = child_chan.send(&Msg::Failed(e.to_string()));
-                        1
-                    }
-                };
+            let code = match first_child(
+                &child_chan,
+                &bundle,
+                &InitInputs {
+                    fifo: &fifo_fd,
+                    agent: agent.as_ref(),
+                    seccomp: seccomp.as_ref(),
+                    cgroups: &view,
+                },
+                opts,
+            ) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = child_chan.send(&Msg::Failed(e.to_string()));
+                    1
+                }
+            };
             std::process::exit(code);
         }
         berth_sys::process::Forked::Parent(pid) => pid,
@@ -454,9 +460,7 @@ const NS_ORDER: [(LinuxNamespaceType, CloneFlags); 8] = [
 fn first_child(
     chan: &Channel,
     bundle: &Bundle,
-    fifo: &OwnedFd,
-    agent: Option<&OwnedFd>,
-    view: &CgroupView,
+    inputs: &InitInputs,
     opts: &CreateOptions,
 ) -> Result<()> {
     chan.wait_proceed()?;
@@ -519,7 +523,7 @@ fn first_child(
             Ok(())
         }
         berth_sys::process::Forked::Child => {
-            let err = match init(chan, bundle, fifo, agent, view, opts, in_userns) {
+            let err = match init(chan, bundle, inputs, opts, in_userns) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -551,17 +555,26 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
     std::fs::write("/proc/self/timens_offsets", text).context(|| "write timens_offsets".to_string())
 }
 
+/// What the runtime prepared for init before forking: the exec fifo it
+/// opened, the seccomp agent it connected to, the compiled filter, and the
+/// cgroup directories the container sees.
+struct InitInputs<'a> {
+    fifo: &'a OwnedFd,
+    agent: Option<&'a OwnedFd>,
+    seccomp: Option<&'a berth_sys::seccomp::SeccompProgram>,
+    cgroups: &'a CgroupView,
+}
+
 /// The container's init, pid 1 of its pid namespace: everything up to the
 /// exec fifo, then the user's program.
 fn init(
     chan: &Channel,
     bundle: &Bundle,
-    fifo_fd: &OwnedFd,
-    agent: Option<&OwnedFd>,
-    view: &CgroupView,
+    inputs: &InitInputs,
     opts: &CreateOptions,
     in_userns: bool,
 ) -> Result<std::convert::Infallible> {
+    let fifo_fd = inputs.fifo;
     let spec = &bundle.spec;
     let process = spec
         .process()
@@ -592,7 +605,7 @@ fn init(
         spec,
         rootfs: &bundle.rootfs,
         in_userns,
-        cgroups: view,
+        cgroups: inputs.cgroups,
     })?;
     chan.send(&Msg::RuntimeHooks)?;
     chan.wait_proceed()?;
@@ -620,8 +633,8 @@ fn init(
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         crate::tty::apply_personality(p)?;
     }
-    let mut prepared = crate::process::prepare_exec(spec, process)?;
-    if let Some(socket) = agent {
+    let mut prepared = crate::process::prepare_exec(process, inputs.seccomp.cloned())?;
+    if let Some(socket) = inputs.agent {
         let annotations = annotations_of(spec);
         let state = state::HookState {
             oci_version: state::OCI_VERSION,

@@ -99,6 +99,7 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
             joins.push((flag, fd, name));
         }
     }
+    let seccomp = crate::process::compile_seccomp(&spec)?;
     let agent = match crate::process::connect_seccomp_agent(&spec)? {
         Some(socket) => Some(crate::process::SeccompAgent {
             socket,
@@ -110,7 +111,7 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
     let first = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
             drop(parent);
-            let code = match first_child(&child, &spec, &opts, &joins, agent.as_ref()) {
+            let code = match first_child(&child, &opts, &joins, agent.as_ref(), seccomp.as_ref()) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child.send(&Msg::Failed(e.to_string()));
@@ -172,10 +173,10 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
 
 fn first_child(
     chan: &Channel,
-    spec: &Spec,
     opts: &ExecOptions,
     joins: &[(CloneFlags, OwnedFd, &str)],
     agent: Option<&crate::process::SeccompAgent>,
+    seccomp: Option<&berth_sys::seccomp::SeccompProgram>,
 ) -> Result<()> {
     chan.wait_proceed()?;
     // Not dumpable: a container process can't open our /proc/<pid>/exe (the
@@ -188,7 +189,7 @@ fn first_child(
     match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Parent(pid) => chan.send(&Msg::Pid(pid.as_raw())),
         berth_sys::process::Forked::Child => {
-            let err = match exec_process(chan, spec, &opts.process, opts.preserve_fds, agent) {
+            let err = match exec_process(chan, &opts.process, opts.preserve_fds, agent, seccomp) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -200,10 +201,10 @@ fn first_child(
 
 fn exec_process(
     chan: &Channel,
-    spec: &Spec,
     process: &Process,
     preserve_fds: i32,
     agent: Option<&crate::process::SeccompAgent>,
+    seccomp: Option<&berth_sys::seccomp::SeccompProgram>,
 ) -> Result<std::convert::Infallible> {
     if process.terminal().unwrap_or(false) {
         nix::unistd::setsid().context(|| "setsid".to_string())?;
@@ -212,7 +213,7 @@ fn exec_process(
     }
     crate::process::apply_rlimits(process)?;
     crate::process::apply_oom_score_adj(process)?;
-    let mut prepared = crate::process::prepare_exec(spec, process)?;
+    let mut prepared = crate::process::prepare_exec(process, seccomp.cloned())?;
     if let Some(a) = agent {
         prepared.seccomp_agent = Some(crate::process::SeccompAgent {
             socket: a

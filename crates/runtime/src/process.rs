@@ -98,9 +98,26 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::InvalidConfig(format!("{what} {s:?} contains a NUL byte")))
 }
 
+/// Compiles the spec's seccomp profile, if any. Done once, in the runtime
+/// before it forks: bad profiles fail before anything is created, and the
+/// forked processes inherit the compiled program.
+pub fn compile_seccomp(spec: &Spec) -> Result<Option<berth_sys::seccomp::SeccompProgram>> {
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => {
+            Ok(Some(berth_sys::seccomp::compile(profile).map_err(|e| {
+                Error::InvalidConfig(format!("seccomp: {e}"))
+            })?))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Finds the program and builds argv/envp. Must run with the container's root
 /// as `/` (after pivot_root or setns into its mount namespace).
-pub fn prepare_exec(spec: &Spec, process: &Process) -> Result<PreparedExec> {
+pub fn prepare_exec(
+    process: &Process,
+    seccomp: Option<berth_sys::seccomp::SeccompProgram>,
+) -> Result<PreparedExec> {
     let args = process.args().as_deref().unwrap_or_default();
     let Some(arg0) = args.first() else {
         return Err(Error::InvalidConfig(
@@ -119,13 +136,6 @@ pub fn prepare_exec(spec: &Spec, process: &Process) -> Result<PreparedExec> {
         .unwrap_or(DEFAULT_PATH)
         .to_string();
     let program = find_executable(arg0, &path_var, process.cwd())?;
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(
-            berth_sys::seccomp::compile(profile)
-                .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?,
-        ),
-        None => None,
-    };
     Ok(PreparedExec {
         seccomp,
         seccomp_agent: None,
