@@ -810,7 +810,7 @@ impl ImageService {
                     remaining = others;
                 }
                 if remaining.is_empty() {
-                    out.extend(self.delete(&id, &image.labels)?.0);
+                    out.extend(self.delete_one(&id, &image.labels)?);
                 }
                 Ok(out)
             }
@@ -821,7 +821,7 @@ impl ImageService {
                         &id.hex()[..12]
                     )));
                 }
-                Ok(self.delete(&id, &image.labels)?.0)
+                self.delete_one(&id, &image.labels)
             }
         }
     }
@@ -838,8 +838,16 @@ impl ImageService {
         Ok(())
     }
 
+    /// [`ImageService::delete`] of a single image, with its blobs collected.
+    fn delete_one(&self, id: &Digest, labels: &BTreeMap<String, String>) -> Result<Vec<Removed>> {
+        let (removed, _) = self.delete(id, labels)?;
+        self.collect_garbage()?;
+        Ok(removed)
+    }
+
     /// Removes an image with all its names, and its layers no other image
-    /// uses. Returns the lines and the bytes freed.
+    /// uses. Returns the lines and the bytes freed. The caller collects the
+    /// blobs this leaves unreferenced (once, however many images it deletes).
     fn delete(
         &self,
         id: &Digest,
@@ -888,7 +896,6 @@ impl ImageService {
                 Err(e) => return Err(e),
             }
         }
-        self.collect_garbage()?;
         Ok((removed, freed))
     }
 
@@ -910,6 +917,7 @@ impl ImageService {
             }
         }
         if !report.removed.is_empty() {
+            self.collect_garbage()?;
             let attrs =
                 BTreeMap::from([("reclaimed".to_string(), report.space_reclaimed.to_string())]);
             let mut event = Event::new("image", "prune", "", attrs);
