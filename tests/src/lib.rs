@@ -995,6 +995,29 @@ pub fn capability_lines(status: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How long a container may take to get somewhere (ready, stopped, gone):
+/// only a failing test waits this long, so it is sized for a loaded machine.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// Polls `done` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The reference runtime (runc) and the one under test, in that order.
+pub fn both() -> [Runtime; 2] {
+    [Runtime::reference(), Runtime::under_test()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

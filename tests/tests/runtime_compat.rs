@@ -9,17 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use berth_tests::{
     capability_lines, process_alive, run_container, summarize_mountinfo, Bundle, Container,
     MountSummary, Runtime, DEFAULT_CAP_MASK, DEFAULT_MASKED_PATHS,
 };
+use berth_tests::{wait_until, SETTLE};
 use serde_json::{json, Value};
-
-/// How long a container may take to get somewhere (ready, stopped, gone):
-/// only a failing test waits this long, so it is sized for a loaded machine.
-const SETTLE: Duration = Duration::from_secs(30);
 
 /// What a foreground `run` showed: exit code, the container's output, and
 /// whether the bundle's cgroup was left behind.
@@ -87,19 +83,6 @@ fn status_fields(text: &str) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -12,36 +12,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_tests::host::text;
+use berth_tests::{both, wait_until, SETTLE};
 use berth_tests::{
     output_with_timeout, process_alive, run_container, runtime_timeout, summarize_mountinfo,
     unique_name, Bundle, Container, MountSummary, Runtime, DEFAULT_CAPABILITIES,
 };
 use serde_json::{json, Value};
-
-/// How long a container may take to get somewhere (ready, stopped, gone):
-/// only a failing test waits this long, so it is sized for a loaded machine.
-const SETTLE: Duration = Duration::from_secs(30);
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn both() -> [Runtime; 2] {
-    [Runtime::reference(), Runtime::under_test()]
-}
 
 fn tempdir(prefix: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()

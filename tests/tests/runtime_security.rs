@@ -10,38 +10,14 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
+use berth_tests::host::text;
+use berth_tests::{both, wait_until, SETTLE};
 use berth_tests::{
     output_with_timeout, process_alive, run_container, runtime_timeout, unescape_mountinfo,
     unique_name, Bundle, Container, Runtime, DEFAULT_CAPABILITIES,
 };
 use serde_json::{json, Value};
-
-/// How long a container may take to get somewhere (ready, stopped, gone):
-/// only a failing test waits this long, so it is sized for a loaded machine.
-const SETTLE: Duration = Duration::from_secs(30);
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn both() -> [Runtime; 2] {
-    [Runtime::reference(), Runtime::under_test()]
-}
 
 /// A directory outside every rootfs, standing for "the host".
 fn host_dir() -> tempfile::TempDir {
