@@ -12,7 +12,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::host::{
-    ping, private_dir, remove_private_dir, stop_process, text, DockerApi, STARTUP_TIMEOUT,
+    ping, private_dir, processes_naming, remove_cgroup_subtree, remove_private_dir, stop_process,
+    text, DockerApi, STARTUP_TIMEOUT,
 };
 use crate::{output_with_timeout, workspace_binary};
 
@@ -94,6 +95,7 @@ impl BerthdBuilder {
             child: None,
             args: self.args,
             port,
+            cgroup_parent: crate::unique_name(),
         };
         // The free port may be taken by another process before berthd binds
         // it: then another port, a few times.
@@ -119,6 +121,8 @@ pub struct Berthd {
     child: Option<Child>,
     args: Vec<String>,
     port: Option<u16>,
+    /// This daemon's own parent cgroup for its containers.
+    cgroup_parent: String,
 }
 
 impl Berthd {
@@ -172,6 +176,7 @@ impl Berthd {
             .expect("open berthd.log");
         let mut command = berthd_command(&self.dir);
         command.arg("--pidfile").arg(self.pidfile());
+        command.arg("--cgroup-parent").arg(&self.cgroup_parent);
         if let Some(port) = self.port {
             command.arg("-H").arg(format!("tcp://127.0.0.1:{port}"));
         }
@@ -286,6 +291,12 @@ impl Drop for Berthd {
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
+        }
+        // Containers (and so their shims) first, then whatever else names
+        // this daemon's directory (shims, runtimes).
+        remove_cgroup_subtree(&self.cgroup_parent);
+        for pid in processes_naming(&self.dir) {
+            stop_process(pid, Duration::from_secs(2));
         }
         remove_private_dir(&self.dir);
     }

@@ -42,6 +42,9 @@ pub struct Flags {
     /// Group that owns the UNIX socket (0660) when it exists; otherwise 0600
     #[arg(short = 'G', long = "group")]
     pub group: Option<String>,
+    /// Parent cgroup of all containers [default: berth]
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
     /// Allow tcp:// hosts without TLS, or with --tls but without --tlsverify
     /// (anyone who can connect is root)
     #[arg(long = "insecure-plain-tcp")]
@@ -112,6 +115,12 @@ pub struct DaemonConfig {
     pub group: String,
     /// Set when TLS is on (`--tls` or `--tlsverify`); applies to every tcp:// host.
     pub tls: Option<TlsSettings>,
+    /// daemon.json `runtimes`: name → (path, runtimeArgs); `berth` is added by main.
+    pub runtimes: BTreeMap<String, (PathBuf, Vec<String>)>,
+    pub default_runtime: Option<String>,
+    pub log_driver: Option<String>,
+    pub log_opts: BTreeMap<String, String>,
+    pub cgroup_parent: Option<String>,
 }
 
 /// daemon.json keys dockerd knows that berthd accepts; the ones it does not
@@ -204,6 +213,7 @@ impl DaemonConfig {
         )?;
         let log_level = pick_str("log-level", flags.log_level.clone())?;
         let group = pick_str("group", flags.group.clone())?;
+        let cgroup_parent = pick_str("cgroup-parent", flags.cgroup_parent.clone())?;
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         let tlscacert = pick_str("tlscacert", path(&flags.tlscacert))?;
         let tlscert = pick_str("tlscert", path(&flags.tlscert))?;
@@ -277,6 +287,26 @@ impl DaemonConfig {
             key: PathBuf::from(tlskey.unwrap_or_else(|| DEFAULT_TLS_KEY.to_string())),
         });
         let debug = flags.debug || file.get("debug").and_then(|v| v.as_bool()).unwrap_or(false);
+        let runtimes = match file.get("runtimes") {
+            None => BTreeMap::new(),
+            Some(v) => parse_runtimes(v)?,
+        };
+        let file_str = |key: &str| -> Result<Option<String>> {
+            file.get(key)
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .with_context(|| format!("daemon.json: {key} must be a string"))
+                })
+                .transpose()
+        };
+        let default_runtime = file_str("default-runtime")?;
+        let log_driver = file_str("log-driver")?;
+        let log_opts = match file.get("log-opts") {
+            None => BTreeMap::new(),
+            Some(v) => serde_json::from_value::<BTreeMap<String, String>>(v.clone())
+                .context("daemon.json: log-opts must be an object of strings")?,
+        };
         for key in file.keys() {
             if !matches!(
                 key.as_str(),
@@ -293,6 +323,11 @@ impl DaemonConfig {
                     | "tlscacert"
                     | "tlscert"
                     | "tlskey"
+                    | "runtimes"
+                    | "default-runtime"
+                    | "log-driver"
+                    | "log-opts"
+                    | "cgroup-parent"
             ) {
                 eprintln!("berthd: daemon.json: {key} is accepted but not acted on yet");
             }
@@ -311,11 +346,40 @@ impl DaemonConfig {
             debug,
             group: group.unwrap_or_else(|| "docker".to_string()),
             tls,
+            runtimes,
+            default_runtime,
+            log_driver,
+            log_opts,
+            cgroup_parent,
         })
     }
 }
 
 pub const DEFAULT_SOCKET: &str = "/run/berth.sock";
+
+/// daemon.json `runtimes`: `{"runc": {"path": "/usr/bin/runc", "runtimeArgs": [...]}}`.
+fn parse_runtimes(value: &serde_json::Value) -> Result<BTreeMap<String, (PathBuf, Vec<String>)>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Runtime {
+        path: PathBuf,
+        #[serde(rename = "runtimeArgs", default)]
+        runtime_args: Vec<String>,
+    }
+    let parsed: BTreeMap<String, Runtime> = serde_json::from_value(value.clone())
+        .context("daemon.json: runtimes must map names to {\"path\": …, \"runtimeArgs\": […]}")?;
+    let mut out = BTreeMap::new();
+    for (name, rt) in parsed {
+        if name == "berth" {
+            bail!("daemon.json: runtimes: the name \"berth\" is reserved for Berth's own runtime");
+        }
+        if rt.path.as_os_str().is_empty() {
+            bail!("daemon.json: runtimes: {name} has no path");
+        }
+        out.insert(name, (rt.path, rt.runtime_args));
+    }
+    Ok(out)
+}
 
 /// One `-H` value as dockerd reads it: `unix:///path` (empty path: the
 /// default socket), `tcp://host:port`, or `host:port` without a scheme. A tcp

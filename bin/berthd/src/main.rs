@@ -144,6 +144,7 @@ async fn run(config: DaemonConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Re
             data_root: config.data_root.clone(),
             exec_root: config.exec_root.clone(),
             storage_driver: config.storage_driver.clone(),
+            containers: container_settings(&config)?,
         })
         .context("open the engine")?,
     );
@@ -220,4 +221,84 @@ async fn run(config: DaemonConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Re
     }
     drop(running);
     Ok(())
+}
+
+/// Binaries next to berthd's own (`berth-shim`, `berth-runtime`), so a
+/// build or an install keeps them together.
+fn sibling_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locate the berthd executable")?;
+    let dir = exe
+        .parent()
+        .context("berthd's executable has no directory")?;
+    let path = dir.join(name);
+    if !path.is_file() {
+        anyhow::bail!("{name} is missing: expected it at {}", path.display());
+    }
+    Ok(path)
+}
+
+/// A runtime path from daemon.json: absolute, or a name looked up in PATH.
+fn runtime_path(name: &str, path: &std::path::Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(path))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "daemon.json: runtime {name}: {} not found in PATH",
+                path.display()
+            )
+        })
+}
+
+fn container_settings(
+    config: &DaemonConfig,
+) -> Result<berth_engine::containers::ContainerSettings> {
+    use berth_engine::containers::RuntimeSpec;
+    let mut runtimes = std::collections::BTreeMap::new();
+    runtimes.insert(
+        "berth".to_string(),
+        RuntimeSpec {
+            path: sibling_binary("berth-runtime")?,
+            args: Vec::new(),
+        },
+    );
+    for (name, (path, args)) in &config.runtimes {
+        runtimes.insert(
+            name.clone(),
+            RuntimeSpec {
+                path: runtime_path(name, path)?,
+                args: args.clone(),
+            },
+        );
+    }
+    let default_runtime = config
+        .default_runtime
+        .clone()
+        .unwrap_or_else(|| "berth".to_string());
+    if !runtimes.contains_key(&default_runtime) {
+        anyhow::bail!("default-runtime {default_runtime:?} is not a configured runtime");
+    }
+    let log_defaults = berth_logs::LogConfig {
+        driver: config
+            .log_driver
+            .clone()
+            .unwrap_or_else(|| "json-file".to_string()),
+        opts: config.log_opts.clone(),
+    };
+    berth_logs::validate(&log_defaults).context("daemon.json: log-driver/log-opts")?;
+    Ok(berth_engine::containers::ContainerSettings {
+        shim_binary: sibling_binary("berth-shim")?,
+        runtimes,
+        default_runtime,
+        log_defaults,
+        cgroup_parent: config
+            .cgroup_parent
+            .clone()
+            .unwrap_or_else(|| "berth".to_string()),
+    })
 }

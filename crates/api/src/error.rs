@@ -30,7 +30,7 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidArgument(_) | Error::StartFailed(_) => StatusCode::BAD_REQUEST,
             Error::Io { .. } | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

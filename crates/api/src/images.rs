@@ -19,7 +19,7 @@ use crate::stream::{BodyReader, BodyWriter};
 use crate::AppState;
 
 /// Runs blocking engine work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Engine) -> berth_engine::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -16,6 +16,10 @@ pub enum Error {
     },
     #[error("{0}")]
     Internal(String),
+    /// The runtime could not start the container's process (Docker maps the
+    /// message to exit codes 126/127).
+    #[error("{0}")]
+    StartFailed(String),
 }
 
 impl Error {

@@ -120,6 +120,11 @@ fn content_err(e: berth_content::Error) -> Error {
     Error::Internal(format!("content store: {e}"))
 }
 
+/// Container snapshots live next to layers as `container:<id>`.
+fn rootfs_key(id: &str) -> String {
+    format!("container:{id}")
+}
+
 fn snapshot_err(e: berth_snapshot::Error) -> Error {
     Error::Internal(format!("snapshots: {e}"))
 }
@@ -248,8 +253,56 @@ impl ImageService {
         }
     }
 
-    fn meta(&self) -> std::sync::MutexGuard<'_, MetadataStore> {
+    pub(crate) fn meta(&self) -> std::sync::MutexGuard<'_, MetadataStore> {
         self.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A container's writable snapshot on top of image `image`'s layers.
+    pub(crate) fn create_rootfs(&self, key: &str, image: &Digest) -> Result<()> {
+        let config = self.config_of(image)?;
+        let top = config.chain_ids().last().map(|c| c.to_string());
+        self.snapshots
+            .create_container(&rootfs_key(key), top.as_deref())
+            .map_err(snapshot_err)
+    }
+
+    /// Mounts a container's rootfs and returns where.
+    pub(crate) fn mount_rootfs(&self, key: &str) -> Result<PathBuf> {
+        self.snapshots
+            .mount_container(&rootfs_key(key))
+            .map_err(snapshot_err)
+    }
+
+    pub(crate) fn unmount_rootfs(&self, key: &str) -> Result<()> {
+        self.snapshots
+            .unmount_container(&rootfs_key(key))
+            .map_err(snapshot_err)
+    }
+
+    /// Unmounts and removes a container's snapshot; a missing one is fine.
+    pub(crate) fn remove_rootfs(&self, key: &str) -> Result<()> {
+        let key = rootfs_key(key);
+        if !self.snapshots.exists(&key) {
+            return Ok(());
+        }
+        self.snapshots.remove_container(&key).map_err(snapshot_err)
+    }
+
+    /// Keys of every container snapshot on disk (repair after a crash).
+    pub(crate) fn rootfs_keys(&self) -> Result<Vec<String>> {
+        Ok(self
+            .snapshots
+            .list()
+            .map_err(snapshot_err)?
+            .into_iter()
+            .filter(|s| s.kind == berth_snapshot::SnapshotKind::Container)
+            .filter_map(|s| s.id.strip_prefix("container:").map(str::to_owned))
+            .collect())
+    }
+
+    /// Bytes a container's writable layer holds.
+    pub(crate) fn rootfs_usage(&self, key: &str) -> Result<u64> {
+        self.snapshots.usage(&rootfs_key(key)).map_err(snapshot_err)
     }
 
     /// Makes disk agree with the metadata after a crash: snapshot directories

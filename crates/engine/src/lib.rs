@@ -3,9 +3,11 @@
 //! Knows nothing of HTTP: the `api` crate maps requests onto it and its
 //! errors onto status codes.
 
+pub mod containers;
 pub mod error;
 pub mod events;
 pub mod images;
+pub mod spec;
 pub mod system;
 
 use std::path::PathBuf;
@@ -20,13 +22,15 @@ pub struct EngineConfig {
     pub exec_root: PathBuf,
     /// `overlay2` or `vfs`; `None` picks overlay2 when it can be mounted.
     pub storage_driver: Option<String>,
+    pub containers: containers::ContainerSettings,
 }
 
 pub struct Engine {
     config: EngineConfig,
     id: String,
     events: std::sync::Arc<EventBus>,
-    images: images::ImageService,
+    images: std::sync::Arc<images::ImageService>,
+    containers: std::sync::Arc<containers::ContainerService>,
     started: std::time::SystemTime,
 }
 
@@ -39,16 +43,25 @@ impl Engine {
         }
         let id = system::engine_id(&config.data_root)?;
         let events = std::sync::Arc::new(EventBus::new(1024));
-        let images = images::ImageService::open(
+        let images = std::sync::Arc::new(images::ImageService::open(
             &config.data_root,
             config.storage_driver.as_deref(),
             events.clone(),
+        )?);
+        let containers = containers::ContainerService::open(
+            images.clone(),
+            events.clone(),
+            config.containers.clone(),
+            &config.data_root,
+            &config.exec_root,
+            system::host_info().hostname,
         )?;
         Ok(Engine {
             config,
             id,
             events,
             images,
+            containers,
             started: std::time::SystemTime::now(),
         })
     }
@@ -63,6 +76,10 @@ impl Engine {
 
     pub fn images(&self) -> &images::ImageService {
         &self.images
+    }
+
+    pub fn containers(&self) -> &containers::ContainerService {
+        &self.containers
     }
 
     pub fn id(&self) -> &str {

@@ -123,6 +123,17 @@ impl Tx<'_> {
         Ok(())
     }
 
+    pub fn set_container_config(&self, id: &str, config: &serde_json::Value) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE containers SET config = ?2 WHERE id = ?1",
+            params![id, to_json(config)?],
+        )?;
+        if changed == 0 {
+            return Err(not_found("container", id));
+        }
+        Ok(())
+    }
+
     pub fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
         let container = self.get_container(id)?;
         if container.name == new_name {

@@ -634,6 +634,11 @@ fn init(
         crate::tty::apply_personality(p)?;
     }
     let mut prepared = crate::process::prepare_exec(process, inputs.seccomp.cloned())?;
+    prepared.init = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::process::INIT_ANNOTATION))
+        .is_some_and(|v| v == "true");
     if let Some(socket) = inputs.agent {
         let annotations = annotations_of(spec);
         let state = state::HookState {

@@ -26,7 +26,13 @@ pub struct PreparedExec {
     pub seccomp: Option<berth_sys::seccomp::SeccompProgram>,
     /// Where the seccomp listener goes when the profile notifies.
     pub seccomp_agent: Option<SeccompAgent>,
+    /// Stay as the container's pid 1 (reaping zombies, forwarding signals)
+    /// and run the program as its child: annotation [`INIT_ANNOTATION`].
+    pub init: bool,
 }
+
+/// Annotation that asks for the built-in init (`docker run --init`).
+pub const INIT_ANNOTATION: &str = "run.berth.init";
 
 /// The agent at `linux.seccomp.listenerPath`: a socket the runtime connected
 /// on the host, and the state message sent with the listener fd (the OCI
@@ -139,6 +145,7 @@ pub fn prepare_exec(
     Ok(PreparedExec {
         seccomp,
         seccomp_agent: None,
+        init: false,
         path: CString::new(program.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidConfig(format!("bad program path {program:?}")))?,
         args: args
@@ -327,8 +334,49 @@ pub fn finish_and_exec(
         nix::sys::prctl::set_no_new_privs().context(|| "PR_SET_NO_NEW_PRIVS".to_string())?;
         load_seccomp(prepared)?;
     }
+    if prepared.init {
+        run_as_init()?;
+    }
     nix::unistd::execve(&prepared.path, &prepared.args, &prepared.env)
         .context(|| format!("exec {:?}", prepared.path))
+}
+
+/// The built-in init: forks the program and stays as pid 1 with the same
+/// credentials, capabilities and seccomp filter, forwarding every signal it
+/// gets to the program and reaping every zombie, until the program exits;
+/// then exits the same way. Returns only in the child, which goes on to exec.
+fn run_as_init() -> Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let all = SigSet::all();
+    let mut previous = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut previous))
+        .context(|| "block signals for init".to_string())?;
+    let child = match berth_sys::process::fork().context(|| "fork the program".to_string())? {
+        berth_sys::process::Forked::Child => {
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None)
+                .context(|| "unblock signals".to_string())?;
+            return Ok(());
+        }
+        berth_sys::process::Forked::Parent(pid) => pid,
+    };
+    loop {
+        let signal = all.wait().unwrap_or(Signal::SIGCHLD);
+        if signal != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(child, signal);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                    std::process::exit(128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 #[cfg(test)]

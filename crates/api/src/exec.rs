@@ -1,0 +1,156 @@
+//! `docker exec`: `/containers/{id}/exec` and `/exec/{id}/...`.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+use crate::containers::{
+    parse_detach_keys, pump, DEFAULT_DETACH_KEYS, MULTIPLEXED_STREAM, RAW_STREAM,
+};
+use crate::error::ApiError;
+use crate::images::blocking;
+use crate::query::QueryParams;
+use crate::AppState;
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(container): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let id = blocking(&state, move |engine| {
+        engine.containers().exec_create(&container, body)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": id }))).into_response())
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    Path(exec_id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
+    let options: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+    };
+    let detach = options
+        .get("Detach")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let id = exec_id.clone();
+    let details = blocking(&state, move |engine| engine.containers().exec_inspect(&id)).await?;
+    let detach_keys = match details
+        .config
+        .detach_keys
+        .as_deref()
+        .filter(|k| !k.is_empty())
+    {
+        Some(k) => parse_detach_keys(k)?,
+        None => DEFAULT_DETACH_KEYS.to_vec(),
+    };
+    let stdin = details.config.attach_stdin.unwrap_or(false);
+    let upgrade = if detach {
+        None
+    } else {
+        Some(
+            parts
+                .extensions
+                .remove::<hyper::upgrade::OnUpgrade>()
+                .ok_or_else(|| {
+                    ApiError::bad_request("exec start needs an HTTP upgrade (Upgrade: tcp)")
+                })?,
+        )
+    };
+    let started = blocking(&state, move |engine| {
+        engine.containers().exec_start(&exec_id, detach)
+    })
+    .await?;
+    let Some(upgrade) = upgrade else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    let tty = started.tty;
+    let exit = started.exit;
+    let stream = started.stream;
+    tokio::spawn(async move {
+        let client = match upgrade.await {
+            Ok(u) => TokioIo::new(u),
+            Err(e) => {
+                tracing::debug!("exec: upgrade failed: {e}");
+                return;
+            }
+        };
+        if let Some(stream) = stream {
+            pump(client, stream, tty, stdin, detach_keys, Some(exit)).await;
+        }
+    });
+    let content_type = if tty { RAW_STREAM } else { MULTIPLEXED_STREAM };
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+pub async fn inspect(
+    State(state): State<AppState>,
+    Path(exec_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let d = blocking(&state, move |engine| {
+        engine.containers().exec_inspect(&exec_id)
+    })
+    .await?;
+    let c = &d.config;
+    Ok(Json(json!({
+        "ID": d.id,
+        "Running": d.running,
+        "ExitCode": d.exit_code,
+        "ProcessConfig": {
+            "tty": c.tty.unwrap_or(false),
+            "entrypoint": c.cmd.as_ref().and_then(|c| c.first()).cloned().unwrap_or_default(),
+            "arguments": c.cmd.as_ref().map(|c| c[1..].to_vec()).unwrap_or_default(),
+            "privileged": c.privileged.unwrap_or(false),
+            "user": c.user.clone().unwrap_or_default(),
+        },
+        "OpenStdin": c.attach_stdin.unwrap_or(false),
+        "OpenStderr": c.attach_stderr.unwrap_or(false),
+        "OpenStdout": c.attach_stdout.unwrap_or(false),
+        "CanRemove": false,
+        "ContainerID": d.container_id,
+        "DetachKeys": c.detach_keys.clone().unwrap_or_default(),
+        "Pid": d.pid,
+    })))
+}
+
+pub async fn resize(
+    State(state): State<AppState>,
+    Path(exec_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let q = QueryParams::parse(raw.as_deref());
+    let dim = |key: &str| -> Result<u16, ApiError> {
+        q.get(key)
+            .unwrap_or("0")
+            .parse::<u16>()
+            .map_err(|_| ApiError::bad_request(format!("invalid value for {key}")))
+    };
+    let (h, w) = (dim("h")?, dim("w")?);
+    blocking(&state, move |engine| {
+        engine.containers().exec_resize(&exec_id, w, h)
+    })
+    .await?;
+    Ok(StatusCode::OK)
+}

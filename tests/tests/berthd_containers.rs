@@ -1,0 +1,357 @@
+#![forbid(unsafe_code)]
+//! Containers through the real docker CLI against berthd: run (attached,
+//! detached, with stdin), exit codes as docker reports them, logs, stop,
+//! kill, wait, rm, names, restart policies, and live restore after
+//! `kill -9 berthd`. Each test starts its own berthd on private directories
+//! with its own cgroup parent; the guard removes every container process,
+//! mount and file.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::berthd::Berthd;
+use berth_tests::host::{describe, mounts_under, text, DockerApi, CLI_TIMEOUT};
+use berth_tests::{make_busybox_rootfs_tar, output_with_timeout};
+
+/// berthd with the busybox image imported as `busybox:latest`.
+fn daemon() -> Berthd {
+    let berthd = Berthd::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let tar = make_busybox_rootfs_tar(work.path());
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), "busybox:latest"]);
+    berthd
+}
+
+fn status(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// Polls `check` until it holds or `within` passes.
+fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
+
+fn inspect(berthd: &Berthd, name: &str, format: &str) -> String {
+    berthd
+        .docker_ok(&["inspect", "-f", format, name])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn run_prints_output_and_returns_the_exit_code() {
+    let berthd = daemon();
+    let out = berthd.docker(&["run", "--rm", "busybox", "echo", "hello from berth"]);
+    assert_eq!(status(&out), 0, "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "hello from berth\n");
+
+    let out = berthd.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; exit 3",
+    ]);
+    assert_eq!(status(&out), 3, "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "to-out\n");
+    assert!(text(&out.stderr).contains("to-err"), "{}", describe(&out));
+
+    // docker's own exit codes: 127 command not found, 126 not executable.
+    let out = berthd.docker(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(status(&out), 127, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("executable file not found"),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(status(&out), 126, "{}", describe(&out));
+
+    // --rm removed every one of them.
+    assert!(wait_until(Duration::from_secs(10), || berthd
+        .docker_ok(&["ps", "-aq"])
+        .trim()
+        .is_empty()));
+    // No rootfs stays mounted.
+    assert!(wait_until(Duration::from_secs(10), || mounts_under(
+        &berthd.data_root()
+    )
+    .is_empty()));
+}
+
+#[test]
+fn stdin_reaches_the_container() {
+    let berthd = daemon();
+    let mut command = berthd.docker_command();
+    command
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "busybox",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("docker run -i");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"shout this\n")
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "SHOUT THIS\ndone\n");
+}
+
+#[test]
+fn detached_container_logs_stop_and_remove() {
+    let berthd = daemon();
+    let id = berthd
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; echo oops >&2; exec sleep 1000",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = berthd.docker_ok(&["ps", "--format", "{{.Names}} {{.Image}} {{.Status}}"]);
+    assert!(ps.starts_with("web busybox Up "), "{ps}");
+    assert_eq!(inspect(&berthd, "web", "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&berthd, &id[..12], "{{.Name}}"), "/web");
+
+    assert!(wait_until(Duration::from_secs(10), || {
+        let out = berthd.docker(&["logs", "web"]);
+        text(&out.stdout) == "started\n" && text(&out.stderr) == "oops\n"
+    }));
+    let out = berthd.docker(&["logs", "--tail", "1", "-t", "web"]);
+    assert!(
+        text(&out.stderr).ends_with("Z oops\n"),
+        "{}",
+        describe(&out)
+    );
+
+    // Removing a running container needs -f.
+    let out = berthd.docker(&["rm", "web"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("container is running"),
+        "{}",
+        describe(&out)
+    );
+
+    let started = Instant::now();
+    berthd.docker_ok(&["stop", "-t", "1", "web"]);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // sleep as pid 1 ignores SIGTERM: killed after the timeout.
+    assert_eq!(inspect(&berthd, "web", "{{.State.ExitCode}}"), "137");
+    assert_eq!(inspect(&berthd, "web", "{{.State.Status}}"), "exited");
+    let ps = berthd.docker_ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(ps.starts_with("Exited (137) "), "{ps}");
+    assert!(berthd.docker_ok(&["ps", "-q"]).trim().is_empty());
+
+    // Logs survive the stop; the name is taken until rm.
+    assert_eq!(text(&berthd.docker(&["logs", "web"]).stdout), "started\n");
+    // `docker create` exits 1 on a daemon error (`run` exits 125).
+    let out = berthd.docker(&["create", "--name", "web", "busybox", "true"]);
+    assert_eq!(status(&out), 1, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("is already in use"),
+        "{}",
+        describe(&out)
+    );
+    berthd.docker_ok(&["rm", "web"]);
+    let out = berthd.docker(&["inspect", "web"]);
+    assert_ne!(status(&out), 0);
+    assert!(text(&out.stderr).contains("No such"), "{}", describe(&out));
+    assert!(mounts_under(&berthd.data_root()).is_empty());
+}
+
+#[test]
+fn kill_wait_start_again_and_force_remove() {
+    let berthd = daemon();
+    let id = berthd
+        .docker_ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let mut wait = berthd.docker_command();
+    wait.args(["wait", &id]);
+    let waiter = std::thread::spawn(move || output_with_timeout(&mut wait, CLI_TIMEOUT));
+    std::thread::sleep(Duration::from_millis(300));
+    berthd.docker_ok(&["kill", &id]);
+    let out = waiter.join().expect("waiter").expect("docker wait");
+    assert_eq!(text(&out.stdout).trim(), "137", "{}", describe(&out));
+
+    // Killing a stopped container is a conflict, as with dockerd.
+    let out = berthd.docker(&["kill", &id]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("is not running"),
+        "{}",
+        describe(&out)
+    );
+
+    // Start again: a second run of the same container.
+    berthd.docker_ok(&["start", &id]);
+    assert_eq!(inspect(&berthd, &id, "{{.State.Status}}"), "running");
+    let pid = inspect(&berthd, &id, "{{.State.Pid}}");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    berthd.docker_ok(&["rm", "-f", &id]);
+    assert!(wait_until(Duration::from_secs(5), || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }));
+    assert!(berthd.docker_ok(&["ps", "-aq"]).trim().is_empty());
+}
+
+#[test]
+fn restart_policy_on_failure_retries_then_gives_up() {
+    let berthd = daemon();
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            inspect(&berthd, "flaky", "{{.RestartCount}} {{.State.Status}}") == "2 exited"
+        }),
+        "{}",
+        inspect(&berthd, "flaky", "{{.RestartCount}} {{.State.Status}}")
+    );
+    assert_eq!(inspect(&berthd, "flaky", "{{.State.ExitCode}}"), "4");
+    assert_eq!(
+        inspect(&berthd, "flaky", "{{.HostConfig.RestartPolicy.Name}}"),
+        "on-failure"
+    );
+}
+
+#[test]
+fn containers_outlive_a_daemon_crash() {
+    let mut berthd = daemon();
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
+    ]);
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quitter",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 7",
+    ]);
+    let pid = inspect(&berthd, "counter", "{{.State.Pid}}");
+    berthd.kill9();
+    // While the daemon is down the container runs on and its log grows.
+    let log_lines = || {
+        let logs = std::fs::read_dir(berthd.data_root().join("containers"))
+            .expect("containers dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter_map(|dir| {
+                let id = dir.file_name()?.to_string_lossy().into_owned();
+                std::fs::read_to_string(dir.join(format!("{id}-json.log"))).ok()
+            })
+            .collect::<Vec<_>>();
+        logs.iter()
+            .map(|l| l.matches("line ").count())
+            .max()
+            .unwrap_or(0)
+    };
+    let before = log_lines();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(log_lines() > before, "the log stopped growing");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    berthd.spawn();
+    assert_eq!(inspect(&berthd, "counter", "{{.State.Status}}"), "running");
+    assert_eq!(inspect(&berthd, "counter", "{{.State.Pid}}"), pid);
+    // The one that exited meanwhile shows its real exit code.
+    assert!(wait_until(Duration::from_secs(10), || inspect(
+        &berthd,
+        "quitter",
+        "{{.State.Status}} {{.State.ExitCode}}"
+    ) == "exited 7"));
+    let logs = text(&berthd.docker(&["logs", "--tail", "2", "counter"]).stdout);
+    assert_eq!(logs.lines().count(), 2, "{logs}");
+    berthd.docker_ok(&["stop", "-t", "1", "counter"]);
+    assert_eq!(inspect(&berthd, "counter", "{{.State.Status}}"), "exited");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn bad_create_requests_are_refused() {
+    let berthd = daemon();
+    let out = berthd.docker(&["create", "--name", "bad name", "busybox", "true"]);
+    assert_eq!(status(&out), 1);
+    assert!(
+        text(&out.stderr).contains("Invalid container name"),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["run", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    let out = berthd.docker(&["run", "--log-opt", "max-size=lots", "busybox", "true"]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    assert!(text(&out.stderr).contains("max-size"), "{}", describe(&out));
+    // Nothing was created by any of them.
+    assert!(berthd.docker_ok(&["ps", "-aq"]).trim().is_empty());
+    // Garbage JSON straight to the API.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(berthd.socket())
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{\"Image\": 5}",
+            "http://berth/containers/create",
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(text(&out.stdout), "400");
+    assert!(berthd.docker_ok(&["ps", "-aq"]).trim().is_empty());
+}
