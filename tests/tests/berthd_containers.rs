@@ -355,3 +355,206 @@ fn bad_create_requests_are_refused() {
     assert_eq!(text(&out.stdout), "400");
     assert!(berthd.docker_ok(&["ps", "-aq"]).trim().is_empty());
 }
+
+#[test]
+fn init_reaps_and_forwards_signals() {
+    let berthd = daemon();
+    // Without --init the command is pid 1; with it, the built-in init is.
+    let out = berthd.docker_ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"]);
+    assert_eq!(out.trim(), "1");
+    let out = berthd.docker_ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"]);
+    assert_eq!(out.trim(), "2");
+    // An orphaned grandchild is reaped: no zombie stays behind.
+    let out = berthd.docker_ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "(sleep 0.2 &) ; sleep 1; ps -o stat | grep -c Z || true",
+    ]);
+    assert_eq!(out.trim(), "0", "zombies: {out}");
+    // SIGTERM from docker stop reaches the program through the init: sleep
+    // dies at once instead of being killed after the timeout.
+    berthd.docker_ok(&[
+        "run", "-d", "--name", "sleeper", "--init", "busybox", "sleep", "1000",
+    ]);
+    let started = Instant::now();
+    berthd.docker_ok(&["stop", "-t", "20", "sleeper"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(inspect(&berthd, "sleeper", "{{.State.ExitCode}}"), "143");
+}
+
+#[test]
+fn tty_and_exec() {
+    let berthd = daemon();
+    let mut command = berthd.docker_command();
+    command.args(["run", "--rm", "-t", "busybox", "sh", "-c", "tty; exit 6"]);
+    let out = berth_tests::host::output_in_terminal(&command, CLI_TIMEOUT).expect("docker run -t");
+    assert_eq!(status(&out), 6, "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/0"),
+        "{}",
+        describe(&out)
+    );
+
+    berthd.docker_ok(&[
+        "run", "-d", "--name", "box", "-e", "BASE=1", "busybox", "sleep", "1000",
+    ]);
+    let out = berthd.docker_ok(&["exec", "box", "sh", "-c", "echo $BASE $$"]);
+    assert_eq!(out.split_whitespace().next(), Some("1"), "{out}");
+    let out = berthd.docker(&["exec", "box", "sh", "-c", "echo err >&2; exit 5"]);
+    assert_eq!(status(&out), 5, "{}", describe(&out));
+    assert_eq!(text(&out.stderr), "err\n");
+    let out = berthd.docker_ok(&[
+        "exec",
+        "-e",
+        "X=y",
+        "-w",
+        "/tmp",
+        "-u",
+        "65534:65534",
+        "box",
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u)",
+    ]);
+    assert_eq!(out.trim(), "y /tmp 65534");
+    let out = berthd.docker(&["exec", "box", "no-such-command"]);
+    assert_eq!(status(&out), 127, "{}", describe(&out));
+    let mut command = berthd.docker_command();
+    command
+        .args(["exec", "-i", "box", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("docker exec -i");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"quiet\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(text(&out.stdout), "QUIET\n", "{}", describe(&out));
+    let mut command = berthd.docker_command();
+    command.args(["exec", "-t", "box", "tty"]);
+    let out = berth_tests::host::output_in_terminal(&command, CLI_TIMEOUT).expect("docker exec -t");
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        describe(&out)
+    );
+    // Exec into a stopped container is refused.
+    berthd.docker_ok(&["kill", "box"]);
+    let out = berthd.docker(&["exec", "box", "true"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("is not running"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn pause_rename_restart_and_events() {
+    let berthd = daemon();
+    let since = berthd_now(&berthd);
+    berthd.docker_ok(&["run", "-d", "--name", "one", "busybox", "sleep", "1000"]);
+    berthd.docker_ok(&["pause", "one"]);
+    assert_eq!(inspect(&berthd, "one", "{{.State.Status}}"), "paused");
+    let ps = berthd.docker_ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.trim_end().ends_with("(Paused)"), "{ps}");
+    let out = berthd.docker(&["pause", "one"]);
+    assert_ne!(status(&out), 0);
+    berthd.docker_ok(&["unpause", "one"]);
+    berthd.docker_ok(&["rename", "one", "two"]);
+    assert_eq!(inspect(&berthd, "two", "{{.Name}}"), "/two");
+    let pid = inspect(&berthd, "two", "{{.State.Pid}}");
+    berthd.docker_ok(&["restart", "-t", "0", "two"]);
+    assert_eq!(inspect(&berthd, "two", "{{.State.Status}}"), "running");
+    assert_ne!(inspect(&berthd, "two", "{{.State.Pid}}"), pid);
+    berthd.docker_ok(&["rm", "-f", "two"]);
+    let until = berthd_now(&berthd);
+    let events = berthd.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = events.lines().collect();
+    for wanted in [
+        "create", "start", "pause", "unpause", "rename", "kill", "die", "stop", "restart",
+        "destroy",
+    ] {
+        assert!(
+            actions.contains(&wanted),
+            "{wanted} missing from {actions:?}"
+        );
+    }
+}
+
+/// The daemon's clock as `docker events --since` takes it.
+fn berthd_now(_berthd: &Berthd) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
+}
+
+#[test]
+fn logs_follow_ends_with_the_container() {
+    let berthd = daemon();
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo n$i; sleep 0.5; done",
+    ]);
+    let out = berthd.docker(&["logs", "-f", "talker"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "n1\nn2\nn3\n");
+}
+
+#[test]
+fn runc_from_add_runtime_runs_containers() {
+    let berthd = Berthd::builder()
+        .args(["--add-runtime", "runc=/usr/sbin/runc"])
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let tar = make_busybox_rootfs_tar(work.path());
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), "busybox:latest"]);
+    let out = berthd.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "runc",
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status; exit 9",
+    ]);
+    assert_eq!(status(&out), 9, "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("00000000a80425fb"),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["run", "--rm", "--runtime", "nope", "busybox", "true"]);
+    assert_eq!(status(&out), 125);
+    assert!(
+        text(&out.stderr).contains("unknown or invalid runtime name"),
+        "{}",
+        describe(&out)
+    );
+}

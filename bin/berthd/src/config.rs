@@ -42,6 +42,12 @@ pub struct Flags {
     /// Group that owns the UNIX socket (0660) when it exists; otherwise 0600
     #[arg(short = 'G', long = "group")]
     pub group: Option<String>,
+    /// Register an OCI runtime: NAME=PATH (repeatable)
+    #[arg(long = "add-runtime", value_name = "NAME=PATH")]
+    pub add_runtime: Vec<String>,
+    /// Default OCI runtime for containers [default: berth]
+    #[arg(long = "default-runtime")]
+    pub default_runtime: Option<String>,
     /// Parent cgroup of all containers [default: berth]
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -121,6 +127,8 @@ pub struct DaemonConfig {
     pub log_driver: Option<String>,
     pub log_opts: BTreeMap<String, String>,
     pub cgroup_parent: Option<String>,
+    /// daemon.json `init-path`.
+    pub init_path: Option<PathBuf>,
 }
 
 /// daemon.json keys dockerd knows that berthd accepts; the ones it does not
@@ -287,10 +295,27 @@ impl DaemonConfig {
             key: PathBuf::from(tlskey.unwrap_or_else(|| DEFAULT_TLS_KEY.to_string())),
         });
         let debug = flags.debug || file.get("debug").and_then(|v| v.as_bool()).unwrap_or(false);
-        let runtimes = match file.get("runtimes") {
+        let mut runtimes = match file.get("runtimes") {
             None => BTreeMap::new(),
             Some(v) => parse_runtimes(v)?,
         };
+        for flag in &flags.add_runtime {
+            let Some((name, path)) = flag
+                .split_once('=')
+                .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+            else {
+                bail!("--add-runtime {flag:?}: expected NAME=PATH");
+            };
+            if name == "berth" {
+                bail!("--add-runtime: the name \"berth\" is reserved for Berth's own runtime");
+            }
+            if runtimes
+                .insert(name.to_string(), (PathBuf::from(path), Vec::new()))
+                .is_some()
+            {
+                bail!("runtime {name} is defined both in daemon.json and with --add-runtime");
+            }
+        }
         let file_str = |key: &str| -> Result<Option<String>> {
             file.get(key)
                 .map(|v| {
@@ -300,7 +325,13 @@ impl DaemonConfig {
                 })
                 .transpose()
         };
-        let default_runtime = file_str("default-runtime")?;
+        let default_runtime = match (&flags.default_runtime, file_str("default-runtime")?) {
+            (Some(f), Some(v)) => bail!(
+                "the following directives are specified both as a flag and in the configuration file: default-runtime: (from flag: {f}, from file: {v})"
+            ),
+            (f, v) => f.clone().or(v),
+        };
+        let init_path = file_str("init-path")?.map(PathBuf::from);
         let log_driver = file_str("log-driver")?;
         let log_opts = match file.get("log-opts") {
             None => BTreeMap::new(),
@@ -328,6 +359,7 @@ impl DaemonConfig {
                     | "log-driver"
                     | "log-opts"
                     | "cgroup-parent"
+                    | "init-path"
             ) {
                 eprintln!("berthd: daemon.json: {key} is accepted but not acted on yet");
             }
@@ -351,6 +383,7 @@ impl DaemonConfig {
             log_driver,
             log_opts,
             cgroup_parent,
+            init_path,
         })
     }
 }

@@ -300,5 +300,6 @@ fn container_settings(
             .cgroup_parent
             .clone()
             .unwrap_or_else(|| "berth".to_string()),
+        init_path: config.init_path.clone(),
     })
 }

@@ -73,16 +73,17 @@ pub async fn start(
                 })?,
         )
     };
-    let started = blocking(&state, move |engine| {
-        engine.containers().exec_start(&exec_id, detach)
-    })
-    .await?;
     let Some(upgrade) = upgrade else {
+        blocking(&state, move |engine| {
+            engine.containers().exec_start(&exec_id, true)
+        })
+        .await?;
         return Ok(StatusCode::OK.into_response());
     };
-    let tty = started.tty;
-    let exit = started.exit;
-    let stream = started.stream;
+    // As dockerd: hijack first, then start; a start error is written into
+    // the stream and the exit code (126/127) is left for exec inspect.
+    let tty = details.config.tty.unwrap_or(false);
+    let engine = state.engine.clone();
     tokio::spawn(async move {
         let client = match upgrade.await {
             Ok(u) => TokioIo::new(u),
@@ -91,8 +92,28 @@ pub async fn start(
                 return;
             }
         };
-        if let Some(stream) = stream {
-            pump(client, stream, tty, stdin, detach_keys, Some(exit)).await;
+        let started =
+            tokio::task::spawn_blocking(move || engine.containers().exec_start(&exec_id, false))
+                .await;
+        match started {
+            Ok(Ok(started)) => {
+                if let Some(stream) = started.stream {
+                    pump(client, stream, tty, stdin, detach_keys, Some(started.exit)).await;
+                }
+            }
+            Ok(Err(e)) => {
+                let mut client = client;
+                let mut message = format!("{e}\r\n").into_bytes();
+                if !tty {
+                    let mut framed = vec![1u8, 0, 0, 0];
+                    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+                    framed.append(&mut message);
+                    message = framed;
+                }
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut client, &message).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut client).await;
+            }
+            Err(e) => tracing::error!("exec start: {e}"),
         }
     });
     let content_type = if tty { RAW_STREAM } else { MULTIPLEXED_STREAM };

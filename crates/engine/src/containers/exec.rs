@@ -141,6 +141,29 @@ impl ContainerService {
     /// returned stream carries its stdio (framed output, raw stdin).
     pub fn exec_start(&self, exec_id: &str, detach: bool) -> Result<ExecStarted> {
         let exec = self.execs.get(exec_id)?;
+        let result = self.exec_start_inner(&exec, exec_id, detach);
+        if let Err(e) = &result {
+            // As dockerd: a failed start is an exit with 126/127.
+            if !matches!(e, Error::Conflict(_) | Error::NotFound(_)) {
+                let (code, _) = super::start_failure(e);
+                let code = if code == 128 { 126 } else { code };
+                let mut d = exec.details();
+                d.running = false;
+                d.exit_code = Some(code);
+                drop(d);
+                exec.exit.send_replace(Some(code));
+            }
+        }
+        result
+    }
+
+    fn exec_start_inner(
+        &self,
+        exec: &Arc<ExecEntry>,
+        exec_id: &str,
+        detach: bool,
+    ) -> Result<ExecStarted> {
+        let exec = exec.clone();
         let (container_id, config) = {
             let d = exec.details();
             if d.running || d.exit_code.is_some() {

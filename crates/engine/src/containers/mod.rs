@@ -48,7 +48,14 @@ pub struct ContainerSettings {
     pub log_defaults: LogConfig,
     /// cgroup parent for containers without `--cgroup-parent`.
     pub cgroup_parent: String,
+    /// daemon.json `init-path`: the init binary bound into containers that
+    /// run with `--init` under a runtime other than Berth's own.
+    pub init_path: Option<PathBuf>,
 }
+
+/// Asks Berth's runtime for its built-in init (berth-runtime's
+/// `INIT_ANNOTATION`).
+const RUNTIME_INIT_ANNOTATION: &str = "run.berth.init";
 
 /// What a waiter sees change.
 #[derive(Debug, Clone, PartialEq)]
@@ -748,20 +755,36 @@ impl ContainerService {
             Some(p) if !p.is_empty() => p.to_string(),
             _ => self.settings.cgroup_parent.clone(),
         };
-        let spec = spec::build_spec(&spec::SpecInput {
+        // `--init` with Berth's runtime: its own init stays as pid 1 (no
+        // binary in the container); other runtimes get dockerd's
+        // bind-mounted init binary (daemon.json `init-path`).
+        let hc = &inner.record.host_config;
+        let builtin_init = inner.record.runtime == "berth"
+            && hc.init == Some(true)
+            && matches!(hc.pid_mode.as_deref(), None | Some("") | Some("private"));
+        let mut spec_host_config = hc.clone();
+        if builtin_init {
+            spec_host_config.init = Some(false);
+        }
+        let mut spec = spec::build_spec(&spec::SpecInput {
             id,
             config: &inner.record.config,
-            host_config: &inner.record.host_config,
+            host_config: &spec_host_config,
             rootfs,
             container_dir: &paths.dir,
             cgroups_path: &format!("/{}/{id}", cgroup_parent.trim_matches('/')),
             namespace_paths: &self.namespace_paths(&inner.record.host_config)?,
             shm_source: None,
             volumes: &[],
-            init: None,
+            init: self.settings.init_path.as_deref(),
             host: spec::HostFacts::current().map_err(|e| Error::Internal(e.to_string()))?,
         })
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if builtin_init {
+            let mut annotations = spec.annotations().clone().unwrap_or_default();
+            annotations.insert(RUNTIME_INIT_ANNOTATION.to_string(), "true".to_string());
+            spec.set_annotations(Some(annotations));
+        }
         let bundle_config = state_dir.join("config.json");
         let json =
             serde_json::to_vec(&spec).map_err(|e| Error::Internal(format!("runtime spec: {e}")))?;
@@ -1039,6 +1062,7 @@ impl ContainerService {
         if let Err(e) = shim.kill(signal, false) {
             tracing::debug!("container {}: stop signal: {e}", entry.id);
         }
+        self.event(&entry, "kill", &[("signal", signal.to_string())]);
         let exited = |rx: &mut watch::Receiver<Watch>, within: Duration| {
             let deadline = Instant::now() + within;
             loop {
@@ -1054,6 +1078,7 @@ impl ContainerService {
         };
         if timeout >= 0 && !exited(&mut rx, Duration::from_secs(timeout as u64)) {
             let _ = shim.kill(9, true);
+            self.event(&entry, "kill", &[("signal", "9".to_string())]);
             if !exited(&mut rx, Duration::from_secs(30)) {
                 return Err(Error::Internal(format!(
                     "container {} did not exit after SIGKILL",
@@ -1086,8 +1111,17 @@ impl ContainerService {
             }
             shim
         };
+        let mut rx = entry.watch.subscribe();
+        let exits = rx.borrow_and_update().exits;
         shim.kill(signal, false).map_err(shim_err)?;
         self.event(&entry, "kill", &[("signal", signal.to_string())]);
+        if signal == 9 {
+            // As dockerd: a SIGKILL returns once the container is down.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while rx.borrow_and_update().exits == exits && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         Ok(())
     }
 
