@@ -558,3 +558,126 @@ fn runc_from_add_runtime_runs_containers() {
         describe(&out)
     );
 }
+
+#[test]
+fn healthchecks_report_status_and_on_unhealthy_restarts() {
+    let berthd = daemon();
+    let since = berthd_now(&berthd);
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "checked",
+        "--health-cmd",
+        "test -f /tmp/ok && echo fine",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(15), || inspect(
+            &berthd,
+            "checked",
+            "{{.State.Health.Status}}"
+        ) == "healthy"),
+        "{}",
+        inspect(&berthd, "checked", "{{json .State.Health}}")
+    );
+    let ps = berthd.docker_ok(&[
+        "ps",
+        "--filter",
+        "health=healthy",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
+    assert!(
+        ps.starts_with("checked Up ") && ps.trim_end().ends_with("(healthy)"),
+        "{ps}"
+    );
+    assert_eq!(
+        inspect(&berthd, "checked", "{{(index .State.Health.Log 0).Output}}"),
+        "fine"
+    );
+    berthd.docker_ok(&["exec", "checked", "rm", "/tmp/ok"]);
+    assert!(wait_until(Duration::from_secs(15), || inspect(
+        &berthd,
+        "checked",
+        "{{.State.Health.Status}}"
+    ) == "unhealthy"));
+    let events = berthd.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &berthd_now(&berthd),
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(events.contains("health_status: healthy"), "{events}");
+    assert!(events.contains("health_status: unhealthy"), "{events}");
+
+    // Berth's on-unhealthy policy restarts such a container.
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "healer",
+        "--restart",
+        "on-unhealthy",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1000",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            inspect(&berthd, "healer", "{{.RestartCount}}")
+                .parse::<u32>()
+                .is_ok_and(|n| n >= 1)
+        }),
+        "{}",
+        inspect(&berthd, "healer", "{{.RestartCount}} {{json .State}}")
+    );
+    assert_eq!(
+        inspect(&berthd, "healer", "{{.HostConfig.RestartPolicy.Name}}"),
+        "on-unhealthy"
+    );
+}
+
+#[test]
+fn images_in_use_are_kept() {
+    let berthd = daemon();
+    berthd.docker_ok(&["create", "--name", "user", "busybox", "true"]);
+    let out = berthd.docker(&["rmi", "busybox"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("(must force)"),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["image", "prune", "-a", "-f"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!berthd.docker_ok(&["images", "-q"]).trim().is_empty());
+    // Forced: the name goes, the image stays for the container.
+    let out = berthd.docker_ok(&["rmi", "-f", "busybox"]);
+    assert!(out.contains("Untagged: busybox:latest"), "{out}");
+    assert!(!out.contains("Deleted:"), "{out}");
+    assert!(!berthd.docker_ok(&["images", "-aq"]).trim().is_empty());
+    berthd.docker_ok(&["start", "-a", "user"]);
+    berthd.docker_ok(&["rm", "user"]);
+    berthd.docker_ok(&["image", "prune", "-f"]);
+    assert!(berthd.docker_ok(&["images", "-aq"]).trim().is_empty());
+}

@@ -583,7 +583,7 @@ pub async fn inspect(
 
 fn state_json(d: &Details) -> Value {
     let s = &d.state;
-    json!({
+    let mut state = json!({
         "Status": s.status.as_str(),
         "Running": s.status.is_live(),
         "Paused": s.status == Status::Paused,
@@ -595,7 +595,20 @@ fn state_json(d: &Details) -> Value {
         "Error": s.error,
         "StartedAt": s.started_at,
         "FinishedAt": s.finished_at,
-    })
+    });
+    if let Some(health) = &s.health {
+        state["Health"] = serde_json::to_value(health).unwrap_or(Value::Null);
+    }
+    state
+}
+
+/// `(healthy)`, `(health: starting)`, `(unhealthy)` after `Up …`.
+fn health_suffix(d: &Details) -> String {
+    match d.state.health.as_ref().map(|h| h.status.as_str()) {
+        Some("starting") => " (health: starting)".to_string(),
+        Some(status) => format!(" ({status})"),
+        None => String::new(),
+    }
 }
 
 fn host_config_json(d: &Details) -> Value {
@@ -737,7 +750,11 @@ fn since(rfc3339: &str) -> Duration {
 fn status_text(d: &Details) -> String {
     let s = &d.state;
     match s.status {
-        Status::Running => format!("Up {}", human_duration(since(&s.started_at))),
+        Status::Running => format!(
+            "Up {}{}",
+            human_duration(since(&s.started_at)),
+            health_suffix(d)
+        ),
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&s.started_at))),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -846,7 +863,14 @@ fn matches_filters(
                 }
             }
             "network" => values.iter().any(|v| *v == network_mode(d)),
-            "health" => values.iter().any(|v| v == "none"),
+            "health" => {
+                let status = d
+                    .state
+                    .health
+                    .as_ref()
+                    .map_or("none", |h| h.status.as_str());
+                values.iter().any(|v| v == status)
+            }
             "volume" => false,
             "isolation" => values.iter().any(|v| v == "default"),
             other => {

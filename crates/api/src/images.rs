@@ -651,7 +651,17 @@ pub async fn remove(
 ) -> Result<Response, ApiError> {
     let q = QueryParams::parse(q.as_deref());
     let force = q.flag("force");
-    let removed = blocking(&state, move |e| e.images().remove(&name, force)).await?;
+    let removed = blocking(&state, move |e| {
+        let users = |id: &berth_content::Digest| {
+            e.containers()
+                .using_image(id)
+                .into_iter()
+                .map(|(c, status)| (c, status.is_live()))
+                .collect()
+        };
+        e.images().remove_in_use(&name, force, &users)
+    })
+    .await?;
     Ok(Json(removed_json(&removed)).into_response())
 }
 
@@ -681,7 +691,8 @@ pub async fn prune(
                 Some((k, val)) => img.labels.get(k).is_some_and(|x| x == val),
                 None => img.labels.contains_key(v),
             };
-            until.is_some_and(|u| created_unix(img) >= u)
+            !e.containers().using_image(&img.id).is_empty()
+                || until.is_some_and(|u| created_unix(img) >= u)
                 || !labels.iter().all(label_match)
                 || not_labels.iter().any(label_match)
         })

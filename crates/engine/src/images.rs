@@ -833,6 +833,17 @@ impl ImageService {
     /// with the repository's last tag); an id deletes, which needs `force`
     /// when the image is named in several repositories.
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
+        self.remove_in_use(name, force, &|_| Vec::new())
+    }
+
+    /// `remove`, with dockerd's rules for images containers use:
+    /// `users(id)` lists (container id, running) of the containers made from it.
+    pub fn remove_in_use(
+        &self,
+        name: &str,
+        force: bool,
+        users: &dyn Fn(&Digest) -> Vec<(String, bool)>,
+    ) -> Result<Vec<Removed>> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let (id, by_ref) = self.resolve(name)?;
         let image = self.meta().get_image(&id)?;
@@ -842,8 +853,20 @@ impl ImageService {
             .chain(image.repo_digests.iter())
             .filter_map(|t| Reference::parse_normalized(t).ok())
             .collect();
+        let used_by = users(&id);
+        let short = |s: &str| s.chars().take(12).collect::<String>();
         match by_ref.filter(|_| !is_id_prefix(&id, name)) {
             Some(reference) => {
+                let last_name = refs.iter().all(|r| {
+                    *r == reference || r.name() == reference.name() && r.digest().is_some()
+                });
+                if let Some((container, _)) = used_by.first().filter(|_| last_name && !force) {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                        short(container),
+                        short(id.hex())
+                    )));
+                }
                 self.unname(&reference)?;
                 self.publish("untag", &id, id.as_str(), &image.labels);
                 let mut out = vec![Removed::Untagged(reference.familiar())];
@@ -862,12 +885,31 @@ impl ImageService {
                     }
                     remaining = others;
                 }
-                if remaining.is_empty() {
+                if remaining.is_empty() && used_by.is_empty() {
                     out.extend(self.delete_one(&id, &image.labels)?);
                 }
                 Ok(out)
             }
             None => {
+                if let Some((container, running)) = used_by.first() {
+                    if *running || !force {
+                        return Err(Error::Conflict(format!(
+                            "conflict: unable to delete {} ({}) - image is being used by {} container {}",
+                            short(id.hex()),
+                            if *running { "cannot be forced" } else { "must be forced" },
+                            if *running { "running" } else { "stopped" },
+                            short(container)
+                        )));
+                    }
+                    // Forced with stopped containers: the names go, the
+                    // image stays for them.
+                    let mut out = Vec::new();
+                    for r in refs {
+                        self.unname(&r)?;
+                        out.push(Removed::Untagged(r.familiar()));
+                    }
+                    return Ok(out);
+                }
                 if !force && refs.len() > 1 && !is_single_reference(&refs) {
                     return Err(Error::Conflict(format!(
                         "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",

@@ -268,7 +268,11 @@ impl ContainerService {
 
     /// The exec's OCI process: the container's own, with the exec's
     /// command, environment, user, working directory and tty.
-    fn exec_process(&self, container_id: &str, config: &ExecConfig) -> Result<serde_json::Value> {
+    pub(super) fn exec_process(
+        &self,
+        container_id: &str,
+        config: &ExecConfig,
+    ) -> Result<serde_json::Value> {
         let bundle = self.state_dir(container_id).join("config.json");
         let spec: serde_json::Value = std::fs::read(&bundle)
             .ok()

@@ -5,6 +5,7 @@
 //! kept in SQLite and, while the daemon runs, in one `Entry` per container.
 
 mod exec;
+pub mod health;
 pub mod names;
 pub mod record;
 
@@ -718,6 +719,7 @@ impl ContainerService {
             inner.state.error.clear();
             inner.state.oom_killed = false;
             inner.state.stopped_by_user = false;
+            inner.state.health = None;
             inner.state.started_at = state.started_at.clone().unwrap_or_else(record::now_rfc3339);
             inner.state.finished_at = record::ZERO_TIME.to_string();
             inner.shim = Some(shim.clone());
@@ -726,6 +728,7 @@ impl ContainerService {
             entry.publish_watch(&inner, false, false);
         }
         self.event(entry, "start", &[]);
+        self.start_health_monitor(entry, &shim);
         self.spawn_monitor(entry.clone(), shim);
         Ok(())
     }

@@ -112,6 +112,9 @@ pub struct State {
     /// other than `always` do not fire, and `unless-stopped` stays down
     /// after a daemon restart.
     pub stopped_by_user: bool,
+    /// Set while the container has a healthcheck.
+    #[serde(default)]
+    pub health: Option<super::health::Health>,
 }
 
 impl Default for State {
@@ -125,6 +128,7 @@ impl Default for State {
             started_at: ZERO_TIME.to_string(),
             finished_at: ZERO_TIME.to_string(),
             stopped_by_user: false,
+            health: None,
         }
     }
 }
