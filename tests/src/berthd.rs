@@ -136,6 +136,11 @@ impl Berthd {
         BerthdBuilder::default()
     }
 
+    /// The parent cgroup of this daemon's containers (`--cgroup-parent`).
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
+    }
+
     pub fn data_root(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -286,14 +291,16 @@ impl DockerApi for Berthd {
 
 impl Drop for Berthd {
     fn drop(&mut self) {
+        // Containers first (so berthd's shutdown has none left to stop),
+        // then berthd, then whatever else names this daemon's directory
+        // (shims, runtimes).
+        remove_cgroup_subtree(&self.cgroup_parent);
         if let Some(pid) = self.pid() {
             stop_process(pid, Duration::from_secs(5));
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
-        // Containers (and so their shims) first, then whatever else names
-        // this daemon's directory (shims, runtimes).
         remove_cgroup_subtree(&self.cgroup_parent);
         for pid in processes_naming(&self.dir) {
             stop_process(pid, Duration::from_secs(2));

@@ -681,3 +681,199 @@ fn images_in_use_are_kept() {
     berthd.docker_ok(&["image", "prune", "-f"]);
     assert!(berthd.docker_ok(&["images", "-aq"]).trim().is_empty());
 }
+
+/// Processes in the daemon's containers' cgroups, on every hierarchy.
+fn container_processes(berthd: &Berthd) -> Vec<String> {
+    berth_tests::host::cgroup_hierarchies()
+        .iter()
+        .flat_map(|h| berth_tests::host::cgroup_tree(&h.join(berthd.cgroup_parent())))
+        .flat_map(|cg| {
+            std::fs::read_to_string(cg.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Container cgroups left under the daemon's parent, on every hierarchy.
+fn container_cgroups(berthd: &Berthd) -> Vec<std::path::PathBuf> {
+    berth_tests::host::cgroup_hierarchies()
+        .iter()
+        .flat_map(|h| {
+            let parent = h.join(berthd.cgroup_parent());
+            berth_tests::host::cgroup_tree(&parent)
+                .into_iter()
+                .filter(move |c| *c != parent)
+        })
+        .collect()
+}
+
+/// Entries in a directory (none when it is missing).
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn fifty_parallel_runs_leave_nothing_behind() {
+    let berthd = daemon();
+    let runs: Vec<_> = (0..50)
+        .map(|i| {
+            let mut command = berthd.docker_command();
+            command.args([
+                "run",
+                "--rm",
+                "busybox",
+                "sh",
+                "-c",
+                &format!("echo run{i}"),
+            ]);
+            std::thread::spawn(move || output_with_timeout(&mut command, CLI_TIMEOUT))
+        })
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = run.join().expect("thread").expect("docker run");
+        assert!(out.status.success(), "run {i}: {}", describe(&out));
+        assert_eq!(text(&out.stdout), format!("run{i}\n"));
+    }
+    assert!(wait_until(Duration::from_secs(20), || berthd
+        .docker_ok(&["ps", "-aq"])
+        .trim()
+        .is_empty()));
+    // The host, not only the API: no mount, cgroup, process or state dir.
+    assert!(mounts_under(&berthd.data_root()).is_empty());
+    assert!(
+        container_cgroups(&berthd).is_empty(),
+        "{:?}",
+        container_cgroups(&berthd)
+    );
+    assert!(container_processes(&berthd).is_empty());
+    assert!(entries(&berthd.data_root().join("containers")).is_empty());
+    let exec = berthd.data_root().with_file_name("exec");
+    assert!(
+        entries(&exec.join("c")).is_empty(),
+        "{:?}",
+        entries(&exec.join("c"))
+    );
+    // Shims exit right after their container is removed.
+    let daemon = berthd.pid();
+    let leftover = || {
+        let mut p = berth_tests::host::processes_naming(&exec);
+        p.retain(|p| Some(*p) != daemon);
+        p
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || leftover().is_empty()),
+        "{:?}",
+        leftover()
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn failed_create_and_start_leave_nothing_behind() {
+    let berthd = daemon();
+    let out = berthd.docker(&["run", "--cap-add", "NOT_A_CAP", "busybox", "true"]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    let out = berthd.docker(&["run", "--memory", "-5", "busybox", "true"]);
+    assert_ne!(status(&out), 0, "{}", describe(&out));
+    let out = berthd.docker(&["kill", "-s", "SIGNOPE", "nothing"]);
+    assert_ne!(status(&out), 0, "{}", describe(&out));
+    assert!(berthd.docker_ok(&["ps", "-aq"]).trim().is_empty());
+    assert!(entries(&berthd.data_root().join("containers")).is_empty());
+    // A start that fails (a missing device, as dockerd checks it at start;
+    // no such command) leaves the container created but nothing running or
+    // mounted.
+    let out = berthd.docker(&[
+        "run",
+        "--name",
+        "nodev",
+        "--device",
+        "/dev/does-not-exist",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("/dev/does-not-exist"),
+        "{}",
+        describe(&out)
+    );
+    berthd.docker_ok(&["rm", "nodev"]);
+    let out = berthd.docker(&["run", "--name", "broken", "busybox", "no-such-command"]);
+    assert_eq!(status(&out), 127, "{}", describe(&out));
+    assert!(mounts_under(&berthd.data_root()).is_empty());
+    assert!(container_processes(&berthd).is_empty());
+    berthd.docker_ok(&["rm", "broken"]);
+    assert!(
+        container_cgroups(&berthd).is_empty(),
+        "{:?}",
+        container_cgroups(&berthd)
+    );
+    let exec = berthd.data_root().with_file_name("exec");
+    assert!(entries(&exec.join("c")).is_empty());
+}
+
+#[test]
+fn daemon_shutdown_stops_containers_and_removes_rm_ones() {
+    let mut berthd = daemon();
+    berthd.docker_ok(&[
+        "run", "-d", "--rm", "--name", "temp", "busybox", "sleep", "1000",
+    ]);
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "plain",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; touch /tmp/ready; while :; do sleep 0.1; done",
+    ]);
+    // The trap is set before the daemon goes down.
+    assert!(wait_until(Duration::from_secs(10), || berthd
+        .docker(&["exec", "plain", "test", "-f", "/tmp/ready"])
+        .status
+        .success()));
+    let status = berthd.terminate();
+    assert!(status.success(), "{status:?}");
+    // Nothing of the containers runs or is mounted once berthd is gone.
+    assert!(container_processes(&berthd).is_empty());
+    assert!(mounts_under(&berthd.data_root()).is_empty());
+    let exec = berthd.data_root().with_file_name("exec");
+    assert!(berth_tests::host::processes_naming(&exec).is_empty());
+    berthd.spawn();
+    let names = berthd.docker_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!names.contains("temp"), "{names}");
+    // `always` comes back with the daemon; a plain one stays exited.
+    assert!(wait_until(Duration::from_secs(10), || inspect(
+        &berthd,
+        "keeper",
+        "{{.State.Status}}"
+    ) == "running"));
+    assert_eq!(
+        inspect(&berthd, "plain", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
+}

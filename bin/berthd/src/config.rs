@@ -48,6 +48,9 @@ pub struct Flags {
     /// Default OCI runtime for containers [default: berth]
     #[arg(long = "default-runtime")]
     pub default_runtime: Option<String>,
+    /// Keep containers running when the daemon stops
+    #[arg(long = "live-restore")]
+    pub live_restore: bool,
     /// Parent cgroup of all containers [default: berth]
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -129,6 +132,8 @@ pub struct DaemonConfig {
     pub cgroup_parent: Option<String>,
     /// daemon.json `init-path`.
     pub init_path: Option<PathBuf>,
+    /// Leave containers running on shutdown (`--live-restore`).
+    pub live_restore: bool,
 }
 
 /// daemon.json keys dockerd knows that berthd accepts; the ones it does not
@@ -332,6 +337,13 @@ impl DaemonConfig {
             (f, v) => f.clone().or(v),
         };
         let init_path = file_str("init-path")?.map(PathBuf::from);
+        let live_restore = flags.live_restore
+            || match file.get("live-restore") {
+                None => false,
+                Some(v) => v
+                    .as_bool()
+                    .context("daemon.json: live-restore must be true or false")?,
+            };
         let log_driver = file_str("log-driver")?;
         let log_opts = match file.get("log-opts") {
             None => BTreeMap::new(),
@@ -360,6 +372,7 @@ impl DaemonConfig {
                     | "log-opts"
                     | "cgroup-parent"
                     | "init-path"
+                    | "live-restore"
             ) {
                 eprintln!("berthd: daemon.json: {key} is accepted but not acted on yet");
             }
@@ -384,6 +397,7 @@ impl DaemonConfig {
             log_opts,
             cgroup_parent,
             init_path,
+            live_restore,
         })
     }
 }

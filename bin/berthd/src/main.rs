@@ -219,6 +219,10 @@ async fn run(config: DaemonConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Re
             _ = &mut deadline => break,
         }
     }
+    let live_restore = config.live_restore;
+    let containers = engine.clone();
+    let _ =
+        tokio::task::spawn_blocking(move || containers.containers().shutdown(live_restore)).await;
     drop(running);
     Ok(())
 }

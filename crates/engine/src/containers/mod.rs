@@ -175,6 +175,9 @@ pub struct ContainerService {
     daemon_name: String,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     execs: exec::ExecTable,
+    /// Set by `shutdown`: exits then are the daemon's doing, not a reason
+    /// to restart.
+    shutting_down: std::sync::atomic::AtomicBool,
     this: Weak<ContainerService>,
 }
 
@@ -251,6 +254,7 @@ impl ContainerService {
             daemon_name,
             entries: Mutex::new(HashMap::new()),
             execs: exec::ExecTable::default(),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             this: this.clone(),
         });
         service.restore()?;
@@ -443,6 +447,21 @@ impl ContainerService {
 
     /// Creates a container from a Docker API create body.
     pub fn create(&self, name: Option<&str>, body: serde_json::Value) -> Result<Created> {
+        if name.is_some_and(|n| !n.is_empty()) {
+            return self.create_named(name, body);
+        }
+        // A generated name may be taken by a concurrent create between the
+        // check and the insert: then another name.
+        for _ in 0..8 {
+            match self.create_named(None, body.clone()) {
+                Err(Error::Conflict(m)) if m.contains("is already in use") => continue,
+                other => return other,
+            }
+        }
+        self.create_named(None, body)
+    }
+
+    fn create_named(&self, name: Option<&str>, body: serde_json::Value) -> Result<Created> {
         let parsed = parse_create_body(body)?;
         let mut config = parsed.config;
         let host_config = parsed.host_config;
@@ -954,6 +973,9 @@ impl ContainerService {
     }
 
     fn should_restart(&self, entry: &Entry, daemon_start: bool) -> bool {
+        if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
         let inner = entry.inner();
         let policy = &inner.record.restart;
         let state = &inner.state;
@@ -1032,12 +1054,71 @@ impl ContainerService {
     /// Stops a container: its stop signal, then SIGKILL after the timeout.
     /// Returns false when it was not running (the API answers 304).
     pub fn stop(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<bool> {
+        self.stop_as(name, timeout, signal, true)
+    }
+
+    /// Daemon shutdown: without `live_restore`, every running container is
+    /// stopped as `docker stop` would (not counting as a user's stop, so
+    /// `always` and `unless-stopped` come back on the next start) and `--rm`
+    /// ones are removed; with it, containers keep running under their shims.
+    pub fn shutdown(&self, live_restore: bool) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if live_restore {
+            return;
+        }
+        let running: Vec<String> = self
+            .entries()
+            .values()
+            .filter(|e| {
+                let s = e.inner().state.status;
+                s.is_live() || s == Status::Restarting
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let stoppers: Vec<_> = running
+            .into_iter()
+            .map(|id| {
+                let this = this.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = this.stop_as(&id, None, None, false) {
+                        tracing::warn!("container {id}: stop on shutdown: {e}");
+                    }
+                })
+            })
+            .collect();
+        for s in stoppers {
+            let _ = s.join();
+        }
+        // Auto-removal runs after the exit is recorded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && self.entries().values().any(|e| {
+                let inner = e.inner();
+                inner.record.host_config.auto_remove == Some(true)
+                    && inner.state.status != Status::Created
+            })
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop_as(
+        &self,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+        by_user: bool,
+    ) -> Result<bool> {
         let entry = self.lookup(name)?;
         let (shim, signal, timeout) = {
             let _ops = entry.ops();
             let mut inner = entry.inner();
             if inner.state.status == Status::Restarting {
-                inner.state.stopped_by_user = true;
+                inner.state.stopped_by_user = by_user;
                 inner.state.status = Status::Exited;
                 self.save_state(&entry, &inner);
                 entry.publish_watch(&inner, false, false);
@@ -1046,8 +1127,10 @@ impl ContainerService {
             let Some(shim) = inner.shim.clone().filter(|_| inner.state.status.is_live()) else {
                 return Ok(false);
             };
-            inner.state.stopped_by_user = true;
-            self.save_state(&entry, &inner);
+            if by_user {
+                inner.state.stopped_by_user = true;
+                self.save_state(&entry, &inner);
+            }
             let signal_name = signal
                 .map(str::to_owned)
                 .or_else(|| inner.record.config.stop_signal.clone())
