@@ -877,3 +877,50 @@ fn daemon_shutdown_stops_containers_and_removes_rm_ones() {
         "exited 0"
     );
 }
+
+#[test]
+fn info_and_disk_usage_count_containers_and_logs() {
+    let berthd = daemon();
+    berthd.docker_ok(&["run", "-d", "--name", "up", "busybox", "sleep", "1000"]);
+    berthd.docker_ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "seq 1 20000",
+    ]);
+    let info = berthd.docker_ok(&["info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.DefaultRuntime}} {{.LoggingDriver}}"]);
+    assert_eq!(info.trim(), "2 1 1 berth json-file");
+    // The missing default network is said plainly.
+    let out = berthd.docker(&["info"]);
+    assert!(
+        text(&out.stderr).contains("--network none by default")
+            || text(&out.stdout).contains("--network none by default"),
+        "{}",
+        describe(&out)
+    );
+    // `system df` counts the log (about 20000 JSON lines of ~60 bytes).
+    let size = berthd.docker_ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Size}}",
+    ]);
+    let line = size
+        .lines()
+        .find(|l| l.starts_with("Containers "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.starts_with("Containers 2 "), "{size}");
+    let shown = line.split_whitespace().nth(2).unwrap_or_default();
+    assert!(shown.ends_with("MB") || shown.ends_with("kB"), "{line}");
+    let json: serde_json::Value =
+        serde_json::from_str(&berthd.curl("/system/df")).expect("df json");
+    assert!(
+        json["LogsSize"].as_u64().unwrap_or(0) > 1_000_000,
+        "{}",
+        json["LogsSize"]
+    );
+}

@@ -305,5 +305,6 @@ fn container_settings(
             .clone()
             .unwrap_or_else(|| "berth".to_string()),
         init_path: config.init_path.clone(),
+        live_restore: config.live_restore,
     })
 }

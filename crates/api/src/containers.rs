@@ -772,7 +772,7 @@ fn status_text(d: &Details) -> String {
     }
 }
 
-fn summary_json(d: &Details) -> Value {
+pub(crate) fn summary_json(d: &Details) -> Value {
     let mut command = vec![d.record.path.clone()];
     command.extend(d.record.args.iter().cloned());
     json!({

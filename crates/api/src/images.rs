@@ -708,7 +708,7 @@ pub async fn prune(
 /// `until` as dockerd reads it (Go's `GetTimestamp`): a duration before
 /// now (`24h`, `1h30m`), an RFC 3339 date or time (local time when it has
 /// no zone), or unix seconds. Returns unix seconds.
-fn parse_until(v: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_until(v: &str) -> Result<i64, ApiError> {
     use chrono::{NaiveDate, NaiveDateTime, TimeZone};
     let bad = || ApiError::bad_request(format!("failed to parse value as time or duration: {v:?}"));
     if v != "0" {
@@ -972,10 +972,22 @@ async fn save(state: AppState, names: Vec<String>) -> Result<Response, ApiError>
 /// bytes each image shares with others (layers used by more than one).
 pub async fn disk_usage(State(state): State<AppState>) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
-    let (images, layers) = tokio::task::spawn_blocking(move || {
+    let (images, layers, containers) = tokio::task::spawn_blocking(move || {
         let images = list_images(&engine, &BTreeMap::new(), false)?;
         let layers = engine.images().layers_size()?;
-        Ok::<_, ApiError>((images, layers))
+        // Each container with its writable layer's size and, unlike
+        // dockerd, its log files' (logs can fill a disk too).
+        let containers: Vec<(berth_engine::containers::Details, u64, u64)> = engine
+            .containers()
+            .list()
+            .into_iter()
+            .map(|d| {
+                let rw = engine.containers().size_rw(&d.id).unwrap_or(0);
+                let logs = engine.containers().log_usage(&d.id).unwrap_or(0);
+                (d, rw, logs)
+            })
+            .collect();
+        Ok::<_, ApiError>((images, layers, containers))
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
@@ -985,15 +997,31 @@ pub async fn disk_usage(State(state): State<AppState>) -> Result<Response, ApiEr
         .iter()
         .map(|(img, tags, digests)| {
             let mut s = summary(img, tags.clone(), digests.clone());
-            s["Containers"] = json!(0);
+            let users = containers
+                .iter()
+                .filter(|(d, _, _)| d.image_id == img.id)
+                .count();
+            s["Containers"] = json!(users);
             s["SharedSize"] = json!(shared.get(&img.id).copied().unwrap_or(0));
+            s
+        })
+        .collect();
+    let logs_size: u64 = containers.iter().map(|(_, _, logs)| logs).sum();
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|(d, rw, logs)| {
+            let mut s = crate::containers::summary_json(d);
+            s["SizeRw"] = json!(rw + logs);
+            s["SizeRootFs"] = json!(0);
+            s["LogsSize"] = json!(logs);
             s
         })
         .collect();
     Ok(Json(json!({
         "LayersSize": layers,
+        "LogsSize": logs_size,
         "Images": list,
-        "Containers": [],
+        "Containers": containers,
         "Volumes": [],
         "BuildCache": [],
     }))

@@ -82,18 +82,31 @@ pub async fn info(State(state): State<AppState>) -> Response {
             .await
             .unwrap_or(0)
     };
+    let (containers, running, paused, stopped) = engine.containers().counts();
+    let settings = engine.containers().settings();
+    let runtimes: serde_json::Map<String, serde_json::Value> = settings
+        .runtimes
+        .iter()
+        .map(|(name, rt)| {
+            let mut v = json!({"path": rt.path});
+            if !rt.args.is_empty() {
+                v["runtimeArgs"] = json!(rt.args);
+            }
+            (name.clone(), v)
+        })
+        .collect();
     let body = json!({
         "ID": engine.id(),
-        "Containers": 0,
-        "ContainersRunning": 0,
-        "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "Containers": containers,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": stopped,
         "Images": images,
         "Driver": engine.images().driver_name(),
         "DriverStatus": [],
         "DockerRootDir": config.data_root,
         "Plugins": {"Volume": ["local"], "Network": ["none", "host"], "Authorization": null,
-                    "Log": ["json-file", "local", "none"]},
+                    "Log": ["json-file", "journald", "local", "none", "syslog"]},
         "MemoryLimit": true,
         "SwapLimit": true,
         "CpuCfsPeriod": true,
@@ -107,7 +120,7 @@ pub async fn info(State(state): State<AppState>) -> Response {
         "NFd": 0,
         "NGoroutines": 0,
         "SystemTime": chrono_now(),
-        "LoggingDriver": "json-file",
+        "LoggingDriver": settings.log_defaults.driver,
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": host.cgroup_version,
         "NEventsListener": 0,
@@ -128,18 +141,18 @@ pub async fn info(State(state): State<AppState>) -> Response {
         "Labels": [],
         "ExperimentalBuild": false,
         "ServerVersion": ENGINE_VERSION,
-        "Runtimes": {"berth": {"path": "berth-runtime"}},
-        "DefaultRuntime": "berth",
+        "Runtimes": runtimes,
+        "DefaultRuntime": settings.default_runtime,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false,
                   "Error": "", "RemoteManagers": null},
-        "LiveRestoreEnabled": true,
+        "LiveRestoreEnabled": settings.live_restore,
         "Isolation": "",
         "InitBinary": "",
         "ContainerdCommit": {"ID": ""},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
         "SecurityOptions": ["name=seccomp,profile=builtin"],
-        "Warnings": ["Containers are not available yet in this version of berthd: only images are served."]
+        "Warnings": ["No bridge network yet: containers get --network none by default (no network but loopback); --network host and container:<name> work."]
     });
     (engine_headers(), Json(body)).into_response()
 }

@@ -52,6 +52,8 @@ pub struct ContainerSettings {
     /// daemon.json `init-path`: the init binary bound into containers that
     /// run with `--init` under a runtime other than Berth's own.
     pub init_path: Option<PathBuf>,
+    /// Containers keep running when the daemon stops (`--live-restore`).
+    pub live_restore: bool,
 }
 
 /// Asks Berth's runtime for its built-in init (berth-runtime's
@@ -1454,16 +1456,33 @@ impl ContainerService {
         })
     }
 
-    /// Bytes of all containers' logs (`system df`).
-    pub fn logs_usage(&self) -> u64 {
-        let entries: Vec<Arc<Entry>> = self.entries().values().cloned().collect();
-        entries
-            .iter()
-            .map(|e| {
-                let inner = e.inner();
-                berth_logs::disk_usage(&inner.record.log, &self.log_context(e, &inner))
-            })
-            .sum()
+    /// Bytes of a container's log files (`system df`).
+    pub fn log_usage(&self, name: &str) -> Result<u64> {
+        let entry = self.lookup(name)?;
+        let inner = entry.inner();
+        Ok(berth_logs::disk_usage(
+            &inner.record.log,
+            &self.log_context(&entry, &inner),
+        ))
+    }
+
+    /// The settings the daemon runs containers with (`info`).
+    pub fn settings(&self) -> &ContainerSettings {
+        &self.settings
+    }
+
+    /// Containers by state: (all, running, paused, stopped), for `info`.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let entries = self.entries();
+        let mut counts = (entries.len(), 0, 0, 0);
+        for e in entries.values() {
+            match e.inner().state.status {
+                Status::Running | Status::Restarting => counts.1 += 1,
+                Status::Paused => counts.2 += 1,
+                _ => counts.3 += 1,
+            }
+        }
+        counts
     }
 }
 
