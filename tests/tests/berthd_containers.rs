@@ -924,3 +924,92 @@ fn info_and_disk_usage_count_containers_and_logs() {
         json["LogsSize"]
     );
 }
+
+#[test]
+fn attach_detach_and_start_attached() {
+    let berthd = daemon();
+    // start -a -i: the created container's output and stdin go through.
+    berthd.docker_ok(&[
+        "create",
+        "-i",
+        "--name",
+        "echoer",
+        "busybox",
+        "sh",
+        "-c",
+        "read line; echo got $line; exit 4",
+    ]);
+    let mut command = berthd.docker_command();
+    command
+        .args(["start", "-a", "-i", "echoer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("docker start -a -i");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hello\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(status(&out), 4, "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "got hello\n");
+
+    // attach to a running tty container, then detach with ctrl-p ctrl-q:
+    // the container keeps running.
+    berthd.docker_ok(&["run", "-d", "-it", "--name", "shell", "busybox", "sh"]);
+    let mut command = berthd.docker_command();
+    command.args(["attach", "shell"]);
+    let line: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| berth_tests::host::shell_quote(&a.to_string_lossy()))
+        .collect();
+    // Type a command, then the detach sequence, through a terminal.
+    let script = format!(
+        "(sleep 1; printf 'echo marker-$((40+2))\\r'; sleep 1; printf '\\020\\021'; sleep 2) | script -q -c {} /dev/null",
+        berth_tests::host::shell_quote(&line.join(" "))
+    );
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(script);
+    for (k, v) in command.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        } else {
+            sh.env_remove(k);
+        }
+    }
+    let out = output_with_timeout(&mut sh, CLI_TIMEOUT).expect("attach");
+    assert!(
+        text(&out.stdout).contains("marker-42"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stdout).contains("read escape sequence"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(inspect(&berthd, "shell", "{{.State.Status}}"), "running");
+    assert!(wait_until(Duration::from_secs(5), || {
+        let events = berthd.docker_ok(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &berthd_now(&berthd),
+            "--filter",
+            "container=shell",
+            "--format",
+            "{{.Action}}",
+        ]);
+        events.contains("attach") && events.contains("detach")
+    }));
+    let out = berthd.docker(&["attach", "--detach-keys", "ctrl-x", "nosuch"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("No such container"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -279,6 +279,8 @@ pub async fn attach(
         None => DEFAULT_DETACH_KEYS.to_vec(),
     };
     let want_stdin = options.stdin;
+    let container = id.clone();
+    let engine = state.engine.clone();
     let (attached, tty) = blocking(&state, move |engine| {
         engine.containers().attach(&id, options)
     })
@@ -300,7 +302,15 @@ pub async fn attach(
             },
         };
         match shim {
-            Ok(shim) => pump(client, shim, tty, want_stdin, detach_keys, None).await,
+            Ok(shim) => {
+                if pump(client, shim, tty, want_stdin, detach_keys, None).await {
+                    let engine = engine.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        engine.containers().detached(&container)
+                    })
+                    .await;
+                }
+            }
             Err(e) => tracing::debug!("attach: {e}"),
         }
     });
@@ -324,14 +334,15 @@ pub(crate) async fn pump<C>(
     stdin: bool,
     detach_keys: Vec<u8>,
     exit: Option<tokio::sync::watch::Receiver<Option<i64>>>,
-) where
+) -> bool
+where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     if shim.set_nonblocking(true).is_err() {
-        return;
+        return false;
     }
     let Ok(shim) = tokio::net::UnixStream::from_std(shim) else {
-        return;
+        return false;
     };
     let (mut shim_r, mut shim_w) = shim.into_split();
     let (mut client_r, mut client_w) = tokio::io::split(client);
@@ -349,7 +360,15 @@ pub(crate) async fn pump<C>(
             let mut matched = 0usize;
             loop {
                 let n = match client_r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => {
+                        // With a tty the docker CLI watches for the detach
+                        // keys itself and just hangs up: that is a detach.
+                        if tty {
+                            detached.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        break;
+                    }
                     Ok(n) => n,
                 };
                 let mut out = Vec::with_capacity(n);
@@ -418,6 +437,7 @@ pub(crate) async fn pump<C>(
             }
         } => {}
     }
+    detached.load(Ordering::SeqCst)
 }
 
 // ------------------------------------------------------------------ logs

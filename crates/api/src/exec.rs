@@ -98,7 +98,7 @@ pub async fn start(
         match started {
             Ok(Ok(started)) => {
                 if let Some(stream) = started.stream {
-                    pump(client, stream, tty, stdin, detach_keys, Some(started.exit)).await;
+                    let _ = pump(client, stream, tty, stdin, detach_keys, Some(started.exit)).await;
                 }
             }
             Ok(Err(e)) => {

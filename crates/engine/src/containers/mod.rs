@@ -1431,6 +1431,13 @@ impl ContainerService {
         Ok((Attached::OnStart(rx), tty))
     }
 
+    /// A client detached with the detach keys (event `detach`).
+    pub fn detached(&self, name: &str) {
+        if let Ok(entry) = self.lookup(name) {
+            self.event(&entry, "detach", &[]);
+        }
+    }
+
     /// Resizes the container's tty.
     pub fn resize(&self, name: &str, width: u16, height: u16) -> Result<()> {
         let entry = self.lookup(name)?;
