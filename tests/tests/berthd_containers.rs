@@ -1013,3 +1013,132 @@ fn attach_detach_and_start_attached() {
         describe(&out)
     );
 }
+
+/// Log files of a container under the daemon's data-root.
+fn log_files(berthd: &Berthd, id: &str) -> Vec<String> {
+    let mut files = entries(&berthd.data_root().join("containers").join(id));
+    files.retain(|f| f.contains("json.log") && !f.starts_with('.'));
+    files.sort();
+    files
+}
+
+#[test]
+fn log_drivers_and_rotation() {
+    let berthd = daemon();
+    // json-file with rotation: at most max-file files of about max-size.
+    let id = berthd
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--log-opt",
+            "max-size=10k",
+            "--log-opt",
+            "max-file=3",
+            "busybox",
+            "sh",
+            "-c",
+            "seq 1 5000",
+        ])
+        .trim()
+        .to_string();
+    berthd.docker_ok(&["wait", &id]);
+    let files = log_files(&berthd, &id);
+    assert_eq!(files.len(), 3, "{files:?}");
+    let logs = text(&berthd.docker(&["logs", &id]).stdout);
+    assert!(
+        logs.ends_with("4999\n5000\n"),
+        "{}",
+        &logs[logs.len().saturating_sub(50)..]
+    );
+    assert!(!logs.starts_with("1\n"), "rotated lines are gone");
+    // Without options the default is capped too.
+    let id = berthd
+        .docker_ok(&["create", "busybox", "true"])
+        .trim()
+        .to_string();
+    assert_eq!(
+        inspect(&berthd, &id, "{{.HostConfig.LogConfig.Type}}"),
+        "json-file"
+    );
+
+    // local keeps the lines and reads them back.
+    let out = berthd.docker_ok(&[
+        "run",
+        "--name",
+        "loc",
+        "--log-driver",
+        "local",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2",
+    ]);
+    assert_eq!(out, "one\n");
+    let out = berthd.docker(&["logs", "loc"]);
+    assert_eq!(text(&out.stdout), "one\n");
+    assert_eq!(text(&out.stderr), "two\n");
+    // none: nothing to read, as dockerd says.
+    berthd.docker_ok(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "x",
+    ]);
+    let out = berthd.docker(&["logs", "quiet"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("does not support reading"),
+        "{}",
+        describe(&out)
+    );
+    // syslog to a local datagram socket the test owns.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("log.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let address = format!("unixgram://{}", socket_path.display());
+    berthd.docker_ok(&[
+        "run",
+        "--rm",
+        "--log-driver",
+        "syslog",
+        "--log-opt",
+        &format!("syslog-address={address}"),
+        "--log-opt",
+        "tag=berth-{{.Name}}",
+        "--name",
+        "sys",
+        "busybox",
+        "echo",
+        "to syslog",
+    ]);
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).expect("a syslog datagram");
+    let datagram = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(datagram.contains("berth-sys"), "{datagram}");
+    assert!(datagram.contains("to syslog"), "{datagram}");
+}
+
+#[test]
+fn daemon_wide_log_defaults() {
+    let berthd = Berthd::builder()
+        .args(["--log-driver", "local", "--log-opt", "max-size=1m"])
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let tar = make_busybox_rootfs_tar(work.path());
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), "busybox:latest"]);
+    berthd.docker_ok(&["run", "--name", "dd", "busybox", "echo", "hi"]);
+    assert_eq!(
+        inspect(&berthd, "dd", "{{.HostConfig.LogConfig.Type}}"),
+        "local"
+    );
+    assert_eq!(text(&berthd.docker(&["logs", "dd"]).stdout), "hi\n");
+    let info = berthd.docker_ok(&["info", "--format", "{{.LoggingDriver}}"]);
+    assert_eq!(info.trim(), "local");
+}

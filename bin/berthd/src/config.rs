@@ -48,6 +48,12 @@ pub struct Flags {
     /// Default OCI runtime for containers [default: berth]
     #[arg(long = "default-runtime")]
     pub default_runtime: Option<String>,
+    /// Default log driver for containers [default: json-file]
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Default log driver options (KEY=VALUE, repeatable)
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Keep containers running when the daemon stops
     #[arg(long = "live-restore")]
     pub live_restore: bool,
@@ -344,12 +350,26 @@ impl DaemonConfig {
                     .as_bool()
                     .context("daemon.json: live-restore must be true or false")?,
             };
-        let log_driver = file_str("log-driver")?;
-        let log_opts = match file.get("log-opts") {
+        let log_driver = match (&flags.log_driver, file_str("log-driver")?) {
+            (Some(f), Some(v)) => bail!(
+                "the following directives are specified both as a flag and in the configuration file: log-driver: (from flag: {f}, from file: {v})"
+            ),
+            (f, v) => f.clone().or(v),
+        };
+        let mut log_opts = match file.get("log-opts") {
             None => BTreeMap::new(),
             Some(v) => serde_json::from_value::<BTreeMap<String, String>>(v.clone())
                 .context("daemon.json: log-opts must be an object of strings")?,
         };
+        if !flags.log_opt.is_empty() && !log_opts.is_empty() {
+            bail!("the following directives are specified both as a flag and in the configuration file: log-opts");
+        }
+        for opt in &flags.log_opt {
+            let Some((k, v)) = opt.split_once('=') else {
+                bail!("--log-opt {opt:?}: expected KEY=VALUE");
+            };
+            log_opts.insert(k.to_string(), v.to_string());
+        }
         for key in file.keys() {
             if !matches!(
                 key.as_str(),
