@@ -1,15 +1,21 @@
 //! The connection to the daemon (berthd or dockerd): bollard for the typed
-//! endpoints, and a raw GET for the answers printed as the daemon sent them
-//! (`inspect`, `info`, `system df`), whose shape varies with the API version.
+//! image endpoints, and plain HTTP/1.1 requests of our own for the rest:
+//! answers printed as the daemon sent them (`inspect`, `info`), JSON bodies
+//! shaped like the docker CLI's, streams (logs, wait) and the connections
+//! that attach and exec take over.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use bollard::Docker;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::{handshake, SendRequest};
+use hyper::header;
+use hyper::upgrade::Upgraded;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
 
 /// Where `berth` connects when neither `-H` nor `BERTH_HOST` says otherwise.
 pub const DEFAULT_HOST: &str = "unix:///run/berth.sock";
@@ -19,26 +25,52 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 static HOST: OnceLock<String> = OnceLock::new();
 
-/// Why a command failed; every variant exits with status 1, like docker.
+/// Why a command failed. The exit status is docker's: 1, or the code a
+/// [`Failure::Status`] carries (125 for `run` errors, the container's status).
 #[derive(Debug)]
 pub enum Failure {
     /// The daemon answered with an error status and this message.
-    Daemon(String),
+    Daemon { status: u16, message: String },
     /// The daemon could not be reached.
     Connect(String),
     /// Anything else, printed as it is.
     Message(String),
+    /// `message` (nothing when empty) and exit status `code`.
+    Status { message: String, code: u8 },
+}
+
+impl Failure {
+    /// A daemon error of `status` with `message`.
+    pub fn daemon(status: u16, message: impl Into<String>) -> Failure {
+        Failure::Daemon {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The exit status docker gives this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Status { code, .. } => *code,
+            _ => 1,
+        }
+    }
+
+    /// True for the daemon's 404 (no such container, image, exec instance).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Failure::Daemon { status: 404, .. })
+    }
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Daemon(message) => write!(f, "Error response from daemon: {message}"),
+            Failure::Daemon { message, .. } => write!(f, "Error response from daemon: {message}"),
             Failure::Connect(host) => write!(
                 f,
                 "Cannot connect to the daemon at {host}. Is berthd (or dockerd) running?"
             ),
-            Failure::Message(message) => f.write_str(message),
+            Failure::Message(message) | Failure::Status { message, .. } => f.write_str(message),
         }
     }
 }
@@ -53,7 +85,10 @@ impl From<bollard::errors::Error> for Failure {
     fn from(error: bollard::errors::Error) -> Failure {
         use bollard::errors::Error;
         match error {
-            Error::DockerResponseServerError { message, .. } => Failure::Daemon(message),
+            Error::DockerResponseServerError {
+                status_code,
+                message,
+            } => Failure::daemon(status_code, message),
             Error::DockerStreamError { error } => Failure::Message(error),
             Error::SocketNotFoundError(_)
             | Error::HyperLegacyError { .. }
@@ -80,12 +115,13 @@ impl From<crate::template::TemplateError> for Failure {
 pub const MAX_API_VERSION: (usize, usize) = (1, 50);
 
 /// A negotiated connection to one daemon.
+#[derive(Clone)]
 pub struct Client {
     pub docker: Docker,
     host: String,
     api_version: (usize, usize),
     /// The daemon's unversioned `/version` answer, read to negotiate.
-    pub server_version: serde_json::Value,
+    pub server_version: Value,
 }
 
 fn bollard_client(host: &str, version: (usize, usize)) -> Result<Docker, Failure> {
@@ -119,10 +155,10 @@ impl Client {
             docker: bollard_client(host, MAX_API_VERSION)?,
             host: host.to_owned(),
             api_version: MAX_API_VERSION,
-            server_version: serde_json::Value::Null,
+            server_version: Value::Null,
         };
         let version = client.fetch("/version").await?;
-        let version: serde_json::Value = serde_json::from_slice(&version)
+        let version: Value = serde_json::from_slice(&version)
             .map_err(|e| Failure::Message(format!("the daemon sent an invalid /version: {e}")))?;
         let server_api = version
             .get("ApiVersion")
@@ -148,53 +184,218 @@ impl Client {
 
     /// GET `path` (without the version prefix) and the body exactly as the daemon sent it.
     pub async fn get_raw(&self, path: &str) -> Result<Bytes, Failure> {
-        self.fetch(&format!("/v{}{path}", self.api_version())).await
-    }
-
-    async fn fetch(&self, path: &str) -> Result<Bytes, Failure> {
-        let response = if let Some(socket) = self.host.strip_prefix("unix://") {
-            let client = HttpClient::builder(TokioExecutor::new())
-                .build::<_, Empty<Bytes>>(hyperlocal::UnixConnector);
-            let uri: hyper::Uri = hyperlocal::Uri::new(socket, path).into();
-            client.get(uri).await
-        } else {
-            let authority = self
-                .host
-                .trim_start_matches("tcp://")
-                .trim_start_matches("http://");
-            let uri: hyper::Uri = format!("http://{authority}{path}")
-                .parse()
-                .map_err(|e| Failure::Message(format!("invalid host {}: {e}", self.host)))?;
-            let client =
-                HttpClient::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(
-                    hyper_util::client::legacy::connect::HttpConnector::new(),
-                );
-            client.get(uri).await
-        }
-        .map_err(|_| Failure::Connect(self.host.clone()))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Failure::Message(format!("reading the daemon's answer: {e}")))?
-            .to_bytes();
-        if status.is_success() {
-            return Ok(body);
-        }
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
-        Err(Failure::Daemon(message))
+        self.request(Method::GET, path, None).await
     }
 
     /// GET `path` parsed as JSON.
-    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, Failure> {
+    pub async fn get_json(&self, path: &str) -> Result<Value, Failure> {
         let body = self.get_raw(path).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| Failure::Message(format!("the daemon sent invalid JSON for {path}: {e}")))
+        parse_json(path, &body)
     }
+
+    /// POST `path` with `body` as JSON (or no body); the answer parsed as
+    /// JSON, or `Null` when the daemon sent nothing (204).
+    pub async fn post_json(&self, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+        let answer = self.request(Method::POST, path, body).await?;
+        if answer.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        parse_json(path, &answer)
+    }
+
+    /// DELETE `path`.
+    pub async fn delete(&self, path: &str) -> Result<(), Failure> {
+        self.request(Method::DELETE, path, None).await.map(drop)
+    }
+
+    /// `method` on `path` (without the version prefix); the whole answer.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Bytes, Failure> {
+        let response = self
+            .send(method, &self.versioned(path), body, false)
+            .await?;
+        collect(response.into_body()).await
+    }
+
+    /// `method` on `path`, answered with a body that streams (logs, wait):
+    /// returned once the daemon sent the status line and headers.
+    pub async fn stream(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Incoming, Failure> {
+        let response = self
+            .send(method, &self.versioned(path), body, false)
+            .await?;
+        Ok(response.into_body())
+    }
+
+    /// POST `path` asking to take the connection over (attach, exec start):
+    /// both directions of the raw stream once the daemon agreed.
+    pub async fn hijack(&self, path: &str, body: Option<&Value>) -> Result<Hijacked, Failure> {
+        let response = self
+            .send(Method::POST, &self.versioned(path), body, true)
+            .await?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            // An old daemon that answers 200 streams the output as the body.
+            return Ok(Hijacked::Body(response.into_body()));
+        }
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|e| Failure::Message(format!("taking over the connection: {e}")))?;
+        Ok(Hijacked::Upgraded(TokioIo::new(upgraded)))
+    }
+
+    fn versioned(&self, path: &str) -> String {
+        format!("/v{}{path}", self.api_version())
+    }
+
+    async fn fetch(&self, path: &str) -> Result<Bytes, Failure> {
+        let response = self.send(Method::GET, path, None, false).await?;
+        collect(response.into_body()).await
+    }
+
+    /// One request on a connection of its own (attach and wait hold theirs
+    /// for as long as the container runs); an error status becomes
+    /// [`Failure::Daemon`] with the daemon's message.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        upgrade: bool,
+    ) -> Result<hyper::Response<Incoming>, Failure> {
+        let mut sender = self.dial().await?;
+        let (host_header, _) = self.endpoint();
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, host_header)
+            .header(
+                header::USER_AGENT,
+                concat!("berth/", env!("CARGO_PKG_VERSION")),
+            );
+        if upgrade {
+            request = request
+                .header(header::CONNECTION, "Upgrade")
+                .header(header::UPGRADE, "tcp");
+        }
+        let payload = match body {
+            Some(value) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(value).map_err(|e| {
+                    Failure::Message(format!("encoding the request for {path}: {e}"))
+                })?)
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(payload))
+            .map_err(|e| Failure::Message(format!("invalid request {path}: {e}")))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|_| Failure::Connect(self.host.clone()))?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(response);
+        }
+        let body = collect(response.into_body()).await?;
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+        Err(Failure::daemon(status.as_u16(), message))
+    }
+
+    /// The Host header and the address to dial.
+    fn endpoint(&self) -> (String, Endpoint) {
+        match self.host.strip_prefix("unix://") {
+            // Docker's client names a socket's host so; daemons only require one.
+            Some(socket) => (
+                "api.moby.localhost".to_owned(),
+                Endpoint::Unix(socket.to_owned()),
+            ),
+            None => {
+                let authority = self
+                    .host
+                    .trim_start_matches("tcp://")
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned();
+                (authority.clone(), Endpoint::Tcp(authority))
+            }
+        }
+    }
+
+    async fn dial(&self) -> Result<SendRequest<Full<Bytes>>, Failure> {
+        let refused = |_| Failure::Connect(self.host.clone());
+        let (sender, connection) = match self.endpoint().1 {
+            Endpoint::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(refused)?;
+                let (sender, connection) = handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|_| Failure::Connect(self.host.clone()))?;
+                (sender, Connection::Unix(connection))
+            }
+            Endpoint::Tcp(authority) => {
+                let stream = tokio::net::TcpStream::connect(authority)
+                    .await
+                    .map_err(refused)?;
+                let (sender, connection) = handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|_| Failure::Connect(self.host.clone()))?;
+                (sender, Connection::Tcp(connection))
+            }
+        };
+        // The connection is driven by its own task; with upgrades, so that
+        // attach and exec can take it over after the 101 answer.
+        tokio::spawn(async move {
+            let _ = match connection {
+                Connection::Unix(c) => c.with_upgrades().await,
+                Connection::Tcp(c) => c.with_upgrades().await,
+            };
+        });
+        Ok(sender)
+    }
+}
+
+enum Endpoint {
+    Unix(String),
+    Tcp(String),
+}
+
+enum Connection {
+    Unix(hyper::client::conn::http1::Connection<TokioIo<tokio::net::UnixStream>, Full<Bytes>>),
+    Tcp(hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>),
+}
+
+/// A connection the daemon handed over to the container's streams.
+pub enum Hijacked {
+    /// Both directions, after `101 Switching Protocols`.
+    Upgraded(TokioIo<Upgraded>),
+    /// Output only, as the body of a plain answer.
+    Body(Incoming),
+}
+
+async fn collect(body: Incoming) -> Result<Bytes, Failure> {
+    Ok(body
+        .collect()
+        .await
+        .map_err(|e| Failure::Message(format!("reading the daemon's answer: {e}")))?
+        .to_bytes())
+}
+
+fn parse_json(path: &str, body: &[u8]) -> Result<Value, Failure> {
+    serde_json::from_slice(body)
+        .map_err(|e| Failure::Message(format!("the daemon sent invalid JSON for {path}: {e}")))
 }
 
 /// `value` percent-encoded for a URL query or path segment.

@@ -67,6 +67,26 @@ pub fn short_id(id: &str) -> String {
     bare.chars().take(12).collect()
 }
 
+/// Go's `strconv.Quote` (`%q`): double quotes, `\\`, `\"` and control characters escaped.
+pub fn go_quote(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +120,11 @@ mod tests {
         assert_eq!(short_id("sha256:1aea1c180b7eb9f3019fd8"), "1aea1c180b7e");
         assert_eq!(ellipsis("abcdef", 4), "abc…");
         assert_eq!(ellipsis("abc", 4), "abc");
+    }
+
+    #[test]
+    fn quoting_like_go() {
+        assert_eq!(go_quote("a\"b\n"), r#""a\"b\n""#);
+        assert_eq!(go_quote("sh -c 'echo a'"), r#""sh -c 'echo a'""#);
     }
 }

@@ -13,8 +13,9 @@ use futures_util::StreamExt;
 use hyper::body::Bytes;
 use serde_json::{json, Value};
 
-use crate::client::{url_encode, Client, Failure};
+use crate::client::{Client, Failure};
 use crate::format::{ellipsis, short_id, Format};
+use crate::inspect;
 use crate::progress;
 use crate::units;
 
@@ -70,11 +71,30 @@ fn is_dangling(image: &bollard::models::ImageSummary) -> bool {
 }
 
 /// The short name docker shows: `busybox`, not `docker.io/library/busybox`.
-fn familiar(repository: &str) -> &str {
+pub fn familiar(repository: &str) -> &str {
     repository
         .strip_prefix("docker.io/library/")
         .or_else(|| repository.strip_prefix("docker.io/"))
         .unwrap_or(repository)
+}
+
+/// The full name a registry knows a repository by: `busybox` is
+/// `docker.io/library/busybox`, `me/app` is `docker.io/me/app`.
+pub fn normalized_name(repository: &str) -> String {
+    let (domain, rest) = match repository.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
+        _ => ("docker.io", repository),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    if domain == "docker.io" && !rest.contains('/') {
+        format!("docker.io/library/{rest}")
+    } else {
+        format!("{domain}/{rest}")
+    }
 }
 
 /// `repo:tag` → (repo, tag); the tag is after the last `:` that follows the last `/`.
@@ -249,109 +269,15 @@ pub struct InspectArgs {
     images: Vec<String>,
 }
 
-/// Re-indents raw JSON text with four spaces per level, keeping the daemon's
-/// key order and escapes, the way Go's `json.Indent` does.
-fn indent_json(raw: &str, base: usize) -> String {
-    let mut out = String::with_capacity(raw.len() * 2);
-    let mut depth = base;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut chars = raw.trim().chars().peekable();
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        out.push_str(&"    ".repeat(depth));
-    };
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                out.push(c);
-                while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                    chars.next();
-                }
-                if matches!(chars.peek(), Some('}') | Some(']')) {
-                    if let Some(close) = chars.next() {
-                        out.push(close);
-                    }
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(c);
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_whitespace() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<(), Failure> {
-    let format = match args.format.as_deref() {
-        None | Some("json") => None,
-        Some(spec) => Some(Format::parse(spec)?),
-    };
-    let mut objects = Vec::new();
-    let mut errors = Vec::new();
-    for image in &args.images {
-        match client
-            .get_raw(&format!("/images/{}/json", url_encode(image)))
-            .await
-        {
-            Ok(body) => objects.push(String::from_utf8_lossy(&body).into_owned()),
-            Err(failure @ Failure::Connect(_)) => return Err(failure),
-            Err(failure) => errors.push(failure.to_string()),
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    match format {
-        None => {
-            if objects.is_empty() {
-                writeln!(out, "[]")?;
-            } else {
-                let body: Vec<String> = objects
-                    .iter()
-                    .map(|raw| format!("    {}", indent_json(raw, 1)))
-                    .collect();
-                writeln!(out, "[\n{}\n]", body.join(",\n"))?;
-            }
-        }
-        Some(format) => {
-            for raw in &objects {
-                let value: Value = serde_json::from_str(raw)
-                    .map_err(|e| Failure::Message(format!("the daemon sent invalid JSON: {e}")))?;
-                write!(out, "{}", format.render(&Value::Null, &[value])?)?;
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Message(errors.join("\n")))
-    }
+    inspect::inspect(
+        client,
+        &args.images,
+        args.format.as_deref(),
+        &[inspect::Kind::Image],
+        false,
+    )
+    .await
 }
 
 #[derive(Args)]
@@ -500,7 +426,7 @@ pub struct PruneArgs {
 }
 
 /// Asks `question`; true only for an answer starting with y or Y.
-fn confirm(question: &str) -> bool {
+pub fn confirm(question: &str) -> bool {
     print!("{question}\nAre you sure you want to continue? [y/N] ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
@@ -763,11 +689,11 @@ mod tests {
     }
 
     #[test]
-    fn json_is_indented_like_go() {
-        assert_eq!(
-            indent_json(r#"{"a":[],"b":{"c":1,"d":["x","y:,{"]},"e":{}}"#, 1),
-            "{\n        \"a\": [],\n        \"b\": {\n            \"c\": 1,\n            \"d\": [\n                \"x\",\n                \"y:,{\"\n            ]\n        },\n        \"e\": {}\n    }"
-        );
+    fn names_normalize_like_docker() {
+        assert_eq!(normalized_name("busybox"), "docker.io/library/busybox");
+        assert_eq!(normalized_name("me/app"), "docker.io/me/app");
+        assert_eq!(normalized_name("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(familiar(&normalized_name("busybox")), "busybox");
     }
 
     #[test]

@@ -3,13 +3,19 @@
 //! (through bollard), so it drives berthd and dockerd alike, with docker's
 //! commands, flags, tables, `--format` templates and exit codes.
 
+mod attach;
 mod client;
+mod containers;
+mod create_options;
 mod format;
 mod images;
+mod inspect;
 mod progress;
+mod run;
 mod system;
 mod tabwriter;
 mod template;
+mod terminal;
 mod units;
 
 use std::process::ExitCode;
@@ -45,6 +51,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(run::RunArgs),
+    /// Execute a command in a running container
+    Exec(run::ExecArgs),
+    /// List containers
+    Ps(containers::ListArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(run::CreateArgs),
+    /// Start one or more stopped containers
+    Start(run::StartArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Remove one or more containers
+    Rm(containers::RemoveArgs),
+    /// Pause all processes within one or more containers
+    Pause(containers::ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::ContainersArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::ContainersArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(run::AttachArgs),
+    /// Display the running processes of a container
+    Top(containers::TopArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(containers::PortArgs),
+    /// Update configuration of one or more containers
+    Update(containers::UpdateArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Show the Berth version information
     Version(system::VersionArgs),
     /// Display system-wide information
@@ -66,13 +113,61 @@ enum Command {
     Import(images::ImportArgs),
     /// Show the history of an image
     History(images::HistoryArgs),
-    /// Return low-level information on images
+    /// Return low-level information on Berth objects
     Inspect(ObjectInspectArgs),
     /// Manage Berth
     #[command(subcommand)]
     System(SystemCommand),
     /// Get real time events from the server
     Events(system::EventsArgs),
+}
+
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(run::AttachArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(run::CreateArgs),
+    /// Execute a command in a running container
+    Exec(run::ExecArgs),
+    /// Display detailed information on one or more containers
+    Inspect(containers::InspectArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// List containers
+    #[command(visible_aliases = ["ps", "list"])]
+    Ls(containers::ListArgs),
+    /// Pause all processes within one or more containers
+    Pause(containers::ContainersArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(containers::PortArgs),
+    /// Remove all stopped containers
+    Prune(containers::PruneArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    Rm(containers::RemoveArgs),
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(run::RunArgs),
+    /// Start one or more stopped containers
+    Start(run::StartArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Display the running processes of a container
+    Top(containers::TopArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::ContainersArgs),
+    /// Update configuration of one or more containers
+    Update(containers::UpdateArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::ContainersArgs),
 }
 
 #[derive(Subcommand)]
@@ -111,11 +206,17 @@ enum SystemCommand {
 
 #[derive(Args)]
 struct ObjectInspectArgs {
-    #[command(flatten)]
-    inspect: images::InspectArgs,
-    /// Only "image" until containers come
+    /// Format output using a custom template: 'json' or a Go template
+    #[arg(short = 'f', long = "format", value_name = "FORMAT")]
+    format: Option<String>,
+    /// Display total file sizes if the type is container
+    #[arg(short = 's', long = "size")]
+    size: bool,
+    /// Only inspect objects of this type: container, image, network or volume
     #[arg(long = "type", value_name = "TYPE")]
     kind: Option<String>,
+    #[arg(value_name = "NAME|ID", required = true)]
+    names: Vec<String>,
 }
 
 /// Docker's exit codes for a bad command line: 125 for an unknown or invalid
@@ -172,8 +273,11 @@ fn main() -> ExitCode {
     match runtime.block_on(run(&host, command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("{failure}");
-            ExitCode::FAILURE
+            let message = failure.to_string();
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -195,12 +299,87 @@ async fn run(host: &str, command: Command) -> Result<(), Failure> {
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
             images::list(&client, &args).await
         }
-        Command::Inspect(ObjectInspectArgs { inspect, kind }) => match kind.as_deref() {
-            None | Some("image") => images::inspect(&client, &inspect).await,
-            Some(other) => Err(Failure::Message(format!(
-                "{other:?} is not a valid value for --type"
-            ))),
-        },
+        Command::Inspect(args) => {
+            let kinds = match args.kind.as_deref() {
+                None | Some("") => inspect::Kind::ALL.to_vec(),
+                Some(name) => match inspect::Kind::named(name) {
+                    Some(kind) => vec![kind],
+                    None => {
+                        return Err(Failure::Message(format!(
+                            "{name:?} is not a valid value for --type"
+                        )))
+                    }
+                },
+            };
+            inspect::inspect(
+                &client,
+                &args.names,
+                args.format.as_deref(),
+                &kinds,
+                args.size,
+            )
+            .await
+        }
+        Command::Run(args) | Command::Container(ContainerCommand::Run(args)) => {
+            run::run(&client, &args).await
+        }
+        Command::Create(args) | Command::Container(ContainerCommand::Create(args)) => {
+            run::create(&client, &args).await
+        }
+        Command::Start(args) | Command::Container(ContainerCommand::Start(args)) => {
+            run::start(&client, &args).await
+        }
+        Command::Attach(args) | Command::Container(ContainerCommand::Attach(args)) => {
+            run::attach(&client, &args).await
+        }
+        Command::Exec(args) | Command::Container(ContainerCommand::Exec(args)) => {
+            run::exec(&client, &args).await
+        }
+        Command::Ps(args) | Command::Container(ContainerCommand::Ls(args)) => {
+            containers::list(&client, &args).await
+        }
+        Command::Stop(args) | Command::Container(ContainerCommand::Stop(args)) => {
+            containers::stop(&client, &args, "stop").await
+        }
+        Command::Restart(args) | Command::Container(ContainerCommand::Restart(args)) => {
+            containers::stop(&client, &args, "restart").await
+        }
+        Command::Kill(args) | Command::Container(ContainerCommand::Kill(args)) => {
+            containers::kill(&client, &args).await
+        }
+        Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => {
+            containers::remove(&client, &args).await
+        }
+        Command::Pause(args) | Command::Container(ContainerCommand::Pause(args)) => {
+            containers::pause(&client, &args, "pause").await
+        }
+        Command::Unpause(args) | Command::Container(ContainerCommand::Unpause(args)) => {
+            containers::pause(&client, &args, "unpause").await
+        }
+        Command::Wait(args) | Command::Container(ContainerCommand::Wait(args)) => {
+            containers::wait(&client, &args).await
+        }
+        Command::Rename(args) | Command::Container(ContainerCommand::Rename(args)) => {
+            containers::rename(&client, &args).await
+        }
+        Command::Logs(args) | Command::Container(ContainerCommand::Logs(args)) => {
+            containers::logs(&client, &args).await
+        }
+        Command::Top(args) | Command::Container(ContainerCommand::Top(args)) => {
+            containers::top(&client, &args).await
+        }
+        Command::Port(args) | Command::Container(ContainerCommand::Port(args)) => {
+            containers::port(&client, &args).await
+        }
+        Command::Update(args) | Command::Container(ContainerCommand::Update(args)) => {
+            containers::update(&client, &args).await
+        }
+        Command::Container(ContainerCommand::Prune(args)) => {
+            containers::prune(&client, &args).await
+        }
+        Command::Container(ContainerCommand::Inspect(args)) => {
+            containers::inspect(&client, &args).await
+        }
         Command::Image(ImageCommand::Inspect(args)) => images::inspect(&client, &args).await,
         Command::History(args) | Command::Image(ImageCommand::History(args)) => {
             images::history(&client, &args).await
@@ -246,5 +425,17 @@ mod tests {
         assert_eq!(code(&["berth", "bogus"]), 1);
         assert_eq!(code(&["berth", "history", "-H=false", "busybox"]), 0);
         assert_eq!(code(&["berth", "-H", "unix:///x.sock", "images", "-q"]), 0);
+        assert_eq!(code(&["berth", "run"]), 1);
+        assert_eq!(code(&["berth", "run", "--bogus", "bb"]), 125);
+        assert_eq!(
+            code(&["berth", "run", "-it", "--rm", "-h", "host", "bb", "sh", "-c", "exit 3"]),
+            0
+        );
+        assert_eq!(code(&["berth", "exec", "only-container"]), 1);
+        assert_eq!(code(&["berth", "container", "ls", "-aq"]), 0);
+        assert_eq!(code(&["berth", "run", "--sig-proxy=false", "bb"]), 0);
+        assert_eq!(code(&["berth", "exec", "--bogus", "c", "true"]), 125);
+        assert_eq!(code(&["berth", "top", "c", "-o", "pid"]), 0);
+        assert_eq!(code(&["berth", "exec", "c", "sh", "-c", "exit 3"]), 0);
     }
 }

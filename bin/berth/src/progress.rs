@@ -48,20 +48,45 @@ impl From<bollard::models::CreateImageInfo> for Message {
     }
 }
 
+/// Where the messages go: stdout (load, import), stderr (the pull before
+/// `run`), or nowhere (`run --quiet`).
+#[derive(Clone, Copy, PartialEq)]
+pub enum Sink {
+    Stdout,
+    Stderr,
+    Discard,
+}
+
 /// Prints every message of `messages` to stdout; the first error ends it.
 pub async fn display<S, T>(messages: S) -> Result<(), Failure>
 where
     S: Stream<Item = Result<T, bollard::errors::Error>> + Unpin,
     T: Into<Message>,
 {
-    let terminal = std::io::stdout().is_terminal();
-    let bars = MultiProgress::new();
+    display_to(messages, Sink::Stdout).await
+}
+
+/// Prints every message of `messages` to `sink`; the first error ends it.
+pub async fn display_to<S, T>(messages: S, sink: Sink) -> Result<(), Failure>
+where
+    S: Stream<Item = Result<T, bollard::errors::Error>> + Unpin,
+    T: Into<Message>,
+{
+    let (mut out, terminal): (Box<dyn Write>, bool) = match sink {
+        Sink::Stdout => (Box::new(std::io::stdout()), std::io::stdout().is_terminal()),
+        Sink::Stderr => (Box::new(std::io::stderr()), std::io::stderr().is_terminal()),
+        Sink::Discard => (Box::new(std::io::sink()), false),
+    };
+    let bars = if sink == Sink::Discard {
+        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    } else {
+        MultiProgress::new()
+    };
     let mut by_id: HashMap<String, ProgressBar> = HashMap::new();
     let style = ProgressStyle::with_template("{prefix}: {msg} [{bar:50}] {bytes}/{total_bytes}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
     let mut messages = messages;
-    let mut stdout = std::io::stdout();
     while let Some(message) = messages.next().await {
         let message: Message = message?.into();
         if let Some(error) = message.error {
@@ -69,7 +94,7 @@ where
         }
         if let Some(text) = &message.stream {
             bars.suspend(|| {
-                let _ = stdout.write_all(text.as_bytes());
+                let _ = out.write_all(text.as_bytes());
             });
             continue;
         }
@@ -93,11 +118,11 @@ where
             (Some(id), _) => match by_id.get(id) {
                 Some(bar) => bar.finish_with_message(status),
                 None => bars.suspend(|| {
-                    let _ = writeln!(stdout, "{id}: {status}");
+                    let _ = writeln!(out, "{id}: {status}");
                 }),
             },
             (None, _) => bars.suspend(|| {
-                let _ = writeln!(stdout, "{status}");
+                let _ = writeln!(out, "{status}");
             }),
         }
     }
@@ -106,6 +131,6 @@ where
             bar.finish();
         }
     }
-    let _ = stdout.flush();
+    let _ = out.flush();
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! `text/tabwriter` does with the docker CLI's settings (minimum width 10,
 //! padding 3, spaces), so tables line up exactly like docker's.
 
-/// Column settings: docker's tables use [`TABLE`], `docker version` [`VERSION`].
+/// Column settings: docker's tables use [`TABLE`], `docker top` [`TOP`],
+/// `docker version` [`VERSION`].
 #[derive(Clone, Copy)]
 pub struct Layout {
     min_width: usize,
@@ -11,6 +12,12 @@ pub struct Layout {
 
 pub const TABLE: Layout = Layout {
     min_width: 10,
+    padding: 3,
+};
+
+/// `docker top`: minimum width 20.
+pub const TOP: Layout = Layout {
+    min_width: 20,
     padding: 3,
 };
 

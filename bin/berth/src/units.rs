@@ -176,37 +176,110 @@ pub fn api_timestamp(value: &str, now_unix: i64) -> Option<String> {
 
 /// Whole seconds of a Go duration such as `1h30m`, `90s` or `1.5h`.
 fn go_duration_seconds(value: &str) -> Option<i64> {
+    go_duration_nanos(value).map(|nanos| nanos / 1_000_000_000)
+}
+
+/// Nanoseconds of a Go duration (`time.ParseDuration`): `1h30m`, `1.5s`,
+/// `300ms`, `-2m`, `0`.
+pub fn go_duration_nanos(value: &str) -> Option<i64> {
     let (negative, mut rest) = match value.strip_prefix('-') {
         Some(rest) => (true, rest),
-        None => (false, value),
+        None => (false, value.strip_prefix('+').unwrap_or(value)),
     };
-    let mut total = 0.0;
+    if rest == "0" {
+        return Some(0);
+    }
     if rest.is_empty() {
         return None;
     }
+    let mut total: i128 = 0;
     while !rest.is_empty() {
         let number_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        let number: f64 = rest[..number_end].parse().ok()?;
+        let (whole, fraction) = rest[..number_end]
+            .split_once('.')
+            .unwrap_or((&rest[..number_end], ""));
+        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+            return None;
+        }
         rest = &rest[number_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+        let unit: i128 = match &rest[..unit_end] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
         rest = &rest[unit_end..];
-        total += number * factor;
+        let whole: i128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let digits = fraction.len().min(18) as u32;
+        let fraction: i128 = if digits == 0 {
+            0
+        } else {
+            fraction[..digits as usize].parse().ok()?
+        };
+        total += whole * unit + fraction * unit / 10i128.pow(digits);
+        if total > i64::MAX as i128 {
+            return None;
+        }
     }
-    let seconds = total as i64;
-    Some(if negative { -seconds } else { seconds })
+    let total = total as i64;
+    Some(if negative { -total } else { total })
+}
+
+/// A size such as `512m`, `1.5g`, `64MiB` or `1024` in bytes, with binary
+/// multipliers (go-units' `RAMInBytes`, as `--memory` and `--shm-size` take it).
+pub fn ram_in_bytes(value: &str) -> Result<i64, String> {
+    let invalid = || format!("invalid size: '{value}'");
+    let Some(separator) = value.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ') else {
+        return Err(invalid());
+    };
+    let (number, suffix) = if value.as_bytes()[separator] == b' ' {
+        (&value[..separator], &value[separator + 1..])
+    } else {
+        (&value[..=separator], &value[separator + 1..])
+    };
+    let size: f64 = number
+        .parse()
+        .map_err(|_| format!("strconv.ParseFloat: parsing {number:?}: invalid syntax"))?;
+    if size < 0.0 {
+        return Err(invalid());
+    }
+    if suffix.is_empty() {
+        return Ok(size as i64);
+    }
+    let bad_suffix = || format!("invalid suffix: '{}'", suffix.to_lowercase());
+    let lower = suffix.to_lowercase();
+    if lower.len() > 3 {
+        return Err(bad_suffix());
+    }
+    if lower == "b" {
+        return Ok(size as i64);
+    }
+    let multiplier: f64 = match lower.as_bytes()[0] {
+        b'k' => 1024.0,
+        b'm' => 1024.0 * 1024.0,
+        b'g' => 1024.0 * 1024.0 * 1024.0,
+        b't' => 1024f64.powi(4),
+        b'p' => 1024f64.powi(5),
+        _ => return Err(bad_suffix()),
+    };
+    match lower.len() {
+        2 if &lower[1..] != "b" => return Err(bad_suffix()),
+        3 if &lower[1..] != "ib" => return Err(bad_suffix()),
+        _ => {}
+    }
+    Ok((size * multiplier) as i64)
 }
 
 /// `size` in binary units with four significant digits (`3.834GiB`), as `docker info` prints memory.
@@ -269,5 +342,30 @@ mod tests {
             Some("1704067200.000000000")
         );
         assert_eq!(api_timestamp("yesterday", 0), None);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_nanos("30s"), Some(30_000_000_000));
+        assert_eq!(go_duration_nanos("1.5s"), Some(1_500_000_000));
+        assert_eq!(go_duration_nanos("1h30m"), Some(5_400_000_000_000));
+        assert_eq!(go_duration_nanos("300ms"), Some(300_000_000));
+        assert_eq!(go_duration_nanos("0"), Some(0));
+        assert_eq!(go_duration_nanos("-2m"), Some(-120_000_000_000));
+        assert_eq!(go_duration_nanos("10"), None);
+        assert_eq!(go_duration_nanos("1x"), None);
+        assert_eq!(go_duration_nanos(""), None);
+    }
+
+    #[test]
+    fn ram_sizes_are_binary() {
+        assert_eq!(ram_in_bytes("64m"), Ok(64 << 20));
+        assert_eq!(ram_in_bytes("1g"), Ok(1 << 30));
+        assert_eq!(ram_in_bytes("1.5k"), Ok(1536));
+        assert_eq!(ram_in_bytes("10MiB"), Ok(10 << 20));
+        assert_eq!(ram_in_bytes("512"), Ok(512));
+        assert_eq!(ram_in_bytes("2 kb"), Ok(2048));
+        assert_eq!(ram_in_bytes("1x"), Err("invalid suffix: 'x'".to_owned()));
+        assert_eq!(ram_in_bytes("m"), Err("invalid size: 'm'".to_owned()));
     }
 }
