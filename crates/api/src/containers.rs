@@ -793,8 +793,15 @@ fn status_text(d: &Details) -> String {
 }
 
 pub(crate) fn summary_json(d: &Details) -> Value {
+    // dockerd quotes arguments with spaces in single quotes.
     let mut command = vec![d.record.path.clone()];
-    command.extend(d.record.args.iter().cloned());
+    command.extend(d.record.args.iter().map(|a| {
+        if a.contains(' ') {
+            format!("'{a}'")
+        } else {
+            a.clone()
+        }
+    }));
     json!({
         "Id": d.id,
         "Names": [format!("/{}", d.name)],

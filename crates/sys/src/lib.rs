@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod capabilities;
+pub mod net;
 pub mod process;
 pub mod seccomp;
 pub mod socket;

@@ -4,7 +4,7 @@
 //! monitor that records each exit and applies restart policies. State is
 //! kept in SQLite and, while the daemon runs, in one `Entry` per container.
 
-mod exec;
+pub mod exec;
 pub mod health;
 pub mod names;
 pub mod record;
@@ -714,6 +714,13 @@ impl ContainerService {
                 return Err(e);
             }
         };
+        // A network namespace of its own gets its loopback up, as dockerd
+        // does for `--network none`.
+        if let Err(e) = self.loopback_up(entry, &shim) {
+            let _ = shim.shutdown();
+            let _ = self.images.unmount_rootfs(&id);
+            return Err(e);
+        }
         // Attaches that came before the start get every byte of output.
         for pending in std::mem::take(&mut *entry.pending.lock().unwrap_or_else(|p| p.into_inner()))
         {
@@ -837,6 +844,20 @@ impl ContainerService {
         };
         drop(inner);
         berth_shim::spawn(&options).map_err(shim_err)
+    }
+
+    fn loopback_up(&self, entry: &Entry, shim: &ShimClient) -> Result<()> {
+        let mode = entry.inner().record.host_config.network_mode.clone();
+        if matches!(mode.as_deref(), Some("host"))
+            || mode.as_deref().is_some_and(|m| m.starts_with("container:"))
+        {
+            return Ok(());
+        }
+        let pid = shim.state().map_err(shim_err)?.pid;
+        let path = format!("/proc/{pid}/ns/net");
+        let netns = std::fs::File::open(&path).map_err(io_err(format!("open {path}")))?;
+        berth_sys::net::loopback_up(std::os::fd::AsFd::as_fd(&netns))
+            .map_err(|e| Error::Internal(format!("bringing up the container's loopback: {e}")))
     }
 
     /// `--pid/--ipc/--net container:<name>`: the namespaces of another
