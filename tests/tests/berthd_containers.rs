@@ -1142,3 +1142,49 @@ fn daemon_wide_log_defaults() {
     let info = berthd.docker_ok(&["info", "--format", "{{.LoggingDriver}}"]);
     assert_eq!(info.trim(), "local");
 }
+
+#[test]
+fn oom_and_exec_events() {
+    let berthd = daemon();
+    let since = berthd_now(&berthd);
+    let out = berthd.docker(&[
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "8m",
+        "--memory-swap",
+        "8m",
+        "busybox",
+        "sh",
+        "-c",
+        "a=$(head -c 100000000 /dev/zero | tr '\\0' x); echo survived",
+    ]);
+    assert_eq!(status(&out), 137, "{}", describe(&out));
+    assert_eq!(inspect(&berthd, "hog", "{{.State.OOMKilled}}"), "true");
+    berthd.docker_ok(&["run", "-d", "--name", "ex", "busybox", "sleep", "1000"]);
+    berthd.docker_ok(&["exec", "ex", "sh", "-c", "exit 0"]);
+    let events = berthd.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &berthd_now(&berthd),
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Actor.Attributes.name}} {{.Action}}",
+    ]);
+    for wanted in [
+        "hog oom",
+        "hog die",
+        "ex exec_create: sh -c exit 0",
+        "ex exec_start: sh -c exit 0",
+        "ex exec_die",
+    ] {
+        assert!(
+            events.lines().any(|l| l == wanted),
+            "{wanted:?} missing from:\n{events}"
+        );
+    }
+}

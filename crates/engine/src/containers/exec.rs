@@ -114,6 +114,8 @@ impl ContainerService {
             }
         }
         let id = super::new_id();
+        // dockerd names the command in the action: `exec_create: sh -c …`.
+        let command = config.cmd.clone().unwrap_or_default().join(" ");
         let (exit, _) = watch::channel(None);
         self.execs.lock().insert(
             id.clone(),
@@ -129,7 +131,11 @@ impl ContainerService {
                 exit,
             }),
         );
-        self.event(&entry, "exec_create", &[("execID", id.clone())]);
+        self.event(
+            &entry,
+            &format!("exec_create: {command}"),
+            &[("execID", id.clone())],
+        );
         Ok(id)
     }
 
@@ -218,7 +224,12 @@ impl ContainerService {
             d.running = true;
             d.pid = i64::from(pid);
         }
-        self.event(&entry, "exec_start", &[("execID", exec_id.to_string())]);
+        let command = config.cmd.clone().unwrap_or_default().join(" ");
+        self.event(
+            &entry,
+            &format!("exec_start: {command}"),
+            &[("execID", exec_id.to_string())],
+        );
         let receiver = exec.exit.subscribe();
         let this = self.this.upgrade();
         let exec_id = exec_id.to_string();

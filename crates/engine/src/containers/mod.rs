@@ -4,7 +4,7 @@
 //! monitor that records each exit and applies restart policies. State is
 //! kept in SQLite and, while the daemon runs, in one `Entry` per container.
 
-pub mod exec;
+mod exec;
 pub mod health;
 pub mod names;
 pub mod record;
@@ -951,6 +951,9 @@ impl ContainerService {
                 inner.state.exit_code,
             )
         };
+        if entry.inner().state.oom_killed {
+            self.event(entry, "oom", &[]);
+        }
         self.event(entry, "die", &[("exitCode", code.to_string())]);
         if auto_remove {
             if let Err(e) = self.remove(&entry.id, true) {
