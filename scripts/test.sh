@@ -30,6 +30,8 @@ PACKAGES=(
     ca-certificates
     openssl
     curl
+    procps
+    python3-docker
 )
 
 # A whole run (build and tests) stays well under an hour; a hung test fails it.
