@@ -4,6 +4,7 @@
 //! `/v1.xx` prefix), version negotiation, JSON shapes, streams, and one table
 //! mapping engine errors to Docker's status codes and messages.
 
+mod archive;
 mod containers;
 mod error;
 mod exec;
@@ -51,6 +52,15 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/containers/{id}", delete(containers::remove))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get_archive)
+                .head(archive::head_archive)
+                .put(archive::put_archive),
+        )
+        .route("/containers/{id}/export", get(archive::export))
+        .route("/containers/{id}/changes", get(archive::changes))
+        .route("/commit", post(archive::commit))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))

@@ -1149,4 +1149,210 @@ impl ImageService {
             .map(|s| s.size)
             .sum())
     }
+
+    // ------------------------------------------------------------------
+    // Containers' files: `docker diff` and `docker commit` (the rest of
+    // `cp`, `export` and `commit` is in containers/archive.rs).
+
+    /// Where request bodies are spooled (`<data-root>/tmp`, emptied at start).
+    pub(crate) fn spool_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// What container `key` changed against its image (`docker diff`);
+    /// `skip` names the mount points the runtime creates.
+    pub(crate) fn rootfs_changes(
+        &self,
+        key: &str,
+        skip: &[&str],
+    ) -> Result<Vec<berth_snapshot::Change>> {
+        self.snapshots
+            .changes(&rootfs_key(key), skip)
+            .map_err(snapshot_err)
+    }
+
+    /// `docker commit`: `changes` (read from the container's mounted
+    /// `root`) become one more layer on top of the image's, unless there
+    /// are none; the config is dockerd's for a commit. Stored like a load
+    /// (blobs, snapshot, then one metadata transaction). Returns the id.
+    pub(crate) fn commit_rootfs(
+        &self,
+        root: &berth_snapshot::ContainerRoot,
+        changes: &[berth_snapshot::Change],
+        spec: &CommitSpec,
+    ) -> Result<Digest> {
+        use berth_image::digest::HashingWriter;
+        let spool = self.spool("commit")?;
+        let tmp = spool.0.join("layer.tar");
+        let file = std::fs::File::create(&tmp)
+            .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+        let mut writer = HashingWriter::new(std::io::BufWriter::new(file));
+        let entries = root
+            .write_changes(changes, &mut writer)
+            .map_err(snapshot_err)?;
+        let (buf, diff_id, size) = writer.finish();
+        buf.into_inner()
+            .map_err(|e| Error::io(format!("write {}", tmp.display()), e.into_error()))?
+            .sync_all()
+            .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+        let empty = entries == 0;
+        let blob_path = spool.0.join(diff_id.hex());
+        std::fs::rename(&tmp, &blob_path)
+            .map_err(|e| Error::io(format!("rename {}", tmp.display()), e))?;
+
+        let parent = self.config_of(&spec.image)?;
+        let image = self.meta().get_image(&spec.image)?;
+        let config = commit_config(&parent, spec, (!empty).then_some(&diff_id))?;
+        let mut layers = image
+            .layers
+            .iter()
+            .map(|l| {
+                let blob = l.blob_digest.clone().ok_or_else(|| {
+                    Error::Internal(format!("layer {} of {} has no blob", l.diff_id, spec.image))
+                })?;
+                Ok(LoadedLayer {
+                    diff_id: l.diff_id.clone(),
+                    blob_path: self.content.blob_path(&blob),
+                    blob_digest: blob,
+                    media_type: berth_image::manifest::media_type::DOCKER_LAYER_TAR.to_string(),
+                    compression: berth_image::Compression::None,
+                    size: l.size,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !empty {
+            layers.push(LoadedLayer {
+                diff_id: diff_id.clone(),
+                blob_digest: diff_id,
+                blob_path,
+                media_type: berth_image::manifest::media_type::DOCKER_LAYER_TAR.to_string(),
+                compression: berth_image::Compression::None,
+                size,
+            });
+        }
+        let tags: Vec<Reference> = spec.tag.iter().cloned().collect();
+        let img = LoadedImage {
+            config,
+            layers,
+            repo_tags: tags.clone(),
+        };
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.store(&img, &tags, true, &mut |_| {})?;
+        let labels = self.labels_of(img.id());
+        for t in &tags {
+            self.publish("tag", img.id(), &t.familiar(), &labels);
+        }
+        Ok(img.id().clone())
+    }
+}
+
+/// What `docker commit` records besides the layer.
+pub(crate) struct CommitSpec {
+    /// The container's image, the new one's parent.
+    pub(crate) image: Digest,
+    pub(crate) container_id: String,
+    /// The container's own config (`container_config`).
+    pub(crate) container_config: serde_json::Value,
+    /// The new image's config (`config`).
+    pub(crate) config: serde_json::Value,
+    pub(crate) author: String,
+    pub(crate) comment: String,
+    /// The container's command, for the history entry.
+    pub(crate) created_by: String,
+    pub(crate) tag: Option<Reference>,
+}
+
+/// Now as Go's `time.Time` marshals it (RFC 3339, nanoseconds without
+/// trailing zeros, `Z`).
+fn go_now() -> String {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    match now.strip_suffix('Z').and_then(|t| t.split_once('.')) {
+        Some((secs, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                format!("{secs}Z")
+            } else {
+                format!("{secs}.{frac}Z")
+            }
+        }
+        None => now,
+    }
+}
+
+/// The config of a committed image, as dockerd writes it: the parent's
+/// platform, layers and history plus one entry, the container's config as
+/// `container_config`, the new `config`. `layer`: the new layer's diff id,
+/// `None` for a commit without changes (an empty-layer history entry).
+fn commit_config(
+    parent: &ImageConfig,
+    spec: &CommitSpec,
+    layer: Option<&Digest>,
+) -> Result<ImageConfig> {
+    use serde_json::{json, Value};
+    let parsed = parent.parsed();
+    let created = go_now();
+    let mut history: Vec<Value> = parsed
+        .history
+        .iter()
+        .map(|h| serde_json::to_value(h).unwrap_or(Value::Null))
+        .collect();
+    let mut entry = serde_json::Map::new();
+    entry.insert("created".into(), json!(created));
+    if !spec.author.is_empty() {
+        entry.insert("author".into(), json!(spec.author));
+    }
+    entry.insert("created_by".into(), json!(spec.created_by));
+    if !spec.comment.is_empty() {
+        entry.insert("comment".into(), json!(spec.comment));
+    }
+    if layer.is_none() {
+        entry.insert("empty_layer".into(), json!(true));
+    }
+    history.push(Value::Object(entry));
+    let mut diff_ids: Vec<String> = parsed
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    diff_ids.extend(layer.map(|d| d.to_string()));
+    let mut top = serde_json::Map::new();
+    top.insert(
+        "architecture".into(),
+        json!(parsed.architecture.clone().unwrap_or_default()),
+    );
+    if !spec.author.is_empty() {
+        top.insert("author".into(), json!(spec.author));
+    }
+    // dockerd keeps the message in the history entry only and shows it
+    // from there; here it is also where `inspect` reads it.
+    if !spec.comment.is_empty() {
+        top.insert("comment".into(), json!(spec.comment));
+    }
+    top.insert("config".into(), spec.config.clone());
+    top.insert("container".into(), json!(spec.container_id));
+    top.insert("container_config".into(), spec.container_config.clone());
+    top.insert("created".into(), json!(created));
+    top.insert(
+        "docker_version".into(),
+        json!(crate::system::ENGINE_VERSION),
+    );
+    top.insert("history".into(), Value::Array(history));
+    top.insert(
+        "os".into(),
+        json!(parsed.os.clone().unwrap_or_else(|| "linux".to_string())),
+    );
+    if let Some(v) = &parsed.os_version {
+        top.insert("os.version".into(), json!(v));
+    }
+    top.insert(
+        "rootfs".into(),
+        json!({"type": "layers", "diff_ids": diff_ids}),
+    );
+    if let Some(v) = &parsed.variant {
+        top.insert("variant".into(), json!(v));
+    }
+    let raw = serde_json::to_vec(&Value::Object(top))
+        .map_err(|e| Error::Internal(format!("image config: {e}")))?;
+    ImageConfig::from_bytes(raw).map_err(image_err)
 }

@@ -75,6 +75,21 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    #[error("{path}: no such file or directory")]
+    PathNotFound { path: String },
+
+    #[error("{path} is not a directory")]
+    NotADirectory { path: String },
+
+    #[error("{path} is on another mount, not in the container's root filesystem")]
+    OtherMount { path: String },
+
+    #[error("the archive is not a valid tar archive: {reason}")]
+    InvalidArchive { reason: String },
+
+    #[error("archive entry {entry:?} {reason}")]
+    ArchiveEntry { entry: String, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

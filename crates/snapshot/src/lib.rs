@@ -3,15 +3,25 @@
 //!
 //! [`unpack_layer`] applies a layer tar onto a directory without letting any
 //! entry land outside it; [`SnapshotStore`] keeps committed layers and
-//! container snapshots on disk, mounts them, and writes their diffs.
+//! container snapshots on disk, mounts them, and writes their diffs;
+//! [`ContainerRoot`] reads and writes a mounted container root for
+//! `docker cp`, `export` and `commit`, and [`SnapshotStore::changes`] lists
+//! what a container changed (`docker diff`).
 
+mod archive;
+mod changes;
 mod compress;
 mod copy;
 mod diff;
 mod error;
+mod extract;
 mod inroot;
 mod store;
 mod unpack;
+
+pub use archive::{ContainerRoot, ExtractDir, PathArchive, PathStat};
+pub use changes::{Change, ChangeKind};
+pub use extract::ExtractOptions;
 
 pub use compress::{decompress, detect_compression, Compression};
 pub use error::{Error, Result};

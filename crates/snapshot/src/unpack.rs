@@ -134,12 +134,12 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path, opts: &UnpackOptions) -> Re
 }
 
 /// Ownership, permissions, times and xattrs of an entry.
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: Mode,
-    mtime: TimeSpec,
-    xattrs: Vec<(OsString, Vec<u8>)>,
+pub(crate) struct Meta {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mode: Mode,
+    pub(crate) mtime: TimeSpec,
+    pub(crate) xattrs: Vec<(OsString, Vec<u8>)>,
 }
 
 struct Unpacker {
@@ -467,11 +467,11 @@ impl Unpacker {
 
 /// Makes room for a non-directory entry: whatever has its name goes, as
 /// other engines do (a directory with everything below it).
-fn replace_slot(parent: BorrowedFd<'_>, name: &OsStr, display: &str) -> Result<()> {
+pub(crate) fn replace_slot(parent: BorrowedFd<'_>, name: &OsStr, display: &str) -> Result<()> {
     remove_all_at(parent, name).map_err(|e| Error::io(format!("replacing {display}"), e))
 }
 
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, display: &str) -> Result<Meta> {
+pub(crate) fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, display: &str) -> Result<Meta> {
     let header = entry.header();
     let bad = |what: &str, e: io::Error| Error::Archive {
         source: io::Error::new(e.kind(), format!("entry {display}: bad {what}: {e}")),
@@ -554,7 +554,7 @@ fn ignorable_xattr_error(e: &io::Error) -> bool {
 
 /// Owner, mode and xattrs through an open fd. Owner first: chown clears
 /// setuid bits and file capabilities, which are then set again.
-fn set_fd_meta(fd: BorrowedFd<'_>, meta: &Meta, display: &str) -> Result<()> {
+pub(crate) fn set_fd_meta(fd: BorrowedFd<'_>, meta: &Meta, display: &str) -> Result<()> {
     fchown(
         fd,
         Some(Uid::from_raw(meta.uid)),
@@ -582,7 +582,7 @@ fn set_fd_meta(fd: BorrowedFd<'_>, meta: &Meta, display: &str) -> Result<()> {
 }
 
 /// Owner, mode, xattrs and times of a symlink or device node, by name in its parent.
-fn set_child_meta(
+pub(crate) fn set_child_meta(
     parent: BorrowedFd<'_>,
     name: &OsStr,
     meta: &Meta,

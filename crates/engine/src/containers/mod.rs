@@ -4,6 +4,7 @@
 //! monitor that records each exit and applies restart policies. State is
 //! kept in SQLite and, while the daemon runs, in one `Entry` per container.
 
+pub mod archive;
 mod exec;
 pub mod health;
 pub mod names;
