@@ -1188,3 +1188,10 @@ fn oom_and_exec_events() {
         );
     }
 }
+
+#[test]
+fn a_missing_working_dir_is_created() {
+    let berthd = daemon();
+    let out = berthd.docker_ok(&["run", "--rm", "-w", "/srv/app/data", "busybox", "pwd"]);
+    assert_eq!(out, "/srv/app/data\n");
+}

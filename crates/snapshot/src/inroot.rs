@@ -190,6 +190,26 @@ pub(crate) fn fd_child_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
 }
 
+/// Creates directory `path` (absolute, as seen inside the root) and its
+/// missing parents under `root` (mode 0755), never following a symlink out
+/// of it; a symlinked component is left for the runtime, which resolves it
+/// inside the root. Used for a working directory the image lacks, which
+/// dockerd creates at start.
+pub fn ensure_dir_in_root(root: &Path, path: &str) -> std::io::Result<()> {
+    let relative = path.trim_start_matches('/');
+    let comps = clean_components(relative.as_bytes())
+        .map_err(|_| std::io::Error::other(format!("invalid path {path:?}")))?;
+    let root_fd = open_dir(root)?;
+    match walk_dirs(root_fd.as_fd(), &comps, true) {
+        Ok(_) | Err(WalkError::Symlink(_)) => Ok(()),
+        Err(WalkError::NotDir(i)) => Err(std::io::Error::other(format!(
+            "mkdir {path}: {} is not a directory",
+            join(&comps[..=i]).display()
+        ))),
+        Err(WalkError::Sys(e)) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod diff;
 mod error;
 mod extract;
 mod inroot;
+pub use inroot::ensure_dir_in_root;
 mod store;
 mod unpack;
 

@@ -706,6 +706,17 @@ impl ContainerService {
                 return Err(e);
             }
         };
+        // dockerd creates a working directory the image lacks.
+        let workdir = entry.inner().record.config.working_dir.clone();
+        if let Some(dir) = workdir.filter(|d| d.starts_with('/') && d != "/") {
+            if let Err(e) = berth_snapshot::ensure_dir_in_root(&rootfs, &dir) {
+                let _ = self.images.unmount_rootfs(&id);
+                let _ = std::fs::remove_dir_all(&state_dir);
+                return Err(Error::StartFailed(format!(
+                    "failed to create the working directory: {e}"
+                )));
+            }
+        }
         let result = self.spawn_shim(entry, &state_dir, &rootfs);
         let shim = match result {
             Ok(shim) => shim,
