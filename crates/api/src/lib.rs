@@ -5,6 +5,7 @@
 //! mapping engine errors to Docker's status codes and messages.
 
 mod archive;
+mod container_admin;
 mod containers;
 mod error;
 mod exec;
@@ -36,8 +37,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/system/df", get(images::disk_usage))
-        .route("/containers/create", post(containers::create))
-        .route("/containers/json", get(containers::list))
+        .route(
+            "/containers/create",
+            post(containers::create).delete(containers::remove_create),
+        )
+        .route(
+            "/containers/json",
+            get(containers::list).delete(containers::remove_json),
+        )
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/stop", post(containers::stop))
@@ -52,6 +59,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/containers/{id}", delete(containers::remove))
+        .route("/containers/{id}/stats", get(container_admin::stats))
+        .route("/containers/{id}/top", get(container_admin::top))
+        .route("/containers/{id}/update", post(container_admin::update))
         .route(
             "/containers/{id}/archive",
             get(archive::get_archive)
@@ -61,6 +71,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/export", get(archive::export))
         .route("/containers/{id}/changes", get(archive::changes))
         .route("/commit", post(archive::commit))
+        // GET /containers/stats (Berth: every running container's stats in
+        // one array) and POST /containers/prune share the `{id}` path, so
+        // DELETE of a container named `stats` or `prune` still removes it.
+        .route(
+            "/containers/{id}",
+            get(container_admin::stats_all).post(container_admin::prune),
+        )
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))

@@ -4,11 +4,13 @@
 //! monitor that records each exit and applies restart policies. State is
 //! kept in SQLite and, while the daemon runs, in one `Entry` per container.
 
+pub mod admin;
 pub mod archive;
 mod exec;
 pub mod health;
 pub mod names;
 pub mod record;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
