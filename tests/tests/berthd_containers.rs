@@ -1190,6 +1190,17 @@ fn oom_and_exec_events() {
 }
 
 #[test]
+fn containers_named_like_routes_can_be_removed() {
+    let berthd = daemon();
+    for name in ["json", "create", "stats", "prune"] {
+        berthd.docker_ok(&["create", "--name", name, "busybox", "true"]);
+        assert_eq!(inspect(&berthd, name, "{{.Name}}"), format!("/{name}"));
+        berthd.docker_ok(&["rm", name]);
+    }
+    assert!(berthd.docker_ok(&["ps", "-aq"]).trim().is_empty());
+}
+
+#[test]
 fn a_missing_working_dir_is_created() {
     let berthd = daemon();
     let out = berthd.docker_ok(&["run", "--rm", "-w", "/srv/app/data", "busybox", "pwd"]);

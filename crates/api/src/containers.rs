@@ -148,6 +148,30 @@ pub async fn remove(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
+    remove_named(state, id, raw).await
+}
+
+/// `DELETE /containers/json` and `/containers/create`: containers with those
+/// names, whose paths the list and create routes take.
+pub async fn remove_json(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    remove_named(state, "json".to_string(), raw).await
+}
+
+pub async fn remove_create(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    remove_named(state, "create".to_string(), raw).await
+}
+
+async fn remove_named(
+    state: AppState,
+    id: String,
+    raw: Option<String>,
+) -> Result<StatusCode, ApiError> {
     let q = QueryParams::parse(raw.as_deref());
     let force = q.flag("force");
     blocking(&state, move |engine| engine.containers().remove(&id, force)).await?;
