@@ -274,6 +274,19 @@ fn containers_outlive_a_daemon_crash() {
         "-c",
         "sleep 1; exit 7",
     ]);
+    // One that fails while the daemon is down, with a policy to restart.
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "phoenix",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "sh",
+        "-c",
+        "test -f /tmp/again && exec sleep 1000; touch /tmp/again; sleep 1; exit 3",
+    ]);
     let pid = inspect(&berthd, "counter", "{{.State.Pid}}");
     berthd.kill9();
     // While the daemon is down the container runs on and its log grows.
@@ -308,7 +321,40 @@ fn containers_outlive_a_daemon_crash() {
     ) == "exited 7"));
     let logs = text(&berthd.docker(&["logs", "--tail", "2", "counter"]).stdout);
     assert_eq!(logs.lines().count(), 2, "{logs}");
+    // The policy fired for the one that failed meanwhile.
+    assert!(
+        wait_until(Duration::from_secs(10), || inspect(
+            &berthd,
+            "phoenix",
+            "{{.State.Status}} {{.RestartCount}}"
+        ) == "running 1"),
+        "{}",
+        inspect(&berthd, "phoenix", "{{json .State}} {{.RestartCount}}")
+    );
+    // exec, logs -f and attach reach the reattached shim.
+    assert_eq!(
+        berthd.docker_ok(&["exec", "counter", "echo", "still here"]),
+        "still here\n"
+    );
+    let mut follow = berthd.docker_command();
+    follow.args(["logs", "-f", "--tail", "1", "counter"]);
+    let mut attach = berthd.docker_command();
+    attach.args(["attach", "--no-stdin", "counter"]);
+    let followers: Vec<_> = [follow, attach]
+        .into_iter()
+        .map(|mut c| std::thread::spawn(move || output_with_timeout(&mut c, CLI_TIMEOUT)))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
     berthd.docker_ok(&["stop", "-t", "1", "counter"]);
+    for f in followers {
+        let out = f.join().expect("thread").expect("docker");
+        assert!(text(&out.stdout).lines().count() >= 2, "{}", describe(&out));
+        assert!(
+            text(&out.stdout).lines().all(|l| l.starts_with("line ")),
+            "{}",
+            describe(&out)
+        );
+    }
     assert_eq!(inspect(&berthd, "counter", "{{.State.Status}}"), "exited");
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }
