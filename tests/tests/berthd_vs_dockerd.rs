@@ -98,6 +98,55 @@ fn containers_see_the_same_world() {
     assert_eq!(out, "Seccomp:\t0\nunmasked\n");
     let out = berthd.docker_ok(&["run", "--rm", "busybox", "wc", "-c", "/proc/interrupts"]);
     assert_eq!(out.trim(), "0 /proc/interrupts");
+    // Bind mounts, read-only and read-write, -v and --mount.
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("f"), "from the host\n").expect("write");
+    let dir = host.path().to_string_lossy().into_owned();
+    for (flag, spec) in [
+        ("-v", format!("{dir}:/data:ro")),
+        (
+            "--mount",
+            format!("type=bind,source={dir},target=/data,readonly"),
+        ),
+    ] {
+        same(
+            &dockerd,
+            &berthd,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                flag,
+                &spec,
+                "busybox",
+                "sh",
+                "-c",
+                "cat /data/f; touch /data/g 2>&1; echo $?",
+            ],
+        );
+    }
+    for d in [&dockerd as &dyn DockerApi, &berthd] {
+        let out = d.docker_ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{dir}:/data"),
+            "busybox",
+            "sh",
+            "-c",
+            &format!("echo {} > /data/from-$(hostname | wc -c)", d.name()),
+        ]);
+        assert_eq!(out, "");
+    }
+    let written: Vec<String> = std::fs::read_dir(host.path())
+        .expect("read host dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(written.len() >= 2, "{written:?}");
     for extra in [
         vec![
             "--memory",
