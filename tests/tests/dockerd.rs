@@ -197,6 +197,18 @@ fn stop_and_kill() {
 
     // With docker-init as PID 1, SIGTERM reaches sleep and ends it at once.
     let id = dockerd.run_detached(&["--init"], &["sleep", "1000"]);
+    // docker-init must have its signal handling in place (and sleep must
+    // run) before the stop, or a SIGTERM to pid 1 is ignored; on a loaded
+    // host that takes a moment.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dockerd
+        .docker(&["exec", &id, "pidof", "sleep"])
+        .status
+        .success()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let started = Instant::now();
     assert_success(
         &dockerd.docker(&["stop", "--time", "20", &id]),
