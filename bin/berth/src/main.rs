@@ -11,6 +11,7 @@ mod format;
 mod images;
 mod inspect;
 mod progress;
+mod registry;
 mod run;
 mod system;
 mod tabwriter;
@@ -94,6 +95,9 @@ enum Command {
     Container(ContainerCommand),
     /// Show the Berth version information
     Version(system::VersionArgs),
+    /// Run a registry server
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// Display system-wide information
     Info(system::InfoArgs),
     /// List images
@@ -283,12 +287,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(host: &str, command: Command) -> Result<(), Failure> {
+    let command = match command {
+        Command::Registry(command) => return registry::run(command).await,
+        command => command,
+    };
     if let Command::Version(args) = &command {
         return system::version(host, args).await;
     }
     let client = Client::connect(host).await?;
     match command {
-        Command::Version(_) => Ok(()),
+        Command::Version(_) | Command::Registry(_) => Ok(()),
         Command::Info(args) | Command::System(SystemCommand::Info(args)) => {
             system::info(&client, &args).await
         }

@@ -1,0 +1,340 @@
+//! The registry's filesystem store. Blobs (manifests included) live once under
+//! `blobs/sha256/<xx>/<hex>`; a repository holds links to them under
+//! `repositories/<name>/` (`_layers/<hex>`, `_manifests/revisions/<hex>` holding
+//! the media type, `_manifests/tags/<tag>` holding the digest). Every file a
+//! reader can see is written to a temporary name, fsynced and renamed, so a
+//! crash never exposes a partial blob, link or tag.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{RegistryError, Result};
+use crate::names::Digest;
+
+pub struct Storage {
+    root: PathBuf,
+}
+
+impl Storage {
+    /// Creates the store's directories under `root`; ingest files left by a
+    /// previous run are removed, since upload sessions do not survive a restart.
+    pub fn open(root: &Path) -> std::io::Result<Storage> {
+        for dir in ["blobs/sha256", "repositories", "uploads"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        for entry in std::fs::read_dir(root.join("uploads"))? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        Ok(Storage {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn upload_path(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs/sha256").join(&hex[..2]).join(hex)
+    }
+
+    fn repo_dir(&self, name: &str) -> PathBuf {
+        self.root.join("repositories").join(name)
+    }
+
+    fn layer_link(&self, name: &str, digest: &Digest) -> PathBuf {
+        self.repo_dir(name).join("_layers").join(digest.hex())
+    }
+
+    fn revision_link(&self, name: &str, digest: &Digest) -> PathBuf {
+        self.repo_dir(name)
+            .join("_manifests/revisions")
+            .join(digest.hex())
+    }
+
+    fn tag_path(&self, name: &str, tag: &str) -> PathBuf {
+        self.repo_dir(name).join("_manifests/tags").join(tag)
+    }
+
+    /// Moves a verified, fsynced ingest file into the blob store (dropping it
+    /// when the blob is already there).
+    pub async fn commit_blob(&self, ingest: &Path, digest: &Digest) -> Result<()> {
+        let target = self.blob_path(digest);
+        if tokio::fs::try_exists(&target).await? {
+            tokio::fs::remove_file(ingest).await?;
+            return Ok(());
+        }
+        let parent = target.parent().expect("blob path has a parent");
+        tokio::fs::create_dir_all(parent).await?;
+        tokio::fs::rename(ingest, &target).await?;
+        sync_dir(parent).await
+    }
+
+    /// Stores `data` as a blob whose digest the caller computed.
+    async fn put_small_blob(&self, data: &[u8], digest: &Digest) -> Result<()> {
+        let target = self.blob_path(digest);
+        if tokio::fs::try_exists(&target).await? {
+            return Ok(());
+        }
+        write_atomically(&target, data).await
+    }
+
+    pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn open_blob(&self, digest: &Digest) -> Result<tokio::fs::File> {
+        Ok(tokio::fs::File::open(self.blob_path(digest)).await?)
+    }
+
+    pub async fn has_layer(&self, name: &str, digest: &Digest) -> Result<bool> {
+        Ok(tokio::fs::try_exists(self.layer_link(name, digest)).await?
+            && self.blob_size(digest).await?.is_some())
+    }
+
+    pub async fn link_layer(&self, name: &str, digest: &Digest) -> Result<()> {
+        write_atomically(&self.layer_link(name, digest), b"").await
+    }
+
+    /// Removes the repository's link to a blob; the blob itself stays until
+    /// garbage collection, which this cut does not have.
+    pub async fn unlink_layer(&self, name: &str, digest: &Digest) -> Result<()> {
+        match tokio::fs::remove_file(self.layer_link(name, digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(RegistryError::BlobUnknown(digest.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the repository holds (or held) a manifest or a blob; a
+    /// directory that only parents other repositories is not one.
+    pub async fn repo_exists(&self, name: &str) -> bool {
+        let dir = self.repo_dir(name);
+        for part in ["_manifests", "_layers"] {
+            if tokio::fs::try_exists(dir.join(part)).await.unwrap_or(false) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The media type of a manifest in the repository, if it has one.
+    pub async fn manifest_media_type(&self, name: &str, digest: &Digest) -> Result<Option<String>> {
+        match tokio::fs::read_to_string(self.revision_link(name, digest)).await {
+            Ok(media_type) => Ok(Some(media_type)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn read_manifest(&self, name: &str, digest: &Digest) -> Result<(String, Vec<u8>)> {
+        let media_type = self
+            .manifest_media_type(name, digest)
+            .await?
+            .ok_or_else(|| RegistryError::ManifestUnknown(digest.to_string()))?;
+        let body = tokio::fs::read(self.blob_path(digest)).await?;
+        Ok((media_type, body))
+    }
+
+    /// Stores a verified manifest: the blob first, then the revision link, then
+    /// the tag, so that every name a reader can resolve points at full content.
+    pub async fn put_manifest(
+        &self,
+        name: &str,
+        digest: &Digest,
+        media_type: &str,
+        body: &[u8],
+        tag: Option<&str>,
+    ) -> Result<()> {
+        self.put_small_blob(body, digest).await?;
+        write_atomically(&self.revision_link(name, digest), media_type.as_bytes()).await?;
+        if let Some(tag) = tag {
+            write_atomically(&self.tag_path(name, tag), digest.to_string().as_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn resolve_tag(&self, name: &str, tag: &str) -> Result<Option<Digest>> {
+        match tokio::fs::read_to_string(self.tag_path(name, tag)).await {
+            Ok(text) => Ok(Digest::parse(text.trim()).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn delete_tag(&self, name: &str, tag: &str) -> Result<bool> {
+        match tokio::fs::remove_file(self.tag_path(name, tag)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a manifest from the repository with every tag pointing at it.
+    pub async fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<bool> {
+        for tag in self.tags(name).await? {
+            if self.resolve_tag(name, &tag).await?.as_ref() == Some(digest) {
+                self.delete_tag(name, &tag).await?;
+            }
+        }
+        match tokio::fs::remove_file(self.revision_link(name, digest)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The repository's tags, sorted.
+    pub async fn tags(&self, name: &str) -> Result<Vec<String>> {
+        list_dir(&self.repo_dir(name).join("_manifests/tags")).await
+    }
+
+    /// Digests of the repository's manifests.
+    pub async fn manifests(&self, name: &str) -> Result<Vec<Digest>> {
+        let hexes = list_dir(&self.repo_dir(name).join("_manifests/revisions")).await?;
+        Ok(hexes
+            .iter()
+            .filter_map(|hex| Digest::parse(&format!("sha256:{hex}")).ok())
+            .collect())
+    }
+
+    /// Names of every repository holding a manifest or a blob, sorted.
+    pub async fn repositories(&self) -> Result<Vec<String>> {
+        let root = self.root.join("repositories");
+        let mut names = Vec::new();
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            let mut entries = tokio::fs::read_dir(&dir).await?;
+            let mut is_repo = false;
+            while let Some(entry) = entries.next_entry().await? {
+                let file_name = entry.file_name();
+                let file_name = file_name.to_string_lossy();
+                if file_name == "_manifests" || file_name == "_layers" {
+                    is_repo = true;
+                } else if entry.file_type().await?.is_dir() {
+                    pending.push(entry.path());
+                }
+            }
+            if is_repo {
+                if let Ok(name) = dir.strip_prefix(&root) {
+                    names.push(name.to_string_lossy().into_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// File names in `dir`, sorted; none when it does not exist. Temporary files
+/// (`.tmp-…`) are left out.
+async fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(".tmp-") {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Writes `data` to `.tmp-<name>` beside `path`, fsyncs it, renames it over
+/// `path` and fsyncs the directory.
+async fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let parent = path.parent().expect("store paths have a parent");
+    tokio::fs::create_dir_all(parent).await?;
+    let file_name = path
+        .file_name()
+        .expect("store paths have a file name")
+        .to_string_lossy();
+    let tmp = parent.join(format!(".tmp-{}-{file_name}", crate::upload::random_id()));
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    let written = async {
+        file.write_all(data).await?;
+        file.sync_all().await
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e.into());
+    }
+    if let Err(e) = tokio::fs::rename(&tmp, path).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e.into());
+    }
+    sync_dir(parent).await
+}
+
+async fn sync_dir(dir: &Path) -> Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await?;
+    Ok(())
+}
+
+pub fn sha256_digest(data: &[u8]) -> Digest {
+    Digest::from_hasher(Sha256::new_with_prefix(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn manifests_tags_and_links_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Storage::open(dir.path()).expect("open store");
+        let body = br#"{"schemaVersion":2}"#;
+        let digest = sha256_digest(body);
+        store
+            .put_manifest("a/b", &digest, "application/x-test", body, Some("t"))
+            .await
+            .expect("put manifest");
+        assert_eq!(
+            store.resolve_tag("a/b", "t").await.ok(),
+            Some(Some(digest.clone()))
+        );
+        let (media_type, stored) = store.read_manifest("a/b", &digest).await.expect("read");
+        assert_eq!(
+            (media_type.as_str(), stored.as_slice()),
+            ("application/x-test", &body[..])
+        );
+        assert!(store.repo_exists("a/b").await);
+        assert!(!store.repo_exists("a").await);
+        assert_eq!(store.repositories().await.expect("list"), ["a/b"]);
+        assert!(store.delete_manifest("a/b", &digest).await.expect("delete"));
+        assert_eq!(store.tags("a/b").await.expect("tags"), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn committed_blobs_leave_no_ingest_file_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Storage::open(dir.path()).expect("open store");
+        let digest = sha256_digest(b"data");
+        for _ in 0..2 {
+            let ingest = store.upload_path(&crate::upload::random_id());
+            std::fs::write(&ingest, b"data").expect("write ingest");
+            store.commit_blob(&ingest, &digest).await.expect("commit");
+            assert!(!ingest.exists());
+        }
+        store.link_layer("r", &digest).await.expect("link");
+        assert!(store.has_layer("r", &digest).await.expect("has layer"));
+        assert_eq!(store.blob_size(&digest).await.expect("size"), Some(4));
+        store.unlink_layer("r", &digest).await.expect("unlink");
+        assert!(!store.has_layer("r", &digest).await.expect("has layer"));
+    }
+}

@@ -1,0 +1,840 @@
+#![forbid(unsafe_code)]
+//! `berth registry serve` on a loopback port and a tempdir root, driven by the
+//! clients users have: skopeo, Debian's dockerd, and curl for the protocol's
+//! corners (ranges, digests, references, pagination, referrers).
+
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::berthd::free_loopback_port;
+use berth_tests::dockerd::Dockerd;
+use berth_tests::host::{assert_success, describe, text, DockerApi, CLI_TIMEOUT};
+use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, workspace_binary};
+use sha2::{Digest as _, Sha256};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// A running `berth registry serve`; dropping it kills the process (by its
+/// PID, which this guard started) and removes the root.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    scheme: &'static str,
+    extra: Vec<String>,
+}
+
+/// `berth registry serve` on `port` with its root and log under `dir`.
+fn spawn(dir: &Path, port: u16, extra: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .expect("open log");
+    Command::new(workspace_binary("berth"))
+        .args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}")])
+        .arg("--root")
+        .arg(dir.join("root"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn berth registry serve")
+}
+
+impl Registry {
+    fn start(extra: &[&str]) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_loopback_port();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn(dir.path(), port, &extra);
+        let scheme = if extra.iter().any(|a| a == "--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
+        let mut registry = Registry {
+            child,
+            port,
+            dir,
+            scheme,
+            extra,
+        };
+        registry.wait_until_listening();
+        registry
+    }
+
+    /// SIGKILL, as a crash would, then the same command again on the same root.
+    fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path(), self.port, &self.extra);
+        self.wait_until_listening();
+    }
+
+    fn wait_until_listening(&mut self) {
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("registry exited with {status}: {}", self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "registry not listening: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme, self.host())
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn scratch(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path).expect("create scratch dir");
+        path
+    }
+
+    /// A raw request with curl; `body` is sent as-is.
+    fn http(&self, method: &str, path: &str, headers: &[&str], body: Option<&[u8]>) -> Response {
+        let scratch = self.scratch("http");
+        let body_in = scratch.join("request");
+        let body_out = scratch.join("response");
+        let headers_out = scratch.join("headers");
+        let mut command = Command::new("curl");
+        command
+            .args(["-s", "-k", "-X", method, "-o"])
+            .arg(&body_out)
+            .arg("-D")
+            .arg(&headers_out)
+            .args(["-w", "%{http_code}"]);
+        if method == "HEAD" {
+            command.arg("-I");
+        }
+        for header in headers {
+            command.args(["-H", header]);
+        }
+        if let Some(body) = body {
+            std::fs::write(&body_in, body).expect("write request body");
+            command
+                .arg("--data-binary")
+                .arg(format!("@{}", body_in.display()));
+        }
+        command.arg(self.url(path));
+        let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run curl");
+        let status = assert_success(&out, "curl").trim().parse().unwrap_or(0);
+        let response = Response {
+            status,
+            headers: std::fs::read_to_string(&headers_out)
+                .unwrap_or_default()
+                .to_lowercase(),
+            body: std::fs::read_to_string(&body_out).unwrap_or_default(),
+        };
+        let _ = std::fs::remove_file(&body_out);
+        response
+    }
+
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.root().join("blobs/sha256").join(&hex[..2]).join(hex)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    /// Lowercased, as HTTP header names are case-insensitive.
+    headers: String,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        })
+    }
+
+    fn error_code(&self) -> String {
+        let value: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        value["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
+    serde_json::json!({ "mediaType": media_type, "digest": digest_of(data), "size": data.len() })
+}
+
+/// An OCI image layout at `dir` holding busybox as one uncompressed layer,
+/// tagged `v1`.
+fn make_busybox_layout(dir: &Path) {
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).expect("create work dir");
+    let layer = std::fs::read(make_busybox_rootfs_tar(&work)).expect("read rootfs tar");
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Cmd": ["/bin/sh"] },
+        "rootfs": { "type": "layers", "diff_ids": [digest_of(&layer)] },
+    })
+    .to_string()
+    .into_bytes();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, &config),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", &layer)],
+    })
+    .to_string()
+    .into_bytes();
+    let layout = dir.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("create layout");
+    for blob in [&layer, &config, &manifest] {
+        let digest = digest_of(blob);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), blob).expect("write blob");
+    }
+    let mut entry = descriptor(OCI_MANIFEST, &manifest);
+    entry["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": "v1" });
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [entry] });
+    std::fs::write(layout.join("index.json"), index.to_string()).expect("write index.json");
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("write oci-layout");
+    std::fs::remove_dir_all(&work).expect("remove work dir");
+}
+
+fn skopeo(args: &[&str]) -> Output {
+    let mut command = Command::new("skopeo");
+    command.arg("--insecure-policy").args(args);
+    output_with_timeout(&mut command, CLI_TIMEOUT).expect("run skopeo")
+}
+
+#[test]
+fn skopeo_pushes_inspects_lists_pulls_and_deletes() {
+    let registry = Registry::start(&[]);
+    let scratch = registry.scratch("skopeo");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+    let image = format!("docker://{}/x/y", registry.host());
+    for tag in ["v1", "v2"] {
+        let out = skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            &layout,
+            &format!("{image}:{tag}"),
+        ]);
+        assert_success(&out, "skopeo copy to the registry");
+    }
+
+    // skopeo gzips the layer on the way, so the pushed digest is the registry's.
+    let head = registry.http("HEAD", "/v2/x/y/manifests/v1", &[], None);
+    assert_eq!(head.status, 200, "{head:?}");
+    let digest = head
+        .header("docker-content-digest")
+        .expect("manifest digest");
+    let stored = std::fs::read(registry.blob_file(&digest)).expect("stored manifest");
+    assert_eq!(
+        digest_of(&stored),
+        digest,
+        "stored manifest does not match its digest"
+    );
+
+    let out = skopeo(&["inspect", "--tls-verify=false", &format!("{image}:v1")]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&assert_success(&out, "skopeo inspect")).expect("inspect JSON");
+    assert_eq!(inspect["Digest"], digest.as_str(), "{inspect}");
+    assert_eq!(
+        inspect["Layers"].as_array().map(Vec::len),
+        Some(1),
+        "{inspect}"
+    );
+
+    let out = skopeo(&["list-tags", "--tls-verify=false", &image]);
+    let tags: serde_json::Value =
+        serde_json::from_str(&assert_success(&out, "skopeo list-tags")).expect("tags JSON");
+    assert_eq!(tags["Tags"], serde_json::json!(["v1", "v2"]));
+
+    let pulled = scratch.join("pulled");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("{image}:v2"),
+        &format!("dir:{}", pulled.display()),
+    ]);
+    assert_success(&out, "skopeo copy from the registry");
+    let manifest = std::fs::read(pulled.join("manifest.json")).expect("pulled manifest");
+    assert_eq!(digest_of(&manifest), digest, "pulled manifest differs");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest JSON");
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest");
+    let data = std::fs::read(pulled.join(layer.trim_start_matches("sha256:"))).expect("layer");
+    assert_eq!(digest_of(&data), layer, "pulled layer differs");
+    assert_eq!(
+        std::fs::read(registry.blob_file(layer)).ok(),
+        Some(data),
+        "layer differs from the stored one"
+    );
+
+    let out = skopeo(&["delete", "--tls-verify=false", &format!("{image}@{digest}")]);
+    assert_success(&out, "skopeo delete");
+    let out = skopeo(&["inspect", "--tls-verify=false", &format!("{image}:v1")]);
+    assert!(
+        !out.status.success(),
+        "deleted image still inspects: {}",
+        describe(&out)
+    );
+    let out = skopeo(&["list-tags", "--tls-verify=false", &image]);
+    let tags = assert_success(&out, "skopeo list-tags after delete");
+    assert!(!tags.contains("v1"), "tags after delete: {tags}");
+}
+
+#[test]
+fn dockerd_pushes_and_pulls_back() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: dockerd needs root");
+        return;
+    }
+    let registry = Registry::start(&[]);
+    let dockerd = Dockerd::builder()
+        .arg(format!("--insecure-registry={}", registry.host()))
+        .start();
+    let scratch = registry.scratch("dockerd");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{}/library/busybox:1", registry.host());
+    dockerd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    let pushed = dockerd.docker_ok(&["push", &image]);
+    let out = registry.http("GET", "/v2/library/busybox/tags/list", &[], None);
+    assert_eq!(out.status, 200, "{out:?}");
+    assert!(out.body.contains("\"1\""), "{out:?}\npush said: {pushed}");
+
+    dockerd.docker_ok(&["rmi", &image]);
+    let out = dockerd.docker(&["image", "inspect", &image]);
+    assert!(
+        !out.status.success(),
+        "image left after rmi: {}",
+        text(&out.stdout)
+    );
+    dockerd.docker_ok(&["pull", &image]);
+    let digests = dockerd.docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &image,
+    ]);
+    let manifest = registry.http("HEAD", "/v2/library/busybox/manifests/1", &[], None);
+    let digest = manifest
+        .header("docker-content-digest")
+        .expect("digest header");
+    assert!(
+        digests.contains(&digest),
+        "pulled {digests}, registry has {digest}"
+    );
+}
+
+/// A bcrypt htpasswd entry made with the host's crypt(3) (libxcrypt), which
+/// knows `$2b$`, so the test needs neither apache2-utils nor a new crate.
+fn htpasswd_entry(user: &str, password: &str) -> String {
+    let script = "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))";
+    let mut command = Command::new("/usr/bin/python3");
+    command.args(["-W", "ignore", "-c", script, password]);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run python3");
+    let hash = assert_success(&out, "python3 crypt").trim().to_owned();
+    assert!(hash.starts_with("$2b$"), "not a bcrypt hash: {hash}");
+    format!("{user}:{hash}\n")
+}
+
+#[test]
+fn htpasswd_guards_every_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, htpasswd_entry("user", "s3cret")).expect("write htpasswd");
+    let registry = Registry::start(&["--htpasswd", &htpasswd.to_string_lossy()]);
+
+    let out = registry.http("GET", "/v2/", &[], None);
+    assert_eq!(out.status, 401, "{out:?}");
+    assert_eq!(out.error_code(), "UNAUTHORIZED");
+    let challenge = out.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.starts_with("basic realm="), "{out:?}");
+    let out = registry.http(
+        "GET",
+        "/v2/",
+        &["Authorization: Basic dXNlcjpzM2NyZXQ="],
+        None,
+    );
+    assert_eq!(out.status, 200, "{out:?}");
+
+    let scratch = registry.scratch("auth");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "user:wrong",
+        &layout,
+        &format!("docker://{}/z/w:v1", registry.host()),
+    ]);
+    assert!(
+        !out.status.success(),
+        "push with a wrong password: {}",
+        describe(&out)
+    );
+    assert!(
+        !registry.root().join("repositories/z").exists(),
+        "stored without auth"
+    );
+
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "user:s3cret",
+        &layout,
+        &format!("docker://{}/x/y:v1", registry.host()),
+    ]);
+    assert_success(&out, "skopeo copy with credentials");
+    let out = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        "user:s3cret",
+        &format!("docker://{}/x/y", registry.host()),
+    ]);
+    assert!(assert_success(&out, "skopeo list-tags").contains("v1"));
+}
+
+#[test]
+fn tls_serves_with_the_given_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let mut openssl = Command::new("openssl");
+    openssl
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+    let out = output_with_timeout(&mut openssl, CLI_TIMEOUT).expect("run openssl");
+    assert_success(&out, "openssl req");
+    let registry = Registry::start(&[
+        "--tls-cert",
+        &cert.to_string_lossy(),
+        "--tls-key",
+        &key.to_string_lossy(),
+    ]);
+    let mut curl = Command::new("curl");
+    curl.args(["-s", "-i", "--cacert"])
+        .arg(&cert)
+        .arg(registry.url("/v2/"));
+    let out = output_with_timeout(&mut curl, CLI_TIMEOUT).expect("run curl");
+    let response = assert_success(&out, "curl over TLS").to_lowercase();
+    assert!(response.starts_with("http/1.1 200"), "{response}");
+    assert!(
+        response.contains("docker-distribution-api-version: registry/2.0"),
+        "{response}"
+    );
+}
+
+/// Pushes `data` as a blob of `repo` in one POST.
+fn push_blob(registry: &Registry, repo: &str, data: &[u8]) -> String {
+    let digest = digest_of(data);
+    let path = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
+    let out = registry.http(
+        "POST",
+        &path,
+        &["Content-Type: application/octet-stream"],
+        Some(data),
+    );
+    assert_eq!(out.status, 201, "{out:?}");
+    digest
+}
+
+fn put_manifest(
+    registry: &Registry,
+    repo: &str,
+    reference: &str,
+    manifest: &serde_json::Value,
+) -> Response {
+    let content_type = format!("Content-Type: {OCI_MANIFEST}");
+    let body = manifest.to_string();
+    registry.http(
+        "PUT",
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[&content_type],
+        Some(body.as_bytes()),
+    )
+}
+
+#[test]
+fn protocol_corners_follow_the_spec() {
+    let registry = Registry::start(&[]);
+    let base = registry.http("GET", "/v2/", &[], None);
+    assert_eq!(base.status, 200);
+    assert_eq!(
+        base.header("docker-distribution-api-version").as_deref(),
+        Some("registry/2.0")
+    );
+    let bad = registry.http("GET", "/v2/Bad/Name/tags/list", &[], None);
+    assert_eq!(
+        (bad.status, bad.error_code().as_str()),
+        (400, "NAME_INVALID"),
+        "{bad:?}"
+    );
+
+    // Chunked upload: a chunk that does not start where the upload is → 416;
+    // the right one → 202 with the new Range; a wrong digest at the end → 400
+    // DIGEST_INVALID and nothing stored.
+    let start = registry.http("POST", "/v2/p/q/blobs/uploads/", &[], None);
+    assert_eq!(start.status, 202, "{start:?}");
+    let location = start.header("location").expect("upload location");
+    assert!(start.header("docker-upload-uuid").is_some(), "{start:?}");
+    let chunk = registry.http(
+        "PATCH",
+        &location,
+        &[
+            "Content-Range: 5-9",
+            "Content-Type: application/octet-stream",
+        ],
+        Some(b"world"),
+    );
+    assert_eq!(chunk.status, 416, "{chunk:?}");
+    let chunk = registry.http(
+        "PATCH",
+        &location,
+        &[
+            "Content-Range: 0-4",
+            "Content-Type: application/octet-stream",
+        ],
+        Some(b"hello"),
+    );
+    assert_eq!(chunk.status, 202, "{chunk:?}");
+    assert_eq!(chunk.header("range").as_deref(), Some("0-4"));
+    let status = registry.http("GET", &location, &[], None);
+    assert_eq!(
+        (status.status, status.header("range").as_deref()),
+        (204, Some("0-4"))
+    );
+    let wrong = digest_of(b"something else");
+    let finish = registry.http(
+        "PUT",
+        &format!("{location}?digest={wrong}"),
+        &["Content-Type: application/octet-stream"],
+        Some(b""),
+    );
+    assert_eq!(
+        (finish.status, finish.error_code().as_str()),
+        (400, "DIGEST_INVALID"),
+        "{finish:?}"
+    );
+    assert!(!registry.blob_file(&wrong).exists());
+    assert!(
+        !registry.blob_file(&digest_of(b"hello")).exists(),
+        "unverified blob committed"
+    );
+    let missing = registry.http(
+        "HEAD",
+        &format!("/v2/p/q/blobs/{}", digest_of(b"hello")),
+        &[],
+        None,
+    );
+    assert_eq!(missing.status, 404);
+    let leftovers = std::fs::read_dir(registry.root().join("uploads"))
+        .expect("uploads")
+        .count();
+    assert_eq!(leftovers, 0, "ingest files left behind");
+
+    // A finished chunked upload is served with its digest and length.
+    let start = registry.http("POST", "/v2/p/q/blobs/uploads/", &[], None);
+    let location = start.header("location").expect("upload location");
+    registry.http(
+        "PATCH",
+        &location,
+        &["Content-Type: application/octet-stream"],
+        Some(b"hel"),
+    );
+    let digest = digest_of(b"hello");
+    let finish = registry.http(
+        "PUT",
+        &format!("{location}?digest={digest}"),
+        &["Content-Type: application/octet-stream"],
+        Some(b"lo"),
+    );
+    assert_eq!(finish.status, 201, "{finish:?}");
+    let head = registry.http("HEAD", &format!("/v2/p/q/blobs/{digest}"), &[], None);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("docker-content-digest"), Some(digest.clone()));
+    assert_eq!(head.header("content-length").as_deref(), Some("5"));
+
+    let part = registry.http(
+        "GET",
+        &format!("/v2/p/q/blobs/{digest}"),
+        &["Range: bytes=1-3"],
+        None,
+    );
+    assert_eq!((part.status, part.body.as_str()), (206, "ell"), "{part:?}");
+    assert_eq!(part.header("content-range").as_deref(), Some("bytes 1-3/5"));
+
+    // A cancelled upload is gone, with its file.
+    let start = registry.http("POST", "/v2/p/q/blobs/uploads/", &[], None);
+    let location = start.header("location").expect("upload location");
+    registry.http(
+        "PATCH",
+        &location,
+        &["Content-Type: application/octet-stream"],
+        Some(b"abc"),
+    );
+    let cancel = registry.http("DELETE", &location, &[], None);
+    assert_eq!(cancel.status, 204, "{cancel:?}");
+    let status = registry.http("GET", &location, &[], None);
+    assert_eq!(
+        (status.status, status.error_code().as_str()),
+        (404, "BLOB_UPLOAD_UNKNOWN")
+    );
+    let leftovers = std::fs::read_dir(registry.root().join("uploads"))
+        .expect("uploads")
+        .count();
+    assert_eq!(leftovers, 0, "cancelled upload left its file");
+
+    // Blobs bigger than any in-memory body limit stream through, in one
+    // request and in chunks.
+    let big: Vec<u8> = (0..5u32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let big_digest = push_blob(&registry, "p/q", &big);
+    let stored = std::fs::read(registry.blob_file(&big_digest)).expect("big blob");
+    assert!(stored == big, "big blob stored differently");
+    let start = registry.http("POST", "/v2/p/q/blobs/uploads/", &[], None);
+    let location = start.header("location").expect("upload location");
+    let (first, second) = big.split_at(3 * 1024 * 1024);
+    let range = format!("Content-Range: 0-{}", first.len() - 1);
+    let chunk = registry.http("PATCH", &location, &[&range], Some(first));
+    assert_eq!(chunk.status, 202, "{chunk:?}");
+    let finish = registry.http(
+        "PUT",
+        &format!("{location}?digest={big_digest}"),
+        &["Content-Type: application/octet-stream"],
+        Some(second),
+    );
+    assert_eq!(finish.status, 201, "{finish:?}");
+
+    // Cross-repository mount of a blob the source repository has.
+    let mount = registry.http(
+        "POST",
+        &format!("/v2/other/blobs/uploads/?mount={digest}&from=p/q"),
+        &[],
+        None,
+    );
+    assert_eq!(mount.status, 201, "{mount:?}");
+    let unknown = digest_of(b"nowhere");
+    let fallback = registry.http(
+        "POST",
+        &format!("/v2/other/blobs/uploads/?mount={unknown}&from=p/q"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        fallback.status, 202,
+        "a mount of an unknown blob starts an upload: {fallback:?}"
+    );
+    let get = registry.http("GET", &format!("/v2/other/blobs/{digest}"), &[], None);
+    assert_eq!((get.status, get.body.as_str()), (200, "hello"));
+
+    // A manifest naming a blob the repository lacks is refused.
+    let config = push_blob(&registry, "p/q", b"{}");
+    let missing_layer = digest_of(b"not pushed");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": missing_layer, "size": 10 }],
+    });
+    let out = put_manifest(&registry, "p/q", "broken", &manifest);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (400, "MANIFEST_BLOB_UNKNOWN"),
+        "{out:?}"
+    );
+
+    // Tags, paginated with a Link to the next page.
+    let image = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": 5 }],
+    });
+    let mut image_digest = String::new();
+    for tag in ["a", "b", "c"] {
+        let out = put_manifest(&registry, "p/q", tag, &image);
+        assert_eq!(out.status, 201, "{out:?}");
+        image_digest = out
+            .header("docker-content-digest")
+            .expect("manifest digest");
+    }
+    assert_eq!(image_digest, digest_of(image.to_string().as_bytes()));
+    let page = registry.http("GET", "/v2/p/q/tags/list?n=1", &[], None);
+    assert_eq!(page.status, 200, "{page:?}");
+    let tags: serde_json::Value = serde_json::from_str(&page.body).expect("tags JSON");
+    assert_eq!(tags["tags"], serde_json::json!(["a"]));
+    let link = page.header("link").expect("Link header");
+    assert_eq!(link, "</v2/p/q/tags/list?n=1&last=a>; rel=\"next\"");
+    let next = registry.http("GET", "/v2/p/q/tags/list?n=1&last=a", &[], None);
+    assert!(next.body.contains("\"b\""), "{next:?}");
+    let rest = registry.http("GET", "/v2/p/q/tags/list?n=5&last=b", &[], None);
+    assert!(
+        rest.header("link").is_none() && rest.body.contains("\"c\""),
+        "{rest:?}"
+    );
+    let manifest = registry.http("GET", "/v2/p/q/manifests/b", &[], None);
+    assert_eq!(
+        manifest.header("content-type").as_deref(),
+        Some(OCI_MANIFEST)
+    );
+    assert_eq!(
+        manifest.header("docker-content-digest"),
+        Some(image_digest.clone())
+    );
+
+    let catalog = registry.http("GET", "/v2/_catalog?n=1", &[], None);
+    assert!(catalog.body.contains("\"other\""), "{catalog:?}");
+    assert!(catalog.header("link").is_some(), "{catalog:?}");
+
+    // Referrers: artifacts whose subject is the image, filtered by artifactType.
+    let empty = push_blob(&registry, "p/q", b"{}");
+    for artifact_type in [
+        "application/vnd.example.sig",
+        "application/vnd.example.sbom",
+    ] {
+        let artifact = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2 },
+            "layers": [],
+            "subject": { "mediaType": OCI_MANIFEST, "digest": image_digest, "size": image.to_string().len() },
+        });
+        let digest = digest_of(artifact.to_string().as_bytes());
+        let out = put_manifest(&registry, "p/q", &digest, &artifact);
+        assert_eq!(out.status, 201, "{out:?}");
+        assert_eq!(out.header("oci-subject"), Some(image_digest.clone()));
+    }
+    let all = registry.http(
+        "GET",
+        &format!("/v2/p/q/referrers/{image_digest}"),
+        &[],
+        None,
+    );
+    let index: serde_json::Value = serde_json::from_str(&all.body).expect("referrers JSON");
+    assert_eq!(
+        index["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{all:?}"
+    );
+    assert!(all.header("oci-filters-applied").is_none());
+    let sboms = registry.http(
+        "GET",
+        &format!("/v2/p/q/referrers/{image_digest}?artifactType=application/vnd.example.sbom"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        sboms.header("content-type").as_deref(),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    assert_eq!(
+        sboms.header("oci-filters-applied").as_deref(),
+        Some("artifacttype")
+    );
+    let index: serde_json::Value = serde_json::from_str(&sboms.body).expect("referrers JSON");
+    let manifests = index["manifests"].as_array().expect("manifests");
+    assert_eq!(manifests.len(), 1, "{sboms:?}");
+    assert_eq!(manifests[0]["artifactType"], "application/vnd.example.sbom");
+
+    // Deleting by digest removes the manifest and its tags.
+    let out = registry.http(
+        "DELETE",
+        &format!("/v2/p/q/manifests/{image_digest}"),
+        &[],
+        None,
+    );
+    assert_eq!(out.status, 202, "{out:?}");
+    let out = registry.http("GET", "/v2/p/q/manifests/a", &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+}
+
+#[test]
+fn a_crash_mid_upload_exposes_no_partial_blob() {
+    let mut registry = Registry::start(&[]);
+    let data = b"all of the blob";
+    let digest = digest_of(data);
+    let start = registry.http("POST", "/v2/c/d/blobs/uploads/", &[], None);
+    let location = start.header("location").expect("upload location");
+    let chunk = registry.http(
+        "PATCH",
+        &location,
+        &["Content-Type: application/octet-stream"],
+        Some(&data[..6]),
+    );
+    assert_eq!(chunk.status, 202, "{chunk:?}");
+
+    registry.crash_and_restart();
+    let uploads = std::fs::read_dir(registry.root().join("uploads")).expect("uploads");
+    assert_eq!(uploads.count(), 0, "ingest file survived the restart");
+    let head = registry.http("HEAD", &format!("/v2/c/d/blobs/{digest}"), &[], None);
+    assert_eq!(head.status, 404, "{head:?}");
+    assert!(!registry.blob_file(&digest).exists());
+    let status = registry.http("GET", &location, &[], None);
+    assert_eq!(
+        (status.status, status.error_code().as_str()),
+        (404, "BLOB_UPLOAD_UNKNOWN")
+    );
+    push_blob(&registry, "c/d", data);
+    let get = registry.http("GET", &format!("/v2/c/d/blobs/{digest}"), &[], None);
+    assert_eq!((get.status, get.body.as_bytes()), (200, &data[..]));
+}
