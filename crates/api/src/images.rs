@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_engine::images::{HistoryEntry, ImageDetails, Progress, Removed};
+use berth_engine::registry_client::{self, Credentials, Status};
 use berth_engine::Engine;
 use berth_metadata::Image;
 use serde::{Deserialize, Serialize};
@@ -612,9 +613,13 @@ pub async fn get_by_name(
 pub async fn post_by_name(
     State(state): State<AppState>,
     Path(rest): Path<String>,
+    headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = QueryParams::parse(q.as_deref());
+    if let Some(name) = rest.strip_suffix("/push") {
+        return push(state, name, &q, &headers).await;
+    }
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = q.get("repo").unwrap_or("").to_string();
         if repo.is_empty() {
@@ -885,9 +890,10 @@ pub async fn load(
         .into_response())
 }
 
-/// POST /images/create: `fromSrc=-` imports the body (pulls come with the registry work).
+/// POST /images/create: `fromSrc=-` imports the body, `fromImage` pulls.
 pub async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -899,12 +905,7 @@ pub async fn create(
                 "importing from {src:?} is not supported: send the tarball in the request body (fromSrc=-)"
             )))
         }
-        None => {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "pulling images is not supported by this version of berthd yet; use docker load or docker import",
-            ))
-        }
+        None => return pull(state, &q, &headers).await,
     }
     let repo = q.get("repo").unwrap_or("").to_string();
     let tag = q.get("tag").unwrap_or("").to_string();
@@ -929,6 +930,116 @@ pub async fn create(
     })
     .await?;
     Ok(json_lines(&[json!({"status": id.to_string()})]))
+}
+
+/// The docker CLI's `X-Registry-Auth` credentials, if any.
+fn registry_credentials(headers: &HeaderMap) -> Result<Option<Credentials>, ApiError> {
+    match headers.get("x-registry-auth").map(HeaderValue::to_str) {
+        None => Ok(None),
+        Some(Ok(v)) => Ok(Credentials::from_header(v)?),
+        Some(Err(_)) => Err(ApiError::bad_request("X-Registry-Auth is not ASCII")),
+    }
+}
+
+/// dockerd's JSON progress message; the docker CLI draws `progressDetail`
+/// as a bar.
+fn status_json(s: &Status) -> Value {
+    let mut v = json!({"status": s.status});
+    if let Some(id) = &s.id {
+        v["id"] = json!(id);
+    }
+    if let Some((current, total)) = s.progress {
+        v["progressDetail"] = json!({"current": current, "total": total});
+    }
+    v
+}
+
+/// Streams a registry operation's progress as JSON lines; a failure ends
+/// the stream with dockerd's `errorDetail` message.
+fn stream_status(
+    state: AppState,
+    run: impl FnOnce(&Engine, &mut dyn FnMut(Status)) -> berth_engine::Result<()> + Send + 'static,
+) -> Response {
+    let (mut writer, out) = BodyWriter::new();
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut emit = |v: Value| {
+            let mut line = v.to_string().into_bytes();
+            line.push(b'\n');
+            let _ = std::io::Write::write_all(&mut writer, &line);
+        };
+        let result = run(&engine, &mut |s| emit(status_json(&s)));
+        if let Err(e) = result {
+            let msg = e.to_string();
+            emit(json!({"errorDetail": {"message": msg}, "error": msg}));
+        }
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// `fromImage` (+ `tag`, which the docker CLI also uses for a digest): the
+/// manifest is resolved before the stream starts, so a missing image is a
+/// 404 as with dockerd.
+async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let image = q.get("fromImage").unwrap_or("");
+    if image.is_empty() {
+        return Err(ApiError::bad_request("fromImage or fromSrc=- is required"));
+    }
+    let name = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(digest) if digest.contains(':') => format!("{image}@{digest}"),
+        Some(tag) => format!("{image}:{tag}"),
+        None => image.to_string(),
+    };
+    let reference = berth_engine::images::parse_reference(&name)?;
+    let credentials = registry_credentials(headers)?;
+    let resolved = blocking(&state, move |_| {
+        registry_client::resolve(&reference, credentials.as_ref())
+    })
+    .await?;
+    Ok(stream_status(state, move |e, emit| {
+        registry_client::pull(e.images(), resolved, emit)
+    }))
+}
+
+/// POST /images/{name}/push?tag=…: the image must exist before the stream
+/// starts (404 otherwise).
+async fn push(
+    state: AppState,
+    name: &str,
+    q: &QueryParams,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(tag) => format!("{name}:{tag}"),
+        None => name.to_string(),
+    };
+    let reference = berth_engine::images::parse_reference(&name)?;
+    let credentials = registry_credentials(headers)?;
+    let check = name.clone();
+    let missing = format!(
+        "An image does not exist locally with the tag: {}",
+        reference.familiar_name()
+    );
+    blocking(&state, move |e| {
+        e.images()
+            .resolve(&check)
+            .map(drop)
+            .map_err(|err| match err {
+                berth_engine::Error::NotFound(_) => berth_engine::Error::NotFound(missing),
+                other => other,
+            })
+    })
+    .await?;
+    Ok(stream_status(state, move |e, emit| {
+        registry_client::push(e.images(), &reference, credentials.as_ref(), emit)
+    }))
 }
 
 /// GET /images/get?names=…

@@ -1244,6 +1244,109 @@ impl ImageService {
         }
         Ok(img.id().clone())
     }
+
+    // ---- Registry pulls and pushes (crate::registry_client) ----
+
+    /// A lease for blobs fetched from a registry until the image refers to them.
+    pub(crate) fn blob_lease(&self) -> berth_content::Lease {
+        self.content.lease()
+    }
+
+    pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
+        self.content.exists(digest)
+    }
+
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.content.blob_path(digest)
+    }
+
+    /// A content store writer that refuses to commit unless the bytes have
+    /// `digest` and `size`.
+    pub(crate) fn blob_writer(&self, digest: &Digest, size: u64) -> Result<berth_content::Writer> {
+        self.content
+            .writer(Some(digest), Some(size))
+            .map_err(content_err)
+    }
+
+    /// Stores a pulled image whose blobs are already in the content store
+    /// (pinned by the caller's lease) as `load` does, then points `tag` and
+    /// `repo_digest` at it. Returns false when `tag` already named it.
+    pub(crate) fn store_pulled(
+        &self,
+        img: &LoadedImage,
+        tag: Option<&Reference>,
+        repo_digest: &Reference,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<bool> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let id = img.id().clone();
+        let before = tag.and_then(|t| self.meta().resolve_reference(&t.to_string()).ok());
+        let tags: Vec<Reference> = tag.into_iter().cloned().collect();
+        self.store(img, &tags, false, progress)?;
+        self.meta().transaction(|tx| -> Result<()> {
+            tx.add_repo_digest(&repo_digest.to_string(), &id)?;
+            Ok(())
+        })?;
+        let labels = self.labels_of(&id);
+        let name = tag.unwrap_or(repo_digest).familiar();
+        self.publish("pull", &id, &name, &labels);
+        Ok(before.as_ref() != Some(&id))
+    }
+
+    /// After a failed pull (its lease dropped): removes the blobs it fetched
+    /// that no image refers to.
+    pub(crate) fn discard_unreferenced_blobs(&self) {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.collect_garbage() {
+            tracing::error!("cleaning up after a failed pull: {e}");
+        }
+    }
+
+    /// The config and layer blobs of the local image `reference`, for a push.
+    pub(crate) fn push_source(
+        &self,
+        reference: &Reference,
+    ) -> Result<(ImageConfig, Vec<LoadedLayer>)> {
+        let id = self
+            .meta()
+            .resolve_reference(&reference.to_string())
+            .map_err(|e| match e {
+                berth_metadata::Error::NotFound { .. } => Error::NotFound(format!(
+                    "An image does not exist locally with the tag: {}",
+                    reference.familiar_name()
+                )),
+                other => other.into(),
+            })?;
+        let image = self.meta().get_image(&id)?;
+        let config = self.config_of(&id)?;
+        let layers = image
+            .layers
+            .iter()
+            .map(|l| {
+                let blob = l.blob_digest.clone().ok_or_else(|| {
+                    Error::Internal(format!("layer {} of {id} has no blob", l.diff_id))
+                })?;
+                let path = self.content.blob_path(&blob);
+                let size = std::fs::metadata(&path)
+                    .map_err(|e| Error::io(format!("layer blob {blob}"), e))?
+                    .len();
+                let mut head = [0u8; 8];
+                let n = std::fs::File::open(&path)
+                    .and_then(|mut f| f.read(&mut head))
+                    .map_err(|e| Error::io(format!("layer blob {blob}"), e))?;
+                Ok(LoadedLayer {
+                    diff_id: l.diff_id.clone(),
+                    blob_digest: blob,
+                    blob_path: path,
+                    media_type: String::new(),
+                    compression: berth_image::Compression::detect(&head[..n], "")
+                        .map_err(image_err)?,
+                    size,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((config, layers))
+    }
 }
 
 /// What `docker commit` records besides the layer.

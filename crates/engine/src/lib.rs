@@ -7,6 +7,7 @@ pub mod containers;
 pub mod error;
 pub mod events;
 pub mod images;
+pub mod registry_client;
 pub mod spec;
 pub mod system;
 

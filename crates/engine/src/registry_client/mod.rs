@@ -1,0 +1,507 @@
+//! `docker pull` and `docker push` against a distribution (v2) registry.
+//! Owns the registry side: a blocking face over hyper's HTTP/1.1 client
+//! (HTTPS with the system CAs plus `/etc/docker/certs.d/<host>/*.crt`, as
+//! dockerd; plain HTTP only to loopback registries, dockerd's default
+//! insecure registries), credentials, and the pull/push flows; storing goes
+//! through `ImageService`.
+
+mod auth;
+mod pull;
+mod push;
+
+use std::io::Read;
+use std::net::ToSocketAddrs;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::runtime::Runtime;
+
+use crate::error::{Error, Result};
+
+pub use auth::Credentials;
+pub use pull::{pull, resolve, ResolvedPull};
+pub use push::push;
+
+/// One progress message, as dockerd streams them (`id` is a layer's short
+/// id or the tag; `progress` is bytes done and total).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub id: Option<String>,
+    pub status: String,
+    pub progress: Option<(u64, u64)>,
+}
+
+impl Status {
+    fn line(status: impl Into<String>) -> Status {
+        Status {
+            id: None,
+            status: status.into(),
+            progress: None,
+        }
+    }
+
+    fn layer(id: &str, status: impl Into<String>) -> Status {
+        Status {
+            id: Some(id.to_string()),
+            status: status.into(),
+            progress: None,
+        }
+    }
+}
+
+/// A connection target: one registry host, with the credentials to send.
+pub(crate) struct Registry {
+    host: String,
+    authorization: Option<String>,
+    /// `None`: plain HTTP.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Where dockerd (and so berthd) finds a registry's own CA certificates.
+const CERTS_DIR: &str = "/etc/docker/certs.d";
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS settings for `host`: the system CAs and the host's certs.d CAs.
+fn tls_config(host: &str) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut files = vec![std::path::PathBuf::from(SYSTEM_CAS)];
+    if let Ok(dir) = std::fs::read_dir(std::path::Path::new(CERTS_DIR).join(host)) {
+        files.extend(
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "crt")),
+        );
+    }
+    for file in files {
+        let Ok(certs) = CertificateDer::pem_file_iter(&file) else {
+            continue;
+        };
+        for cert in certs.flatten() {
+            // A bundle may hold certificates rustls cannot use; the rest count.
+            let _ = roots.add(cert);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(format!("TLS protocol versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The host part of `host:port` (brackets removed from IPv6 literals).
+fn hostname(host: &str) -> &str {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty() => name,
+        _ => host,
+    };
+    name.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// A response whose body is read on demand.
+pub(crate) struct Response {
+    pub status: u16,
+    headers: Vec<(String, String)>,
+    body: Box<dyn Read + Send>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body(&mut self) -> &mut (dyn Read + Send) {
+        &mut *self.body
+    }
+
+    /// The whole body, up to `limit` bytes (manifests, configs, errors).
+    pub fn bytes(mut self, limit: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        (&mut self.body)
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::io("read registry response", e))?;
+        if out.len() as u64 > limit {
+            return Err(Error::InvalidArgument(format!(
+                "registry response larger than {limit} bytes"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The registry's error message (`CODE: message` of its JSON errors).
+    pub fn error_text(self) -> String {
+        let status = self.status;
+        let body = self.bytes(64 << 10).unwrap_or_default();
+        #[derive(serde::Deserialize)]
+        struct Errors {
+            errors: Vec<ErrorItem>,
+        }
+        #[derive(serde::Deserialize)]
+        struct ErrorItem {
+            code: Option<String>,
+            message: Option<String>,
+        }
+        match serde_json::from_slice::<Errors>(&body) {
+            Ok(e) if !e.errors.is_empty() => e
+                .errors
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}: {}",
+                        i.code
+                            .as_deref()
+                            .unwrap_or("UNKNOWN")
+                            .to_lowercase()
+                            .replace('_', " "),
+                        i.message.as_deref().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => format!("HTTP status {status}"),
+        }
+    }
+}
+
+/// Body of a request: bytes in memory or a reader of known length.
+pub(crate) enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    Reader(&'a mut dyn Read, u64),
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Registry {
+    /// A registry over HTTPS, or over plain HTTP when it is on a loopback
+    /// address (dockerd's default insecure registries; tried first there,
+    /// as a TLS server refuses plain HTTP at once while a plain one may wait
+    /// for more of a TLS hello), with the authorization it asks for on
+    /// `/v2/` for `actions` (`pull`, `pull,push`) on `repository`.
+    pub fn open(
+        domain: &str,
+        credentials: Option<&Credentials>,
+        repository: &str,
+        actions: &str,
+    ) -> Result<Registry> {
+        let (mut registry, response) = match Registry::at(domain, false, None) {
+            Ok(plain) => match plain.send("GET", "/v2/", &[], Body::Empty) {
+                Ok(response) => (plain, response),
+                Err(plain_error) => {
+                    let tls = Registry::at(domain, true, None)?;
+                    let response =
+                        tls.send("GET", "/v2/", &[], Body::Empty)
+                            .map_err(|tls_error| {
+                                Error::Internal(format!("{plain_error}; over HTTPS: {tls_error}"))
+                            })?;
+                    (tls, response)
+                }
+            },
+            Err(_) => {
+                let tls = Registry::at(domain, true, None)?;
+                let response = tls.send("GET", "/v2/", &[], Body::Empty)?;
+                (tls, response)
+            }
+        };
+        registry.authorization = match (response.status, response.header("www-authenticate")) {
+            (401, Some(challenge)) => auth::authorization_for(
+                challenge,
+                credentials,
+                &format!("repository:{repository}:{actions}"),
+            )?,
+            _ => credentials.map(Credentials::basic_header),
+        };
+        Ok(registry)
+    }
+
+    /// `domain` over HTTPS, or over plain HTTP, which only loopback
+    /// addresses may use.
+    fn at(domain: &str, tls: bool, authorization: Option<String>) -> Result<Registry> {
+        if !tls {
+            let addrs: Vec<_> = domain
+                .to_socket_addrs()
+                .or_else(|_| format!("{domain}:80").to_socket_addrs())
+                .map_err(|e| Error::InvalidArgument(format!("registry {domain}: {e}")))?
+                .collect();
+            if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
+                return Err(Error::InvalidArgument(format!(
+                    "registry {domain}: plain HTTP is only used with loopback addresses (127.0.0.0/8, ::1)"
+                )));
+            }
+        }
+        Ok(Registry {
+            host: domain.to_string(),
+            authorization,
+            tls: if tls { Some(tls_config(domain)?) } else { None },
+        })
+    }
+
+    fn authority(&self) -> String {
+        if hostname(&self.host) != self.host.trim_start_matches('[').trim_end_matches(']') {
+            self.host.clone()
+        } else if self.tls.is_some() {
+            format!("{}:443", self.host)
+        } else {
+            format!("{}:80", self.host)
+        }
+    }
+
+    /// Sends one request on a new connection (`Connection: close`).
+    /// `target` is a path with its query, or an absolute URL on this host.
+    pub fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<Response> {
+        let path = strip_origin(target);
+        let what = format!("{method} {path} on registry {}", self.host);
+        let failed = |e: &dyn std::fmt::Display| Error::Internal(format!("{what}: {e}"));
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", &self.host)
+            .header("User-Agent", "berthd")
+            .header("Connection", "close");
+        if let Some(a) = &self.authorization {
+            request = request.header("Authorization", a);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        // A reader's bytes go through a channel: the request body must own
+        // what it streams, the reader is borrowed.
+        let (chunks, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let mut reader: Option<(&mut dyn Read, u64)> = None;
+        let (length, request_body): (u64, RequestBody) = match body {
+            Body::Empty => (
+                0,
+                Empty::new().map_err(|never| match never {}).boxed_unsync(),
+            ),
+            Body::Bytes(b) => (
+                b.len() as u64,
+                Full::new(Bytes::copy_from_slice(b))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            ),
+            Body::Reader(r, n) => {
+                reader = Some((r, n));
+                let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+                    receiver
+                        .recv()
+                        .await
+                        .map(|chunk| (chunk.map(Frame::data), receiver))
+                });
+                (n, StreamBody::new(stream).boxed_unsync())
+            }
+        };
+        if length > 0 || matches!(method, "PUT" | "POST" | "PATCH") {
+            request = request.header("Content-Length", length);
+        }
+        let request = request.body(request_body).map_err(|e| failed(&e))?;
+        let authority = self.authority();
+        let host = self.host.clone();
+        let head_only = method == "HEAD";
+        let streaming = reader.is_some();
+        let tls = self.tls.clone();
+        let exchange = async move {
+            let mut sender = dial(&host, &authority, tls).await?;
+            let answer = sender.send_request(request);
+            if streaming {
+                answer.await.map_err(|e| e.to_string())
+            } else {
+                tokio::time::timeout(TIMEOUT, answer)
+                    .await
+                    .map_err(|_| format!("no answer in {TIMEOUT:?}"))?
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let task = runtime().spawn(exchange);
+        // The body is read here, on the caller's (blocking) thread: readers
+        // may report progress through blocking writes.
+        if let Some((r, n)) = reader.take() {
+            let mut left = n;
+            while left > 0 {
+                let mut buf = vec![0u8; (256usize << 10).min(left as usize)];
+                let chunk = match r.read(&mut buf) {
+                    Ok(0) => Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("body ended {left} bytes early"),
+                    )),
+                    Ok(got) => {
+                        buf.truncate(got);
+                        left -= got as u64;
+                        Ok(Bytes::from(buf))
+                    }
+                    Err(e) => Err(e),
+                };
+                let stop = chunk.is_err();
+                if chunks.blocking_send(chunk).is_err() || stop {
+                    break;
+                }
+            }
+        }
+        drop(chunks);
+        let response = runtime()
+            .block_on(task)
+            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(&e))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body: Box<dyn Read + Send> = if head_only {
+            Box::new(std::io::empty())
+        } else {
+            Box::new(IncomingReader {
+                body: response.into_body(),
+                pending: Bytes::new(),
+            })
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Connects (and handshakes TLS when `tls` is given) and starts an HTTP/1.1
+/// connection driven by its own task.
+async fn dial(
+    host: &str,
+    authority: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> std::result::Result<SendRequest<RequestBody>, String> {
+    let stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(authority))
+        .await
+        .map_err(|_| format!("connect to registry {host}: timed out"))?
+        .map_err(|e| format!("connect to registry {host}: {e}"))?;
+    match tls {
+        None => {
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            Ok(sender)
+        }
+        Some(config) => {
+            let name = ServerName::try_from(hostname(host).to_string())
+                .map_err(|e| format!("registry {host}: {e}"))?;
+            let stream = tokio::time::timeout(
+                TIMEOUT,
+                tokio_rustls::TlsConnector::from(config).connect(name, stream),
+            )
+            .await
+            .map_err(|_| format!("TLS handshake with {host}: timed out"))?
+            .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            Ok(sender)
+        }
+    }
+}
+
+/// The runtime registry requests run on: the engine is blocking, and is
+/// also used where no runtime exists (unit tests), so it has its own.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("registry-client")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the registry client runtime: {e}"))
+    })
+}
+
+/// A response body read as blocking `Read`, one frame at a time.
+struct IncomingReader {
+    body: Incoming,
+    pending: Bytes,
+}
+
+impl Read for IncomingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pending.is_empty() {
+            let frame = runtime()
+                .block_on(async { tokio::time::timeout(TIMEOUT, self.body.frame()).await })
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "registry stalled")
+                })?;
+            match frame {
+                None => return Ok(0),
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending = data;
+                    }
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
+        Ok(n)
+    }
+}
+
+/// `http://host/path?q` → `/path?q`; a path is kept as is.
+fn strip_origin(target: &str) -> &str {
+    match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_locations_become_paths() {
+        assert_eq!(
+            strip_origin("http://127.0.0.1:5000/v2/a/blobs/uploads/x?y=1"),
+            "/v2/a/blobs/uploads/x?y=1"
+        );
+        assert_eq!(strip_origin("/v2/a"), "/v2/a");
+    }
+
+    #[test]
+    fn hostnames_drop_ports_and_brackets() {
+        assert_eq!(hostname("127.0.0.1:5000"), "127.0.0.1");
+        assert_eq!(hostname("[::1]:5000"), "::1");
+        assert_eq!(hostname("registry.example"), "registry.example");
+    }
+
+    #[test]
+    fn plain_http_is_for_loopback_registries_only() {
+        assert!(Registry::at("192.0.2.1:5000", false, None).is_err());
+        assert!(Registry::at("127.0.0.1:5000", false, None).is_ok());
+        assert!(Registry::at("192.0.2.1:5000", true, None).is_ok());
+    }
+}

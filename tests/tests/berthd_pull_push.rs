@@ -1,0 +1,453 @@
+#![forbid(unsafe_code)]
+//! `docker pull` and `docker push` through berthd, driven by the docker CLI:
+//! against `berth registry serve`, Debian's docker-registry (distribution
+//! 2.8), and images pushed there by Debian's dockerd.
+
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::berthd::{free_loopback_port, Berthd};
+use berth_tests::dockerd::Dockerd;
+use berth_tests::host::{
+    assert_success, describe, output_in_terminal, text, DockerApi, CLI_TIMEOUT,
+};
+use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, workspace_binary};
+
+const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// A registry process on a loopback port; dropping it kills the process
+/// (by the PID this guard started) and removes its root.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// `berth registry serve`.
+    fn berth() -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_loopback_port();
+        let mut command = Command::new(workspace_binary("berth"));
+        command
+            .args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}")])
+            .arg("--root")
+            .arg(dir.path().join("root"));
+        Registry::spawn(command, port, dir)
+    }
+
+    /// Debian's docker-registry with a minimal config.
+    fn distribution() -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_loopback_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("root").display()
+            ),
+        )
+        .expect("write config.yml");
+        let mut command = Command::new(DOCKER_REGISTRY);
+        command.arg("serve").arg(&config);
+        Registry::spawn(command, port, dir)
+    }
+
+    /// `berth registry serve` over TLS with `cert` and `key`.
+    fn berth_with_tls(cert: &Path, key: &Path) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_loopback_port();
+        let mut command = Command::new(workspace_binary("berth"));
+        command
+            .args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}")])
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key);
+        Registry::spawn(command, port, dir)
+    }
+
+    /// `berth registry serve` that wants Basic credentials from `htpasswd`.
+    fn berth_with_htpasswd(htpasswd: &Path) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_loopback_port();
+        let mut command = Command::new(workspace_binary("berth"));
+        command
+            .args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}")])
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--htpasswd")
+            .arg(htpasswd);
+        Registry::spawn(command, port, dir)
+    }
+
+    fn spawn(mut command: Command, port: u16, dir: tempfile::TempDir) -> Registry {
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("create log");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn registry");
+        let mut registry = Registry { child, port, dir };
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            if let Ok(Some(status)) = registry.child.try_wait() {
+                panic!("registry exited with {status}: {}", registry.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "registry not listening: {}",
+                registry.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn image_id(daemon: &impl DockerApi, image: &str) -> String {
+    daemon
+        .docker_ok(&["image", "inspect", "--format", "{{.Id}}", image])
+        .trim()
+        .to_string()
+}
+
+/// busybox imported into berthd as `image`; returns its ID.
+fn import_busybox(berthd: &Berthd, scratch: &Path, image: &str) -> String {
+    let tar = make_busybox_rootfs_tar(scratch);
+    berthd.docker_ok(&[
+        "import",
+        "--change",
+        r#"CMD ["/bin/sh"]"#,
+        &tar.to_string_lossy(),
+        image,
+    ]);
+    image_id(berthd, image)
+}
+
+/// push, rmi, pull back: same ID, RepoDigests from the push, and it runs.
+fn push_rmi_pull_run(berthd: &Berthd, registry: &Registry) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let image = format!("{}/t/bb:1", registry.host());
+    let id = import_busybox(berthd, scratch.path(), &image);
+
+    let pushed = berthd.docker_ok(&["push", &image]);
+    let digest = pushed
+        .lines()
+        .find_map(|l| l.strip_prefix("1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no digest line in push output: {pushed}\n{}",
+                registry.log()
+            )
+        })
+        .to_string();
+    assert!(digest.starts_with("sha256:"), "{pushed}");
+    let again = berthd.docker_ok(&["push", &image]);
+    assert!(
+        again.contains("Layer already exists"),
+        "second push: {again}"
+    );
+
+    berthd.docker_ok(&["rmi", &image]);
+    let pulled = berthd.docker_ok(&["pull", &image]);
+    assert!(
+        pulled.contains(&format!("Digest: {digest}")) && pulled.contains("Downloaded newer image"),
+        "pull said: {pulled}"
+    );
+    assert_eq!(image_id(berthd, &image), id);
+    let digests = berthd.docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &image,
+    ]);
+    assert!(
+        digests.contains(&format!("{}/t/bb@{digest}", registry.host())),
+        "RepoDigests: {digests}"
+    );
+    let again = berthd.docker_ok(&["pull", &image]);
+    assert!(
+        again.contains("Image is up to date"),
+        "second pull: {again}"
+    );
+
+    let by_digest = format!("{}/t/bb@{digest}", registry.host());
+    berthd.docker_ok(&["pull", &by_digest]);
+    assert_eq!(image_id(berthd, &by_digest), id);
+
+    let out = berthd.docker_ok(&["run", "--rm", &image, "echo", "pulled"]);
+    assert_eq!(out.trim(), "pulled");
+
+    // `docker run` of an image berthd lacks pulls it first.
+    berthd.docker_ok(&["rmi", "-f", &id]);
+    let out = berthd.docker(&["run", "--rm", &image, "echo", "pulled by run"]);
+    assert!(
+        out.status.success(),
+        "run of a missing image: {}",
+        describe(&out)
+    );
+    assert_eq!(text(&out.stdout).trim(), "pulled by run");
+    assert!(
+        text(&out.stderr).contains("Unable to find image"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn push_and_pull_with_the_berth_registry() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = Registry::berth();
+    let berthd = Berthd::start();
+    push_rmi_pull_run(&berthd, &registry);
+
+    // In a terminal the CLI draws the progress lines in place.
+    let image = format!("{}/t/bb:1", registry.host());
+    berthd.docker_ok(&["rmi", "-f", &image_id(&berthd, &image)]);
+    let mut command = berthd.docker_command();
+    command.args(["pull", &image]);
+    let out = output_in_terminal(&command, CLI_TIMEOUT).expect("pull in a terminal");
+    let shown = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pull in a terminal: {}",
+        describe(&out)
+    );
+    assert!(
+        shown.contains("Pull complete") && shown.contains("Downloaded newer image"),
+        "{shown}"
+    );
+
+    let out = berthd.docker(&["push", &format!("{}/t/none:1", registry.host())]);
+    assert!(
+        !out.status.success(),
+        "push of a missing image: {}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stderr).contains("An image does not exist locally with the tag"),
+        "{}",
+        describe(&out)
+    );
+
+    let missing = format!("{}/t/bb:nope", registry.host());
+    let out = berthd.docker(&["pull", &missing]);
+    assert!(
+        !out.status.success(),
+        "pull of a missing tag: {}",
+        describe(&out)
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "manifest for {missing} not found: manifest unknown"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn push_and_pull_with_debian_docker_registry() {
+    if !is_root() || !Path::new(DOCKER_REGISTRY).exists() {
+        eprintln!("skipped: needs root and {DOCKER_REGISTRY}");
+        return;
+    }
+    let registry = Registry::distribution();
+    let berthd = Berthd::start();
+    push_rmi_pull_run(&berthd, &registry);
+}
+
+#[test]
+fn berthd_and_dockerd_pull_what_the_other_pushed() {
+    if !is_root() {
+        eprintln!("skipped: dockerd and berthd need root");
+        return;
+    }
+    let registry = Registry::berth();
+    let dockerd = Dockerd::builder()
+        .arg(format!("--insecure-registry={}", registry.host()))
+        .start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let tar = make_busybox_rootfs_tar(scratch.path());
+    let image = format!("{}/from/dockerd:v1", registry.host());
+    dockerd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    dockerd.docker_ok(&["push", &image]);
+    let id = image_id(&dockerd, &image);
+
+    let berthd = Berthd::start();
+    let pulled = berthd.docker_ok(&["pull", &image]);
+    assert!(pulled.contains("Pull complete"), "pull said: {pulled}");
+    assert_eq!(image_id(&berthd, &image), id);
+    let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "from dockerd"]);
+    assert_eq!(out.trim(), "from dockerd");
+
+    // And back: what berthd pushes, dockerd pulls as the same image.
+    let back = format!("{}/from/berthd:v1", registry.host());
+    berthd.docker_ok(&["tag", &image, &back]);
+    berthd.docker_ok(&["push", &back]);
+    dockerd.docker_ok(&["pull", &back]);
+    assert_eq!(image_id(&dockerd, &back), id);
+}
+
+/// A bcrypt htpasswd entry made with the host's crypt(3), as
+/// registry_server.rs does.
+fn htpasswd_entry(user: &str, password: &str) -> String {
+    let script = "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))";
+    let mut command = Command::new("/usr/bin/python3");
+    command.args(["-W", "ignore", "-c", script, password]);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run python3");
+    let hash = assert_success(&out, "python3 crypt").trim().to_owned();
+    format!("{user}:{hash}\n")
+}
+
+#[test]
+fn basic_auth_comes_from_the_cli_config() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let htpasswd = scratch.path().join("htpasswd");
+    std::fs::write(&htpasswd, htpasswd_entry("user", "s3cret")).expect("write htpasswd");
+    let registry = Registry::berth_with_htpasswd(&htpasswd);
+    let berthd = Berthd::start();
+    let image = format!("{}/auth/bb:1", registry.host());
+    let id = import_busybox(&berthd, scratch.path(), &image);
+
+    let out = berthd.docker(&["push", &image]);
+    assert!(
+        !out.status.success(),
+        "push without credentials: {}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stderr).contains("authentication required"),
+        "{}",
+        describe(&out)
+    );
+
+    // What `docker login` would leave in the CLI's config.
+    let cli = berthd.dir().join("cli");
+    std::fs::create_dir_all(&cli).expect("create cli dir");
+    std::fs::write(
+        cli.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"dXNlcjpzM2NyZXQ="}}}}}}"#,
+            registry.host()
+        ),
+    )
+    .expect("write config.json");
+    berthd.docker_ok(&["push", &image]);
+    berthd.docker_ok(&["rmi", &image]);
+    berthd.docker_ok(&["pull", &image]);
+    assert_eq!(image_id(&berthd, &image), id);
+}
+
+/// A CA and a certificate it signed for IP 127.0.0.1, in `dir`: returns the
+/// CA's, the certificate's and its key's paths.
+fn make_ca_and_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    let script = format!(
+        "set -e
+        openssl req -x509 {ec} -days 1 -subj '/CN=berth test CA' -keyout ca.key -out ca.pem
+        openssl req {ec} -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr
+        printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > leaf.ext
+        openssl x509 -req -days 1 -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile leaf.ext -out cert.pem"
+    );
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(script).current_dir(dir);
+    let out = output_with_timeout(&mut sh, CLI_TIMEOUT).expect("run openssl");
+    assert_success(&out, "openssl");
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+/// A registry's CA in `/etc/docker/certs.d/<host>/`, where dockerd and
+/// berthd look for it; removed on drop.
+struct TrustedCa {
+    dir: PathBuf,
+    /// `/etc/docker/certs.d` when this guard made it.
+    made_parent: Option<PathBuf>,
+}
+
+impl TrustedCa {
+    fn install(host: &str, cert: &Path) -> TrustedCa {
+        let parent = Path::new("/etc/docker/certs.d");
+        let made_parent = (!parent.exists()).then(|| parent.to_path_buf());
+        let dir = parent.join(host);
+        std::fs::create_dir_all(&dir).expect("create certs.d dir");
+        std::fs::copy(cert, dir.join("ca.crt")).expect("install ca.crt");
+        TrustedCa { dir, made_parent }
+    }
+}
+
+impl Drop for TrustedCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(parent) = &self.made_parent {
+            // Only when empty: another test may have put its CA there.
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+#[test]
+fn push_and_pull_over_tls_with_a_certs_d_ca() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = make_ca_and_certificate(scratch.path());
+    let registry = Registry::berth_with_tls(&cert, &key);
+    let berthd = Berthd::start();
+    let image = format!("{}/tls/bb:1", registry.host());
+    let id = import_busybox(&berthd, scratch.path(), &image);
+
+    let out = berthd.docker(&["push", &image]);
+    assert!(
+        !out.status.success(),
+        "push to an untrusted registry: {}",
+        describe(&out)
+    );
+
+    let _ca = TrustedCa::install(&registry.host(), &ca);
+    berthd.docker_ok(&["push", &image]);
+    berthd.docker_ok(&["rmi", &image]);
+    berthd.docker_ok(&["pull", &image]);
+    assert_eq!(image_id(&berthd, &image), id);
+}
