@@ -756,7 +756,14 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
     }
     let _ = std::fs::remove_file(&fifo);
     st.started = true;
-    st.save(root)?;
+    if let Err(e) = st.save(root) {
+        // A short-lived process may have exited and been deleted (by its
+        // monitor's `delete --force`) before this save: it did start.
+        if !st.dir(root).exists() {
+            return Ok(st);
+        }
+        return Err(e);
+    }
     if let Some(hooks) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
         let json = serde_json::to_vec(&st.hook_state(Status::Running))
             .map_err(|e| Error::Init(e.to_string()))?;

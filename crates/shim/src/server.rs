@@ -397,6 +397,19 @@ impl Shim {
         if let Err(e) = listener.set_nonblocking(true) {
             eprintln!("berth-shim: listener: {e}");
         }
+        // The daemon may start the container again in the same dir while
+        // this shim lingers: at the end, remove the socket only if it is
+        // still this shim's.
+        let socket = crate::socket_path(&self.options.state_dir);
+        let identity = |p: &std::path::Path| {
+            std::fs::symlink_metadata(p).ok().map(|m| {
+                (
+                    std::os::unix::fs::MetadataExt::dev(&m),
+                    std::os::unix::fs::MetadataExt::ino(&m),
+                )
+            })
+        };
+        let own = identity(&socket);
         loop {
             let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
             let _ = poll(&mut fds, PollTimeout::from(250u16));
@@ -416,7 +429,9 @@ impl Shim {
                 break;
             }
         }
-        remove_file(&crate::socket_path(&self.options.state_dir));
+        if own.is_some() && identity(&socket) == own {
+            remove_file(&socket);
+        }
     }
 
     fn time_to_exit(&self) -> bool {

@@ -949,13 +949,9 @@ impl ContainerService {
                     return;
                 }
             }
+            // The shim exits shortly after; a restart may reuse its dir at
+            // once (the shim then leaves the new socket alone).
             let _ = shim.shutdown();
-            // The shim removes its socket as it exits; a restart reuses the
-            // dir, so it must be gone first.
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while shim.socket.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
             self.record_exit(entry, exit);
         }
         let (auto_remove, code) = {
