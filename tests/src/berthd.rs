@@ -291,20 +291,23 @@ impl DockerApi for Berthd {
 
 impl Drop for Berthd {
     fn drop(&mut self) {
-        // Containers first (so berthd's shutdown has none left to stop),
-        // then berthd, then whatever else names this daemon's directory
-        // (shims, runtimes).
-        remove_cgroup_subtree(&self.cgroup_parent);
-        if let Some(pid) = self.pid() {
-            stop_process(pid, Duration::from_secs(5));
-        }
+        // berthd first, at once (so no restart policy starts a container
+        // while the rest goes), then the containers, then whatever else
+        // names this daemon's directory (shims, runtimes, a container init
+        // a shim was creating), a few rounds: a runtime killed mid-create
+        // may leave a child behind it.
         if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();
         }
-        remove_cgroup_subtree(&self.cgroup_parent);
-        for pid in processes_naming(&self.dir) {
-            stop_process(pid, Duration::from_secs(2));
+        for _ in 0..3 {
+            remove_cgroup_subtree(&self.cgroup_parent);
+            for pid in processes_naming(&self.dir) {
+                stop_process(pid, Duration::ZERO);
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
+        remove_cgroup_subtree(&self.cgroup_parent);
         remove_private_dir(&self.dir);
     }
 }

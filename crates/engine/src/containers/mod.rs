@@ -645,6 +645,9 @@ impl ContainerService {
     /// Starts a created or exited container. Returns false when it was
     /// already running (the API answers 304).
     pub fn start(&self, name: &str) -> Result<bool> {
+        if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Conflict("the daemon is shutting down".to_string()));
+        }
         let entry = self.lookup(name)?;
         let result = self.start_entry(&entry);
         if result.is_err() && entry.inner().record.host_config.auto_remove == Some(true) {
