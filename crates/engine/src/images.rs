@@ -253,6 +253,37 @@ impl ImageService {
         }
     }
 
+    /// The layer blobs kept for a stored image (save and push read them),
+    /// with their size and compression.
+    fn stored_layers(&self, id: &Digest, image: &Image) -> Result<Vec<LoadedLayer>> {
+        image
+            .layers
+            .iter()
+            .map(|l| {
+                let blob = l.blob_digest.clone().ok_or_else(|| {
+                    Error::Internal(format!("layer {} of {id} has no blob", l.diff_id))
+                })?;
+                let path = self.content.blob_path(&blob);
+                let size = std::fs::metadata(&path)
+                    .map_err(|e| Error::io(format!("layer blob {blob}"), e))?
+                    .len();
+                let mut head = [0u8; 8];
+                let n = std::fs::File::open(&path)
+                    .and_then(|mut f| f.read(&mut head))
+                    .map_err(|e| Error::io(format!("layer blob {blob}"), e))?;
+                Ok(LoadedLayer {
+                    diff_id: l.diff_id.clone(),
+                    blob_digest: blob,
+                    blob_path: path,
+                    media_type: String::new(),
+                    compression: berth_image::Compression::detect(&head[..n], "")
+                        .map_err(image_err)?,
+                    size,
+                })
+            })
+            .collect()
+    }
+
     pub(crate) fn meta(&self) -> std::sync::MutexGuard<'_, MetadataStore> {
         self.meta.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -1100,32 +1131,7 @@ impl ImageService {
         for id in &order {
             let image = self.meta().get_image(id)?;
             let config = self.config_of(id)?;
-            let layers = image
-                .layers
-                .iter()
-                .map(|l| {
-                    let blob = l.blob_digest.clone().ok_or_else(|| {
-                        Error::Internal(format!("layer {} of {id} has no blob", l.diff_id))
-                    })?;
-                    let path = self.content.blob_path(&blob);
-                    let size = std::fs::metadata(&path)
-                        .map_err(|e| Error::io(format!("layer blob {blob}"), e))?
-                        .len();
-                    let mut head = [0u8; 8];
-                    let n = std::fs::File::open(&path)
-                        .and_then(|mut f| f.read(&mut head))
-                        .map_err(|e| Error::io(format!("layer blob {blob}"), e))?;
-                    Ok(LoadedLayer {
-                        diff_id: l.diff_id.clone(),
-                        blob_digest: blob,
-                        blob_path: path,
-                        media_type: String::new(),
-                        compression: berth_image::Compression::detect(&head[..n], "")
-                            .map_err(image_err)?,
-                        size,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let layers = self.stored_layers(id, &image)?;
             images.push(LoadedImage {
                 config,
                 layers,
@@ -1319,32 +1325,7 @@ impl ImageService {
             })?;
         let image = self.meta().get_image(&id)?;
         let config = self.config_of(&id)?;
-        let layers = image
-            .layers
-            .iter()
-            .map(|l| {
-                let blob = l.blob_digest.clone().ok_or_else(|| {
-                    Error::Internal(format!("layer {} of {id} has no blob", l.diff_id))
-                })?;
-                let path = self.content.blob_path(&blob);
-                let size = std::fs::metadata(&path)
-                    .map_err(|e| Error::io(format!("layer blob {blob}"), e))?
-                    .len();
-                let mut head = [0u8; 8];
-                let n = std::fs::File::open(&path)
-                    .and_then(|mut f| f.read(&mut head))
-                    .map_err(|e| Error::io(format!("layer blob {blob}"), e))?;
-                Ok(LoadedLayer {
-                    diff_id: l.diff_id.clone(),
-                    blob_digest: blob,
-                    blob_path: path,
-                    media_type: String::new(),
-                    compression: berth_image::Compression::detect(&head[..n], "")
-                        .map_err(image_err)?,
-                    size,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let layers = self.stored_layers(&id, &image)?;
         Ok((config, layers))
     }
 }
