@@ -96,6 +96,11 @@ ensure_rust
 
 # Tests find berth-runtime next to themselves in ./target.
 unset CARGO_TARGET_DIR
+# A one-off build gains nothing from incremental state; it only takes disk.
+export CARGO_INCREMENTAL=0
+
+echo "scripts/test.sh: free disk before the build:"
+df -h . | tail -n 1
 
 cargo build --workspace --all-targets
 timeout --kill-after=60 "$TEST_TIME_LIMIT" \
