@@ -1256,3 +1256,90 @@ fn a_missing_working_dir_is_created() {
     let out = berthd.docker_ok(&["run", "--rm", "-w", "/srv/app/data", "busybox", "pwd"]);
     assert_eq!(out, "/srv/app/data\n");
 }
+
+/// `curl` on berthd's socket with a JSON body: status line and raw body.
+fn curl_post(berthd: &Berthd, path: &str, body: &str) -> (u16, Vec<u8>) {
+    let mut command = Command::new("curl");
+    command
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", "Content-Type: application/json", "-d", body])
+        .arg("--unix-socket")
+        .arg(berthd.socket())
+        .arg(format!("http://berth{path}"));
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run curl");
+    let split = out
+        .stdout
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .expect("curl printed the status");
+    let code = String::from_utf8_lossy(&out.stdout[split + 1..])
+        .trim()
+        .parse()
+        .expect("status code");
+    (code, out.stdout[..split].to_vec())
+}
+
+/// Splits a multiplexed stream into (stream, payload) frames.
+fn frames(mut raw: &[u8]) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    while raw.len() >= 8 {
+        let len = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]) as usize;
+        let payload = &raw[8..8 + len.min(raw.len() - 8)];
+        out.push((raw[0], String::from_utf8_lossy(payload).into_owned()));
+        raw = &raw[8 + payload.len()..];
+    }
+    out
+}
+
+#[test]
+fn exec_and_attach_without_an_upgrade_stream_the_output_as_the_body() {
+    // Plain HTTP clients (curl) don't ask to hijack the connection: dockerd
+    // answers 200 and streams the output, framed, as the body.
+    let berthd = daemon();
+    berthd.docker_ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "60"]);
+    let (code, body) = curl_post(
+        &berthd,
+        "/containers/plain/exec",
+        r#"{"AttachStdout":true,"AttachStderr":true,"Cmd":["sh","-c","echo out; echo err >&2"]}"#,
+    );
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let id: serde_json::Value = serde_json::from_slice(&body).expect("exec create JSON");
+    let id = id["Id"].as_str().expect("exec id").to_string();
+    let (code, body) = curl_post(&berthd, &format!("/exec/{id}/start"), r#"{"Detach":false}"#);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let mut got = frames(&body);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![(1, "out\n".to_string()), (2, "err\n".to_string())],
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let inspect = berthd.curl(&format!("/exec/{id}/json"));
+    assert!(inspect.contains(r#""ExitCode":0"#), "{inspect}");
+
+    // attach to a created container, then start it: its output is the body.
+    berthd.docker_ok(&[
+        "create",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo hi",
+    ]);
+    let socket = berthd.socket();
+    let attach = std::thread::spawn(move || {
+        let mut command = Command::new("curl");
+        command
+            .args(["-s", "-o", "-", "-X", "POST", "--unix-socket"])
+            .arg(socket)
+            .arg("http://berth/containers/talker/attach?stream=1&stdout=1&stderr=1");
+        output_with_timeout(&mut command, CLI_TIMEOUT).expect("run curl")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    berthd.docker_ok(&["start", "talker"]);
+    let out = attach.join().expect("attach thread");
+    assert_eq!(frames(&out.stdout), vec![(1, "hi\n".to_string())]);
+    berthd.docker_ok(&["rm", "-f", "plain", "talker"]);
+}

@@ -309,6 +309,15 @@ pub async fn attach(
         engine.containers().attach(&id, options)
     })
     .await?;
+    if !wants_upgrade(request.headers()) {
+        let shim = async move {
+            match attached {
+                Attached::Now(s) => Some(s),
+                Attached::OnStart(rx) => rx.await.ok().and_then(Result::ok),
+            }
+        };
+        return output_response(shim, tty, None);
+    }
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let client = match upgrade.await {
@@ -345,6 +354,49 @@ pub async fn attach(
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "tcp")
         .body(Body::empty())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Whether the client asked to hijack the connection (`Upgrade: tcp`), as
+/// the docker CLI and docker-py do; curl and other plain clients don't.
+pub(crate) fn wants_upgrade(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+}
+
+/// Without an upgrade dockerd still answers 200 and streams the output as
+/// the body (framed without a tty); stdin is not read.
+pub(crate) fn output_response<F>(
+    shim: F,
+    tty: bool,
+    exit: Option<tokio::sync::watch::Receiver<Option<i64>>>,
+) -> Result<Response, ApiError>
+where
+    F: std::future::Future<Output = Option<std::os::unix::net::UnixStream>> + Send + 'static,
+{
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (reader, mut writer) = tokio::io::split(theirs);
+    tokio::spawn(async move {
+        // No input: the pump sees end-of-stdin at once.
+        let _ = writer.shutdown().await;
+        if let Some(shim) = shim.await {
+            pump(ours, shim, tty, false, Vec::new(), exit).await;
+        }
+    });
+    let chunks = futures_util::stream::unfold(reader, |mut reader| async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), reader))
+            }
+        }
+    });
+    let content_type = if tty { RAW_STREAM } else { MULTIPLEXED_STREAM };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(chunks))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 

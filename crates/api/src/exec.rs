@@ -9,7 +9,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::containers::{
-    parse_detach_keys, pump, DEFAULT_DETACH_KEYS, MULTIPLEXED_STREAM, RAW_STREAM,
+    output_response, parse_detach_keys, pump, wants_upgrade, DEFAULT_DETACH_KEYS,
+    MULTIPLEXED_STREAM, RAW_STREAM,
 };
 use crate::error::ApiError;
 use crate::images::blocking;
@@ -61,28 +62,30 @@ pub async fn start(
         None => DEFAULT_DETACH_KEYS.to_vec(),
     };
     let stdin = details.config.attach_stdin.unwrap_or(false);
-    let upgrade = if detach {
-        None
-    } else {
-        Some(
-            parts
-                .extensions
-                .remove::<hyper::upgrade::OnUpgrade>()
-                .ok_or_else(|| {
-                    ApiError::bad_request("exec start needs an HTTP upgrade (Upgrade: tcp)")
-                })?,
-        )
-    };
-    let Some(upgrade) = upgrade else {
+    let tty = details.config.tty.unwrap_or(false);
+    if detach {
         blocking(&state, move |engine| {
             engine.containers().exec_start(&exec_id, true)
         })
         .await?;
         return Ok(StatusCode::OK.into_response());
-    };
+    }
+    if !wants_upgrade(&parts.headers) {
+        let started = blocking(&state, move |engine| {
+            engine.containers().exec_start(&exec_id, false)
+        })
+        .await?;
+        return match started.stream {
+            Some(stream) => output_response(async move { Some(stream) }, tty, Some(started.exit)),
+            None => Ok(StatusCode::OK.into_response()),
+        };
+    }
+    let upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| ApiError::bad_request("exec start: the connection can't be upgraded"))?;
     // As dockerd: hijack first, then start; a start error is written into
     // the stream and the exit code (126/127) is left for exec inspect.
-    let tty = details.config.tty.unwrap_or(false);
     let engine = state.engine.clone();
     tokio::spawn(async move {
         let client = match upgrade.await {
