@@ -1025,3 +1025,65 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(status, 400, "{}", text(&resp));
     assert!(text(&resp).contains("read-only"), "{}", text(&resp));
 }
+
+#[test]
+fn cp_reaches_into_bind_mounts_as_the_container_sees_them() {
+    // dockerd copies to and from the host directories bound into the
+    // container, not the empty mount points under them in the rootfs.
+    let berthd = berthd();
+    let data = host_dir("berth-cp-bind-");
+    let ro = host_dir("berth-cp-ro-");
+    std::fs::write(data.path().join("from-host"), "host data\n").expect("write");
+    std::fs::write(ro.path().join("kept"), "kept\n").expect("write");
+    let data_bind = format!("{}:/data", data.path().display());
+    let ro_bind = format!("type=bind,src={},dst=/ro,readonly", ro.path().display());
+    berthd.docker_ok(&[
+        "run", "-d", "--name", "bound", "-v", &data_bind, "--mount", &ro_bind, "busybox", "sleep",
+        "1000",
+    ]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("to-container");
+    std::fs::write(&src, "copied in\n").expect("write");
+
+    for state in ["running", "stopped"] {
+        // In: the file lands in the host directory, and the container sees it.
+        berthd.docker_ok(&["cp", &src.to_string_lossy(), "bound:/data/sub-copy"]);
+        assert_eq!(
+            std::fs::read_to_string(data.path().join("sub-copy")).expect("copied file"),
+            "copied in\n",
+            "{state}"
+        );
+        std::fs::remove_file(data.path().join("sub-copy")).expect("remove");
+
+        // Out: a file below the bind, and the bind's own root by its name.
+        let out = work.path().join(format!("out-{state}"));
+        std::fs::create_dir(&out).expect("mkdir");
+        berthd.docker_ok(&["cp", "bound:/data/from-host", &out.to_string_lossy()]);
+        assert_eq!(
+            std::fs::read_to_string(out.join("from-host")).expect("copied out"),
+            "host data\n"
+        );
+        berthd.docker_ok(&["cp", "bound:/data", &out.to_string_lossy()]);
+        assert_eq!(
+            std::fs::read_to_string(out.join("data/from-host")).expect("bind root copied"),
+            "host data\n"
+        );
+
+        // A read-only bind refuses writes with dockerd's message.
+        let refused = berthd.docker(&["cp", &src.to_string_lossy(), "bound:/ro/"]);
+        assert!(!refused.status.success(), "{}", describe(&refused));
+        assert!(
+            text(&refused.stderr).contains("mounted volume is marked read-only"),
+            "{}",
+            describe(&refused)
+        );
+        assert!(!ro.path().join("to-container").exists());
+
+        if state == "running" {
+            let seen = berthd.docker_ok(&["exec", "bound", "cat", "/ro/kept"]);
+            assert_eq!(seen, "kept\n");
+            berthd.docker_ok(&["stop", "-t", "1", "bound"]);
+        }
+    }
+    berthd.docker_ok(&["rm", "bound"]);
+}

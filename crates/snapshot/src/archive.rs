@@ -59,10 +59,14 @@ impl PathStat {
     }
 }
 
-/// A container's root directory, open; every operation stays inside it.
+/// A container's root directory, open; every operation stays inside it,
+/// or inside a host directory bound into the container for a path below
+/// that bind's destination.
 #[derive(Debug)]
 pub struct ContainerRoot {
     root: OwnedFd,
+    /// (destination components, source) of each bind.
+    binds: Vec<(Vec<Vec<u8>>, OwnedFd)>,
 }
 
 /// A path as the user gave it, cleaned the way dockerd cleans it.
@@ -140,6 +144,21 @@ fn rel_path(comps: &[Vec<u8>]) -> PathBuf {
     p
 }
 
+/// `comps` with `.` dropped and `..` applied, never above the root.
+fn lexical_comps(comps: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for c in comps {
+        match c.as_slice() {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            _ => out.push(c.clone()),
+        }
+    }
+    out
+}
+
 fn dot_if_empty(p: &Path) -> &Path {
     if p.as_os_str().is_empty() {
         Path::new(".")
@@ -211,13 +230,46 @@ impl ContainerRoot {
             Mode::empty(),
         )
         .map_err(|e| Error::io(format!("opening the container root {}", root.display()), e))?;
-        Ok(ContainerRoot { root })
+        Ok(ContainerRoot {
+            root,
+            binds: Vec::new(),
+        })
+    }
+
+    /// Adds a bind: paths below `destination` (an absolute container path)
+    /// are looked up in `source` (a host directory or file), as the
+    /// container sees them. The longest matching destination wins.
+    pub fn with_bind(mut self, destination: &str, source: &Path) -> Result<ContainerRoot> {
+        let fd = nix::fcntl::open(source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| Error::io(format!("opening the bind source {}", source.display()), e))?;
+        self.binds
+            .push((lexical_comps(&UserPath::parse(destination).comps), fd));
+        Ok(self)
+    }
+
+    /// The bind `comps` lie in (the longest destination that is a prefix of
+    /// them, compared after `.` and `..` are applied), with the rest.
+    fn bind_for(&self, comps: &[Vec<u8>]) -> Option<(BorrowedFd<'_>, Vec<Vec<u8>>)> {
+        let clean = lexical_comps(comps);
+        self.binds
+            .iter()
+            .filter(|(dest, _)| clean.starts_with(dest))
+            .max_by_key(|(dest, _)| dest.len())
+            .map(|(dest, fd)| (fd.as_fd(), clean[dest.len()..].to_vec()))
     }
 
     /// Resolves `comps` inside the root with every symlink followed.
     fn resolve(&self, comps: &[Vec<u8>], path: &UserPath) -> Result<OwnedFd> {
-        let rel = rel_path(comps);
-        match openat2(self.root.as_fd(), dot_if_empty(&rel), in_root()) {
+        let (base, rel) = match self.bind_for(comps) {
+            Some((fd, rest)) if rest.is_empty() => {
+                return fd
+                    .try_clone_to_owned()
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e));
+            }
+            Some((fd, rest)) => (fd, rel_path(&rest)),
+            None => (self.root.as_fd(), rel_path(comps)),
+        };
+        match openat2(base, dot_if_empty(&rel), in_root()) {
             Ok(fd) => Ok(fd),
             Err(Errno::ENOENT | Errno::ENOTDIR) => Err(not_found(path)),
             Err(Errno::EXDEV) => Err(Error::OtherMount {
@@ -228,7 +280,13 @@ impl ContainerRoot {
     }
 
     fn locate(&self, path: &UserPath) -> Result<Located> {
-        let fd = if path.names_an_entry() {
+        let bind_root = self
+            .bind_for(&path.comps)
+            .is_some_and(|(_, rest)| rest.is_empty());
+        let fd = if bind_root {
+            // A bind's own root, named by its mount point.
+            self.resolve(&path.comps, path)?
+        } else if path.names_an_entry() {
             let (name, dir) = path.comps.split_last().ok_or_else(|| not_found(path))?;
             let dir = self.resolve(dir, path)?;
             match open_child_path(dir.as_fd(), OsStr::from_bytes(name)) {

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use super::{parse_signal, ContainerService, Entry, Status};
 use crate::images::CommitSpec;
+use crate::spec::{host_binds, HostBind};
 use crate::{Error, Result};
 
 pub use berth_snapshot::{Change, ChangeKind, PathStat};
@@ -94,6 +95,7 @@ impl ContainerService {
     fn with_root<T>(
         &self,
         entry: &Entry,
+        binds: &[HostBind],
         f: impl FnOnce(&ContainerRoot, &Path) -> Result<T>,
     ) -> Result<T> {
         let _ops = entry.ops();
@@ -102,7 +104,11 @@ impl ContainerService {
             inner.shim.is_some() && inner.state.status.is_live()
         };
         let merged = self.images.mount_rootfs(&entry.id)?;
-        let result = ContainerRoot::open(&merged)
+        let result = binds
+            .iter()
+            .fold(ContainerRoot::open(&merged), |root, b| {
+                root.and_then(|r| r.with_bind(&b.destination, &b.source))
+            })
             .map_err(snapshot_err)
             .and_then(|root| f(&root, &merged));
         if !live {
@@ -116,7 +122,8 @@ impl ContainerService {
     /// `HEAD /containers/{id}/archive?path=`.
     pub fn stat_path(&self, name: &str, path: &str) -> Result<PathStat> {
         let entry = self.lookup(name)?;
-        self.with_root(&entry, |root, _| {
+        let binds = host_binds(&entry.inner().record.host_config);
+        self.with_root(&entry, &binds, |root, _| {
             root.stat(path).map_err(path_err(name, path))
         })
     }
@@ -131,7 +138,8 @@ impl ContainerService {
         out: impl Write,
     ) -> Result<()> {
         let entry = self.lookup(name)?;
-        self.with_root(&entry, |root, _| {
+        let binds = host_binds(&entry.inner().record.host_config);
+        self.with_root(&entry, &binds, |root, _| {
             let (stat, archive) = root.archive(path).map_err(path_err(name, path))?;
             ready(&stat);
             self.event(&entry, "archive-path", &[]);
@@ -150,19 +158,37 @@ impl ContainerService {
         body: impl Read,
     ) -> Result<()> {
         let entry = self.lookup(name)?;
-        let (readonly, user) = {
+        let (readonly, user, binds) = {
             let inner = entry.inner();
             (
                 inner.record.host_config.readonly_rootfs == Some(true),
                 inner.record.config.user.clone().unwrap_or_default(),
+                host_binds(&inner.record.host_config),
             )
         };
-        self.with_root(&entry, |root, merged| {
+        self.with_root(&entry, &binds, |root, merged| {
             let dir = root.extract_dir(path).map_err(path_err(name, path))?;
-            if readonly {
-                return Err(Error::InvalidArgument(
-                    "container rootfs is marked read-only".to_string(),
-                ));
+            // The directory's path with symlinks followed decides where the
+            // files land: in a bind (read-only or not) or the rootfs.
+            let target = clean_abs(&dir.path);
+            let bind = binds
+                .iter()
+                .filter(|b| {
+                    target == b.destination || target.starts_with(&format!("{}/", b.destination))
+                })
+                .max_by_key(|b| b.destination.len());
+            match bind {
+                Some(b) if b.read_only => {
+                    return Err(Error::InvalidArgument(
+                        "mounted volume is marked read-only".to_string(),
+                    ))
+                }
+                None if readonly => {
+                    return Err(Error::InvalidArgument(
+                        "container rootfs is marked read-only".to_string(),
+                    ))
+                }
+                _ => {}
             }
             // As dockerd: the container's user and primary group, or the
             // archive's owners when the container runs as root by default.
@@ -188,7 +214,7 @@ impl ContainerService {
     /// then writes all of it as a tar to `out`.
     pub fn export(&self, name: &str, ready: impl FnOnce(), out: impl Write) -> Result<()> {
         let entry = self.lookup(name)?;
-        self.with_root(&entry, |root, _| {
+        self.with_root(&entry, &[], |root, _| {
             ready();
             root.export(out).map_err(snapshot_err)?;
             self.event(&entry, "export", &[]);
@@ -246,7 +272,7 @@ impl ContainerService {
         };
         let paused_here =
             options.pause && status == Status::Running && self.pause(&entry.id).is_ok();
-        let result = self.with_root(&entry, |root, _| {
+        let result = self.with_root(&entry, &[], |root, _| {
             let changes = self.images.rootfs_changes(&entry.id, MOUNT_POINTS)?;
             self.images.commit_rootfs(root, &changes, &spec)
         });

@@ -438,6 +438,49 @@ impl Volumes<'_> {
     }
 }
 
+/// A host directory bound into the container: where it appears and what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostBind {
+    pub destination: String,
+    pub source: PathBuf,
+    pub read_only: bool,
+}
+
+/// The host-path binds of `-v` and `--mount type=bind`, later ones first
+/// for a destination named twice (they win, as in the spec). Entries that
+/// don't parse are left out: create refused them already.
+pub fn host_binds(hc: &bollard_stubs::models::HostConfig) -> Vec<HostBind> {
+    let mut out = Vec::new();
+    for raw in hc.binds.iter().flatten() {
+        if let Ok(ParsedBind {
+            source: BindSource::Host(src),
+            destination,
+            read_only,
+            ..
+        }) = parse_bind(raw)
+        {
+            out.push(HostBind {
+                destination: clean_path(&destination),
+                source: PathBuf::from(src),
+                read_only,
+            });
+        }
+    }
+    for api in hc.mounts.iter().flatten() {
+        if api.typ == Some(MountType::BIND) {
+            if let (Some(target), Some(source)) = (&api.target, &api.source) {
+                out.push(HostBind {
+                    destination: clean_path(target),
+                    source: PathBuf::from(source),
+                    read_only: api.read_only.unwrap_or(false),
+                });
+            }
+        }
+    }
+    out.reverse();
+    out
+}
+
 pub(crate) fn plan(m: &MountInputs) -> Result<MountPlan, SpecError> {
     let input = m.input;
     let hc = input.host_config;
