@@ -360,3 +360,79 @@ fn lifecycle_outputs_match() {
     );
     same(&dockerd, &berthd, &["rm", "web"]);
 }
+
+#[test]
+fn mounts_are_listed_and_filtered_alike() {
+    let (dockerd, berthd, work) = pair();
+    let a = work.path().join("a");
+    let b = work.path().join("b");
+    std::fs::create_dir(&a).expect("mkdir");
+    std::fs::create_dir(&b).expect("mkdir");
+    let ro = format!("{}:/ro:ro,rslave", a.display());
+    let rw = format!("type=bind,src={},dst=/rw", b.display());
+    for d in [&dockerd as &dyn DockerApi, &berthd] {
+        d.docker_ok(&[
+            "create",
+            "--network",
+            "none",
+            "--name",
+            "mnt",
+            "-v",
+            &ro,
+            "--mount",
+            &rw,
+            "--mount",
+            "type=tmpfs,dst=/scratch",
+            "busybox",
+            "true",
+        ]);
+        d.docker_ok(&[
+            "create",
+            "--network",
+            "none",
+            "--name",
+            "plain",
+            "busybox",
+            "true",
+        ]);
+    }
+    // dockerd lists them in map order: compare each by destination.
+    for dest in ["/ro", "/rw", "/scratch"] {
+        let format = format!(
+            "{{{{range .Mounts}}}}{{{{if eq .Destination \"{dest}\"}}}}{{{{json .}}}}{{{{end}}}}{{{{end}}}}"
+        );
+        let out = same(&dockerd, &berthd, &["inspect", "-f", &format, "mnt"]);
+        assert!(text(&out.stdout).contains(dest), "{}", describe(&out));
+    }
+    same(
+        &dockerd,
+        &berthd,
+        &["inspect", "-f", "{{len .Mounts}}", "mnt", "plain"],
+    );
+    for filter in [
+        "volume=/rw",
+        &format!("volume={}", a.display()),
+        "volume=/nowhere",
+    ] {
+        same(
+            &dockerd,
+            &berthd,
+            &["ps", "-a", "--filter", filter, "--format", "{{.Names}}"],
+        );
+    }
+    same(
+        &dockerd,
+        &berthd,
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "name=mnt",
+            "--format",
+            "{{.Mounts}}",
+        ],
+    );
+    for d in [&dockerd as &dyn DockerApi, &berthd] {
+        d.docker_ok(&["rm", "mnt", "plain"]);
+    }
+}

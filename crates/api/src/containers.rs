@@ -763,7 +763,7 @@ fn inspect_json(d: &Details) -> Value {
         "ExecIDs": Value::Null,
         "HostConfig": host_config_json(d),
         "GraphDriver": {"Name": d.record.driver, "Data": Value::Null},
-        "Mounts": [],
+        "Mounts": mounts_json(d),
         "Config": config,
         "NetworkSettings": {
             "Bridge": "",
@@ -891,8 +891,26 @@ pub(crate) fn summary_json(d: &Details) -> Value {
         "Status": status_text(d),
         "HostConfig": {"NetworkMode": network_mode(d)},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": mounts_json(d),
     })
+}
+
+/// `Mounts` of inspect and list, in dockerd's shape.
+fn mounts_json(d: &Details) -> Value {
+    let mounts: Vec<Value> = berth_engine::spec::mount_points(&d.record.host_config)
+        .into_iter()
+        .map(|m| {
+            json!({
+                "Type": m.typ,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": m.mode,
+                "RW": m.rw,
+                "Propagation": m.propagation,
+            })
+        })
+        .collect();
+    Value::Array(mounts)
 }
 
 /// `docker ps` filters.
@@ -974,7 +992,13 @@ fn matches_filters(
                     .map_or("none", |h| h.status.as_str());
                 values.iter().any(|v| v == status)
             }
-            "volume" => false,
+            // A mount's source or destination, as dockerd matches them.
+            "volume" => {
+                let mounts = berth_engine::spec::mount_points(&d.record.host_config);
+                values
+                    .iter()
+                    .any(|v| mounts.iter().any(|m| m.source == *v || m.destination == *v))
+            }
             "isolation" => values.iter().any(|v| v == "default"),
             other => {
                 return Err(ApiError::bad_request(format!("invalid filter '{other}'")));

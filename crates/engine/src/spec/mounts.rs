@@ -438,6 +438,74 @@ impl Volumes<'_> {
     }
 }
 
+/// A user mount as `docker inspect` lists it under `Mounts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountPoint {
+    /// `bind` or `tmpfs`.
+    pub typ: &'static str,
+    pub source: String,
+    pub destination: String,
+    /// The mode a `-v` gave (`ro,rslave`); empty for `--mount`.
+    pub mode: String,
+    pub rw: bool,
+    pub propagation: String,
+}
+
+/// The `-v` host binds and `--mount` binds and tmpfs mounts, in the order
+/// given. Entries that don't parse are left out: create refused them.
+pub fn mount_points(hc: &bollard_stubs::models::HostConfig) -> Vec<MountPoint> {
+    let mut out = Vec::new();
+    for raw in hc.binds.iter().flatten() {
+        if let Ok(ParsedBind {
+            source: BindSource::Host(src),
+            destination,
+            read_only,
+            propagation,
+        }) = parse_bind(raw)
+        {
+            let parts: Vec<&str> = raw.splitn(3, ':').collect();
+            out.push(MountPoint {
+                typ: "bind",
+                source: src,
+                destination,
+                mode: parts.get(2).copied().unwrap_or_default().to_string(),
+                rw: !read_only,
+                propagation: propagation.unwrap_or_else(|| DEFAULT_PROPAGATION.to_string()),
+            });
+        }
+    }
+    for api in hc.mounts.iter().flatten() {
+        let destination = clean_path(api.target.as_deref().unwrap_or_default());
+        let rw = !api.read_only.unwrap_or(false);
+        match api.typ {
+            Some(MountType::BIND) => out.push(MountPoint {
+                typ: "bind",
+                source: clean_path(api.source.as_deref().unwrap_or_default()),
+                destination,
+                mode: String::new(),
+                rw,
+                propagation: api
+                    .bind_options
+                    .as_ref()
+                    .and_then(|o| o.propagation)
+                    .map(|p| p.to_string())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| DEFAULT_PROPAGATION.to_string()),
+            }),
+            Some(MountType::TMPFS) => out.push(MountPoint {
+                typ: "tmpfs",
+                source: String::new(),
+                destination,
+                mode: String::new(),
+                rw,
+                propagation: String::new(),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A host directory bound into the container: where it appears and what it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostBind {
@@ -446,37 +514,18 @@ pub struct HostBind {
     pub read_only: bool,
 }
 
-/// The host-path binds of `-v` and `--mount type=bind`, later ones first
-/// for a destination named twice (they win, as in the spec). Entries that
-/// don't parse are left out: create refused them already.
+/// The host binds of [`mount_points`], later ones first for a destination
+/// named twice (they win, as in the spec).
 pub fn host_binds(hc: &bollard_stubs::models::HostConfig) -> Vec<HostBind> {
-    let mut out = Vec::new();
-    for raw in hc.binds.iter().flatten() {
-        if let Ok(ParsedBind {
-            source: BindSource::Host(src),
-            destination,
-            read_only,
-            ..
-        }) = parse_bind(raw)
-        {
-            out.push(HostBind {
-                destination: clean_path(&destination),
-                source: PathBuf::from(src),
-                read_only,
-            });
-        }
-    }
-    for api in hc.mounts.iter().flatten() {
-        if api.typ == Some(MountType::BIND) {
-            if let (Some(target), Some(source)) = (&api.target, &api.source) {
-                out.push(HostBind {
-                    destination: clean_path(target),
-                    source: PathBuf::from(source),
-                    read_only: api.read_only.unwrap_or(false),
-                });
-            }
-        }
-    }
+    let mut out: Vec<HostBind> = mount_points(hc)
+        .into_iter()
+        .filter(|m| m.typ == "bind")
+        .map(|m| HostBind {
+            destination: m.destination,
+            source: PathBuf::from(m.source),
+            read_only: !m.rw,
+        })
+        .collect();
     out.reverse();
     out
 }
