@@ -12,10 +12,9 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxRes
 
 use super::{ContainerService, Details, RestartPolicy, Status};
 use crate::events::Event;
+use crate::spec::{check_cpu, check_memory};
 use crate::{Error, Result};
 
-/// dockerd's floor for memory limits and reservations (6 MiB).
-const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 /// `--cpus`: the CFS period dockerd pairs with NanoCpus (100 ms).
 const NANO_CPUS_PERIOD: u64 = 100_000;
 
@@ -398,73 +397,25 @@ fn validate_update(r: &mut Resources, host: &UpdateHost) -> Result<Vec<String>> 
     let fail = |m: String| Err(Error::InvalidArgument(m));
     let mut warnings = Vec::new();
     let memory = r.memory.unwrap_or(0);
-    let reservation = r.memory_reservation.unwrap_or(0);
-    if memory != 0 && memory < MIN_MEMORY {
-        return fail("Minimum memory limit allowed is 6MB".into());
-    }
     if memory > 0 && r.memory_swap.unwrap_or(0) != -1 && !host.swap_limit {
         warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".to_string());
         r.memory_swap = Some(-1);
     }
-    let swap = r.memory_swap.unwrap_or(0);
-    if swap < -1 {
-        return fail(format!(
-            "invalid memory swap limit {swap}: -1 (unlimited) is the only negative value"
-        ));
-    }
-    if memory > 0 && swap > 0 && swap < memory {
-        return fail(
-            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
-        );
-    }
-    if reservation < 0 {
-        return fail(format!(
-            "invalid memory reservation {reservation}: must not be negative"
-        ));
-    }
-    if reservation > 0 && reservation < MIN_MEMORY {
-        return fail("Minimum memory reservation allowed is 6MB".into());
-    }
-    if memory > 0 && reservation > 0 && memory < reservation {
-        return fail(
-            "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
-        );
-    }
-    let nano = r.nano_cpus.unwrap_or(0);
-    let period = r.cpu_period.unwrap_or(0);
-    let quota = r.cpu_quota.unwrap_or(0);
-    if nano > 0 && period > 0 {
-        return fail("Conflicting options: Nano CPUs and CPU Period cannot both be set".into());
-    }
-    if nano > 0 && quota > 0 {
-        return fail("Conflicting options: Nano CPUs and CPU Quota cannot both be set".into());
-    }
-    if nano < 0 || nano > host.cpus * 1_000_000_000 {
-        let n = host.cpus;
-        return fail(format!(
-            "range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
-        ));
-    }
-    let shares = r.cpu_shares.unwrap_or(0);
-    if shares < 0 {
-        return fail(format!(
-            "invalid CPU shares ({shares}): value must be a positive integer"
-        ));
-    }
-    if period != 0 && !(1000..=1_000_000).contains(&period) {
-        return fail(
-            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
-                .into(),
-        );
-    }
-    if quota > 0 && quota < 1000 {
-        return fail("CPU cfs quota can not be less than 1ms (i.e. 1000)".into());
-    }
-    if quota < -1 {
-        return fail(format!(
-            "invalid CPU quota {quota}: -1 (unlimited) is the only negative value"
-        ));
-    }
+    let invalid = |m: String| Error::InvalidArgument(m);
+    check_memory(
+        memory,
+        r.memory_swap.unwrap_or(0),
+        r.memory_reservation.unwrap_or(0),
+    )
+    .map_err(invalid)?;
+    check_cpu(
+        r.nano_cpus.unwrap_or(0),
+        r.cpu_period.unwrap_or(0),
+        r.cpu_quota.unwrap_or(0),
+        r.cpu_shares.unwrap_or(0),
+        host.cpus,
+    )
+    .map_err(invalid)?;
     for (what, list, available) in [
         ("cpus", r.cpuset_cpus.as_deref(), &host.cpuset_cpus),
         ("mems", r.cpuset_mems.as_deref(), &host.cpuset_mems),

@@ -36,6 +36,7 @@ pub use mounts::{host_binds, mount_points, HostBind, MountPoint};
 pub use seccomp::{default_seccomp_profile, DEFAULT_SECCOMP_ALLOWED_SYSCALLS};
 pub use user::{resolve_user, ExecUser, UserDb};
 pub use validate::{adapt_host_config, validate_create};
+pub(crate) use validate::{check_cpu, check_memory};
 
 /// What is wrong with a create request, or what kept the spec from being
 /// built. Every message names the input; the API answers 400 with it.

@@ -217,24 +217,86 @@ fn valid_uint_list(list: &str) -> bool {
         })
 }
 
+/// dockerd's memory checks that create and update share: limit, swap and
+/// reservation against each other.
+pub(crate) fn check_memory(memory: i64, swap: i64, reservation: i64) -> Result<(), String> {
+    if memory != 0 && memory < MIN_MEMORY {
+        return Err("Minimum memory limit allowed is 6MB".into());
+    }
+    if swap < -1 {
+        return Err(format!(
+            "invalid memory swap limit {swap}: -1 (unlimited) is the only negative value"
+        ));
+    }
+    if memory > 0 && swap > 0 && swap < memory {
+        return Err(
+            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+        );
+    }
+    if reservation < 0 {
+        return Err(format!(
+            "invalid memory reservation {reservation}: must not be negative"
+        ));
+    }
+    if reservation > 0 && reservation < MIN_MEMORY {
+        return Err("Minimum memory reservation allowed is 6MB".into());
+    }
+    if memory > 0 && reservation > 0 && memory < reservation {
+        return Err(
+            "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
+        );
+    }
+    Ok(())
+}
+
+/// dockerd's CPU checks that create and update share, `cpus` being the
+/// host's CPU count.
+pub(crate) fn check_cpu(
+    nano: i64,
+    period: i64,
+    quota: i64,
+    shares: i64,
+    cpus: i64,
+) -> Result<(), String> {
+    if nano > 0 && period > 0 {
+        return Err("Conflicting options: Nano CPUs and CPU Period cannot both be set".into());
+    }
+    if nano > 0 && quota > 0 {
+        return Err("Conflicting options: Nano CPUs and CPU Quota cannot both be set".into());
+    }
+    if nano < 0 || nano > cpus * 1_000_000_000 {
+        return Err(format!(
+            "range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
+        ));
+    }
+    if shares < 0 {
+        return Err(format!(
+            "invalid CPU shares ({shares}): value must be a positive integer"
+        ));
+    }
+    if period != 0 && !(1000..=1_000_000).contains(&period) {
+        return Err(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+                .into(),
+        );
+    }
+    if quota > 0 && quota < 1000 {
+        return Err("CPU cfs quota can not be less than 1ms (i.e. 1000)".into());
+    }
+    if quota < -1 {
+        return Err(format!(
+            "invalid CPU quota {quota}: -1 (unlimited) is the only negative value"
+        ));
+    }
+    Ok(())
+}
+
 fn check_resources(hc: &HostConfig) -> Result<(), SpecError> {
     let fail = |m: String| Err(SpecError::InvalidResources(m));
     let memory = hc.memory.unwrap_or(0);
     let swap = hc.memory_swap.unwrap_or(0);
     let reservation = hc.memory_reservation.unwrap_or(0);
-    if memory != 0 && memory < MIN_MEMORY {
-        return fail("Minimum memory limit allowed is 6MB".into());
-    }
-    if swap < -1 {
-        return fail(format!(
-            "invalid memory swap limit {swap}: -1 (unlimited) is the only negative value"
-        ));
-    }
-    if memory > 0 && swap > 0 && swap < memory {
-        return fail(
-            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
-        );
-    }
+    check_memory(memory, swap, reservation).map_err(SpecError::InvalidResources)?;
     if memory == 0 && swap > 0 {
         return fail(
             "You should always set the Memory limit when using Memoryswap limit, see usage".into(),
@@ -247,57 +309,16 @@ fn check_resources(hc: &HostConfig) -> Result<(), SpecError> {
             ));
         }
     }
-    if reservation < 0 {
-        return fail(format!(
-            "invalid memory reservation {reservation}: must not be negative"
-        ));
-    }
-    if reservation > 0 && reservation < MIN_MEMORY {
-        return fail("Minimum memory reservation allowed is 6MB".into());
-    }
-    if memory > 0 && reservation > 0 && memory < reservation {
-        return fail(
-            "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
-        );
-    }
 
-    let nano = hc.nano_cpus.unwrap_or(0);
-    let period = hc.cpu_period.unwrap_or(0);
-    let quota = hc.cpu_quota.unwrap_or(0);
-    if nano > 0 && period > 0 {
-        return fail("Conflicting options: Nano CPUs and CPU Period cannot both be set".into());
-    }
-    if nano > 0 && quota > 0 {
-        return fail("Conflicting options: Nano CPUs and CPU Quota cannot both be set".into());
-    }
-    if nano != 0 {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
-        if nano < 0 || nano > n * 1_000_000_000 {
-            return fail(format!(
-                "range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
-            ));
-        }
-    }
-    let shares = hc.cpu_shares.unwrap_or(0);
-    if shares < 0 {
-        return fail(format!(
-            "invalid CPU shares ({shares}): value must be a positive integer"
-        ));
-    }
-    if period != 0 && !(1000..=1_000_000).contains(&period) {
-        return fail(
-            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
-                .into(),
-        );
-    }
-    if quota > 0 && quota < 1000 {
-        return fail("CPU cfs quota can not be less than 1ms (i.e. 1000)".into());
-    }
-    if quota < -1 {
-        return fail(format!(
-            "invalid CPU quota {quota}: -1 (unlimited) is the only negative value"
-        ));
-    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    check_cpu(
+        hc.nano_cpus.unwrap_or(0),
+        hc.cpu_period.unwrap_or(0),
+        hc.cpu_quota.unwrap_or(0),
+        hc.cpu_shares.unwrap_or(0),
+        cpus,
+    )
+    .map_err(SpecError::InvalidResources)?;
     let rt_period = hc.cpu_realtime_period.unwrap_or(0);
     let rt_runtime = hc.cpu_realtime_runtime.unwrap_or(0);
     if rt_period < 0 || rt_runtime < -1 {
