@@ -223,7 +223,12 @@ impl Registry {
         };
         match plain.send("GET", "/v2/", &[], Body::Empty) {
             Ok(response) if response.status != 400 => Ok((plain, response)),
-            Ok(response) => Ok(tls_ping().unwrap_or((plain, response))),
+            // Go's TLS servers answer plain HTTP with 400: theirs is the error.
+            Ok(_) => tls_ping().map_err(|tls_error| {
+                Error::Internal(format!(
+                    "{tls_error} (over plain HTTP it answered 400 Bad Request)"
+                ))
+            }),
             Err(plain_error) => tls_ping().map_err(|tls_error| {
                 Error::Internal(format!("{plain_error}; over HTTPS: {tls_error}"))
             }),
@@ -333,12 +338,12 @@ impl Registry {
             let mut sender = dial(&host, &authority, tls).await?;
             let answer = sender.send_request(request);
             if streaming {
-                answer.await.map_err(|e| e.to_string())
+                answer.await.map_err(|e| error_chain(&e))
             } else {
                 tokio::time::timeout(TIMEOUT, answer)
                     .await
                     .map_err(|_| format!("no answer in {TIMEOUT:?}"))?
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| error_chain(&e))
             }
         };
         let task = runtime().spawn(exchange);
@@ -396,6 +401,18 @@ impl Registry {
             body,
         })
     }
+}
+
+/// An error with its sources (hyper's "connection error" hides the TLS
+/// alert that says why).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text = format!("{text}: {e}");
+        source = e.source();
+    }
+    text
 }
 
 /// Connects (and handshakes TLS when `tls` is given) and starts an HTTP/1.1
