@@ -259,6 +259,17 @@ fn registry_settings_show_in_docker_info_and_bad_ones_stop_berthd() {
         info.contains("Registry Mirrors:\n  https://m1.example/\n"),
         "{info}"
     );
+    let mut berth = berthd.cli_command(&workspace_binary("berth"));
+    berth.arg("info");
+    let out = output_with_timeout(&mut berth, CLI_TIMEOUT).expect("berth info");
+    let shown = assert_success(&out, "berth info");
+    for lines in [
+        "Insecure Registries:\n  reg.example:5000\n  ::1/128\n  127.0.0.0/8\n  10.1.0.0/16\n",
+        "Registry Mirrors:\n  https://m1.example/\n",
+        "Registry Mirrors of 127.0.0.1:5000:\n  http://127.0.0.1:5001/\n",
+    ] {
+        assert!(shown.contains(lines), "{lines}\n{shown}");
+    }
     let config = berthd.docker_ok(&["info", "--format", "{{json .RegistryConfig}}"]);
     let config: serde_json::Value = serde_json::from_str(&config).expect("RegistryConfig JSON");
     assert_eq!(
@@ -581,7 +592,7 @@ fn docker_login_checks_credentials_with_the_registry() {
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
         text(&out.stderr).contains(&format!(
-            "Error response from daemon: Get \"https://{nowhere}/v2/\""
+            "Error response from daemon: Get \"http://{nowhere}/v2/\""
         )),
         "{}",
         describe(&out)

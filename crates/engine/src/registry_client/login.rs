@@ -20,14 +20,21 @@ fn server_name(server: &str) -> &str {
     }
 }
 
-/// Checks `credentials` against `server`. Refused credentials are
-/// `Unauthorized`, with dockerd's message; an unreachable registry is
-/// `Internal`.
+/// Checks `credentials` against `server`, with dockerd's messages and
+/// statuses: a token server that refuses them is `Unauthorized`; a
+/// registry that refuses them itself, or cannot be reached, `Internal`.
 pub fn login(settings: &RegistrySettings, server: &str, credentials: &Credentials) -> Result<()> {
     let name = server_name(server);
     let host = hosts::api_host(name);
-    let (mut registry, ping) = Registry::connect(settings, host)
-        .map_err(|e| Error::Internal(format!("Get \"https://{host}/v2/\": {e}")))?;
+    let (mut registry, ping) = Registry::connect(settings, host).map_err(|e| {
+        // dockerd names the last URL it tried: plain HTTP where that is allowed.
+        let scheme = if settings.allows_plain_http(host) {
+            "http"
+        } else {
+            "https"
+        };
+        Error::Internal(format!("Get \"{scheme}://{host}/v2/\": {e}"))
+    })?;
     let url = format!("{}/v2/", registry.origin());
     let challenge = match (ping.status, ping.header("www-authenticate")) {
         (401, Some(challenge)) => challenge.to_string(),
@@ -53,11 +60,9 @@ pub fn login(settings: &RegistrySettings, server: &str, credentials: &Credential
                 "login attempt to {url} failed with status: {status} {}",
                 status_text(status)
             );
-            Err(if matches!(status, 401 | 403) {
-                Error::Unauthorized(message)
-            } else {
-                Error::Internal(message)
-            })
+            // dockerd answers this with 500, not 401 (a 401 makes older
+            // docker CLIs drop the credentials they hold).
+            Err(Error::Internal(message))
         }
     }
 }
@@ -79,7 +84,90 @@ fn status_text(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
     use super::*;
+
+    /// A registry with a token server: `/v2/` wants `Bearer t`, `/token`
+    /// hands it out for `user:right` only.
+    fn token_registry() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let host = listener.local_addr().expect("addr").to_string();
+        let realm = format!("http://{host}/token");
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut authorization = String::new();
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line.strip_prefix("authorization:") {
+                        authorization = v.trim().to_string();
+                    }
+                    line.clear();
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("");
+                let user_right = Credentials {
+                    username: "user".into(),
+                    password: "right".into(),
+                }
+                .basic_header();
+                let (status, extra, body) = if path.starts_with("/token") {
+                    if authorization == user_right {
+                        ("200 OK", String::new(), r#"{"token":"t"}"#)
+                    } else {
+                        (
+                            "401 Unauthorized",
+                            String::new(),
+                            r#"{"errors":[{"code":"UNAUTHORIZED","message":"incorrect username or password"}]}"#,
+                        )
+                    }
+                } else if authorization == "Bearer t" {
+                    ("200 OK", String::new(), "{}")
+                } else {
+                    (
+                        "401 Unauthorized",
+                        format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n"),
+                        "{}",
+                    )
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        host
+    }
+
+    #[test]
+    fn bearer_logins_ask_the_token_server() {
+        let host = token_registry();
+        let settings = RegistrySettings::default();
+        let login_with = |password: &str| {
+            login(
+                &settings,
+                &host,
+                &Credentials {
+                    username: "user".into(),
+                    password: password.into(),
+                },
+            )
+        };
+        login_with("right").expect("accepted");
+        match login_with("wrong") {
+            Err(Error::Unauthorized(message)) => assert!(
+                message.starts_with(&format!("Get \"http://{host}/v2/\": "))
+                    && message.contains("incorrect username or password"),
+                "{message}"
+            ),
+            other => panic!("expected Unauthorized, got {other:?}"),
+        }
+    }
 
     #[test]
     fn servers_name_their_registry() {
