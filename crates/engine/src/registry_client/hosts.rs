@@ -468,7 +468,10 @@ mod tests {
         assert!(s.is_insecure("10.1.200.3:5000"));
         assert!(!s.is_insecure("10.2.0.1:5000"));
         assert!(s.is_insecure("reg.example:5000"));
-        assert!(!s.is_insecure("reg.example:5001"));
+        // Without CIDRs a name is matched as listed, with no DNS lookup.
+        let by_name = settings(&["reg.example:5000"], &[]).expect("valid");
+        assert!(!by_name.is_insecure("reg.example:5001"));
+        assert!(!by_name.is_insecure("reg.example"));
         // Loopback may use plain HTTP, but is not insecure unless listed.
         assert!(!s.is_insecure("127.0.0.1:5000"));
         assert!(s.allows_plain_http("127.0.0.1:5000"));
