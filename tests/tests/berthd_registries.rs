@@ -752,4 +752,23 @@ fn berth_login_keeps_credentials_for_pull_and_push() {
         "push after logout: {}",
         describe(&out)
     );
+
+    // credHelpers names the helper of one registry.
+    std::fs::write(
+        other_config.join("config.json"),
+        format!(r#"{{"credHelpers": {{"{host}": "test"}}}}"#),
+    )
+    .expect("write config.json");
+    let out = output_with_stdin(
+        &mut with_helper(&["login", "-u", "user", "--password-stdin", &host]),
+        "s3cret\n",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(store.exists(), "credHelpers: the helper stored nothing");
+    let out = output_with_timeout(&mut with_helper(&["push", &image]), CLI_TIMEOUT).expect("push");
+    assert!(
+        out.status.success(),
+        "push with credHelpers: {}",
+        describe(&out)
+    );
 }
