@@ -60,6 +60,7 @@ struct SpawnError {
 pub struct BerthdBuilder {
     args: Vec<String>,
     tcp: bool,
+    daemon_json: Option<String>,
 }
 
 impl BerthdBuilder {
@@ -71,6 +72,12 @@ impl BerthdBuilder {
 
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> BerthdBuilder {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// The text of its `daemon.json` (else `{}`).
+    pub fn daemon_json(mut self, text: impl Into<String>) -> BerthdBuilder {
+        self.daemon_json = Some(text.into());
         self
     }
 
@@ -94,6 +101,7 @@ impl BerthdBuilder {
             dir: private_dir("berth-berthd-"),
             child: None,
             args: self.args,
+            daemon_json: self.daemon_json,
             port,
             cgroup_parent: crate::unique_name(),
         };
@@ -120,6 +128,7 @@ pub struct Berthd {
     dir: PathBuf,
     child: Option<Child>,
     args: Vec<String>,
+    daemon_json: Option<String>,
     port: Option<u16>,
     /// This daemon's own parent cgroup for its containers.
     cgroup_parent: String,
@@ -180,6 +189,9 @@ impl Berthd {
             .open(self.dir.join("berthd.log"))
             .expect("open berthd.log");
         let mut command = berthd_command(&self.dir);
+        if let Some(text) = &self.daemon_json {
+            std::fs::write(self.dir.join("daemon.json"), text).expect("write daemon.json");
+        }
         command.arg("--pidfile").arg(self.pidfile());
         command.arg("--cgroup-parent").arg(&self.cgroup_parent);
         if let Some(port) = self.port {

@@ -396,35 +396,6 @@ fn make_ca_and_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-/// A registry's CA in `/etc/docker/certs.d/<host>/`, where dockerd and
-/// berthd look for it; removed on drop.
-struct TrustedCa {
-    dir: PathBuf,
-    /// `/etc/docker/certs.d` when this guard made it.
-    made_parent: Option<PathBuf>,
-}
-
-impl TrustedCa {
-    fn install(host: &str, cert: &Path) -> TrustedCa {
-        let parent = Path::new("/etc/docker/certs.d");
-        let made_parent = (!parent.exists()).then(|| parent.to_path_buf());
-        let dir = parent.join(host);
-        std::fs::create_dir_all(&dir).expect("create certs.d dir");
-        std::fs::copy(cert, dir.join("ca.crt")).expect("install ca.crt");
-        TrustedCa { dir, made_parent }
-    }
-}
-
-impl Drop for TrustedCa {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(parent) = &self.made_parent {
-            // Only when empty: another test may have put its CA there.
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
-}
-
 #[test]
 fn push_and_pull_over_tls_with_a_certs_d_ca() {
     if !is_root() {
@@ -434,7 +405,11 @@ fn push_and_pull_over_tls_with_a_certs_d_ca() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let (ca, cert, key) = make_ca_and_certificate(scratch.path());
     let registry = Registry::berth_with_tls(&cert, &key);
-    let berthd = Berthd::start();
+    let certs_d = scratch.path().join("certs.d");
+    let berthd = Berthd::builder()
+        .arg("--registry-certs-dir")
+        .arg(certs_d.to_string_lossy())
+        .start();
     let image = format!("{}/tls/bb:1", registry.host());
     let id = import_busybox(&berthd, scratch.path(), &image);
 
@@ -445,7 +420,10 @@ fn push_and_pull_over_tls_with_a_certs_d_ca() {
         describe(&out)
     );
 
-    let _ca = TrustedCa::install(&registry.host(), &ca);
+    // The registry's CA in `<certs dir>/<host>/`, where berthd looks for it.
+    let trusted = certs_d.join(registry.host());
+    std::fs::create_dir_all(&trusted).expect("create certs.d dir");
+    std::fs::copy(&ca, trusted.join("ca.crt")).expect("install ca.crt");
     berthd.docker_ok(&["push", &image]);
     berthd.docker_ok(&["rmi", &image]);
     berthd.docker_ok(&["pull", &image]);

@@ -1,4 +1,5 @@
-//! The image commands: `images`, `image inspect|history|tag|rm|prune|load|save|import`.
+//! The image commands: `images`, `image inspect|history|tag|rm|prune|load|save|import`,
+//! `pull` and `push` (with the credentials `login` kept).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read, Write};
@@ -6,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::{
     CreateImageOptions, ImportImageOptions, ListImagesOptions, PruneImagesOptions,
-    RemoveImageOptions, TagImageOptions,
+    PushImageOptions, RemoveImageOptions, TagImageOptions,
 };
 use clap::Args;
 use futures_util::StreamExt;
@@ -14,6 +15,7 @@ use hyper::body::Bytes;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Failure};
+use crate::credentials;
 use crate::format::{ellipsis, short_id, Format};
 use crate::inspect;
 use crate::progress;
@@ -95,6 +97,11 @@ pub fn normalized_name(repository: &str) -> String {
     } else {
         format!("{domain}/{rest}")
     }
+}
+
+/// The registry of a name [`normalized_name`] made.
+pub fn registry_of(normalized: &str) -> &str {
+    normalized.split('/').next().unwrap_or("docker.io")
 }
 
 /// `repo:tag` → (repo, tag); the tag is after the last `:` that follows the last `/`.
@@ -669,6 +676,91 @@ pub async fn import(client: &Client, args: &ImportArgs) -> Result<(), Failure> {
     };
     let messages = client.docker.create_image(Some(options), body, None);
     progress::display(Box::pin(messages)).await
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Suppress verbose output
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// Set platform if server is multi-platform capable
+    #[arg(long = "platform", value_name = "PLATFORM")]
+    platform: Option<String>,
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    image: String,
+}
+
+/// Pulls `(fromImage, tag)` with the stored credentials of its registry,
+/// the progress going to `sink`.
+pub async fn pull_image(
+    client: &Client,
+    from_image: String,
+    tag: String,
+    platform: Option<String>,
+    sink: progress::Sink,
+) -> Result<(), Failure> {
+    let auth = credentials::for_registry(registry_of(&from_image))?;
+    let options = CreateImageOptions {
+        from_image: Some(from_image),
+        tag: Some(tag),
+        platform: platform.unwrap_or_default(),
+        ..Default::default()
+    };
+    let messages = client.docker.create_image(Some(options), None, auth);
+    progress::display_to(Box::pin(messages), sink).await
+}
+
+pub async fn pull(client: &Client, args: &PullArgs) -> Result<(), Failure> {
+    let Some((_, from_image, tag)) = crate::run::pull_reference(&args.image) else {
+        return Err(Failure::Message(format!(
+            "invalid reference format: {} is an image ID, not a name to pull",
+            args.image
+        )));
+    };
+    // docker ends with the full reference, alone with --quiet.
+    let full = if tag.contains(':') {
+        format!("{from_image}@{tag}")
+    } else {
+        format!("{from_image}:{tag}")
+    };
+    let sink = if args.quiet {
+        progress::Sink::Discard
+    } else {
+        progress::Sink::Stdout
+    };
+    pull_image(client, from_image, tag, args.platform.clone(), sink).await?;
+    println!("{full}");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// Suppress verbose output
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    #[arg(value_name = "NAME[:TAG]")]
+    image: String,
+}
+
+pub async fn push(client: &Client, args: &PushArgs) -> Result<(), Failure> {
+    let (repository, tag) = split_tag(&args.image);
+    let normalized = normalized_name(repository);
+    let auth = credentials::for_registry(registry_of(&normalized))?;
+    let options = PushImageOptions {
+        tag: tag.map(str::to_owned),
+        ..Default::default()
+    };
+    let messages = client.docker.push_image(repository, Some(options), auth);
+    let sink = if args.quiet {
+        progress::Sink::Discard
+    } else {
+        progress::Sink::Stdout
+    };
+    progress::display_to(Box::pin(messages), sink).await?;
+    if args.quiet {
+        println!("{}", args.image);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@ mod attach;
 mod client;
 mod containers;
 mod create_options;
+mod credentials;
 mod format;
 mod images;
 mod inspect;
+mod login;
 mod progress;
 mod registry;
 mod run;
@@ -45,6 +47,10 @@ struct Cli {
     /// Print version information and quit
     #[arg(short = 'v', long = "version")]
     version: bool,
+
+    /// Location of client config files [default: $DOCKER_CONFIG, else ~/.docker]
+    #[arg(long = "config", value_name = "DIR")]
+    config: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -98,6 +104,14 @@ enum Command {
     /// Run a registry server
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
+    /// Download an image from a registry
+    Pull(images::PullArgs),
+    /// Upload an image to a registry
+    Push(images::PushArgs),
     /// Display system-wide information
     Info(system::InfoArgs),
     /// List images
@@ -196,6 +210,10 @@ enum ImageCommand {
     Save(images::SaveArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(images::ImportArgs),
+    /// Download an image from a registry
+    Pull(images::PullArgs),
+    /// Upload an image to a registry
+    Push(images::PushArgs),
 }
 
 #[derive(Subcommand)]
@@ -260,6 +278,9 @@ fn main() -> ExitCode {
         let _ = Cli::command().print_help();
         return ExitCode::SUCCESS;
     };
+    if let Some(dir) = cli.config {
+        credentials::set_config_dir(dir);
+    }
     let host = cli
         .host
         .or_else(|| std::env::var("BERTH_HOST").ok().filter(|h| !h.is_empty()))
@@ -289,6 +310,7 @@ fn main() -> ExitCode {
 async fn run(host: &str, command: Command) -> Result<(), Failure> {
     let command = match command {
         Command::Registry(command) => return registry::run(command).await,
+        Command::Logout(args) => return login::logout(&args).await,
         command => command,
     };
     if let Command::Version(args) = &command {
@@ -296,7 +318,14 @@ async fn run(host: &str, command: Command) -> Result<(), Failure> {
     }
     let client = Client::connect(host).await?;
     match command {
-        Command::Version(_) | Command::Registry(_) => Ok(()),
+        Command::Version(_) | Command::Registry(_) | Command::Logout(_) => Ok(()),
+        Command::Login(args) => login::login(&client, &args).await,
+        Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => {
+            images::pull(&client, &args).await
+        }
+        Command::Push(args) | Command::Image(ImageCommand::Push(args)) => {
+            images::push(&client, &args).await
+        }
         Command::Info(args) | Command::System(SystemCommand::Info(args)) => {
             system::info(&client, &args).await
         }

@@ -48,6 +48,20 @@ impl From<bollard::models::CreateImageInfo> for Message {
     }
 }
 
+impl From<bollard::models::PushImageInfo> for Message {
+    fn from(info: bollard::models::PushImageInfo) -> Message {
+        let detail = info.progress_detail.unwrap_or_default();
+        Message {
+            id: None,
+            status: info.status,
+            stream: None,
+            current: detail.current,
+            total: detail.total,
+            error: info.error_detail.and_then(|e| e.message),
+        }
+    }
+}
+
 /// Where the messages go: stdout (load, import), stderr (the pull before
 /// `run`), or nowhere (`run --quiet`).
 #[derive(Clone, Copy, PartialEq)]

@@ -4,7 +4,6 @@
 
 use std::io::IsTerminal;
 
-use bollard::query_parameters::CreateImageOptions;
 use clap::{ArgAction, Args};
 use serde_json::{json, Value};
 
@@ -17,7 +16,7 @@ use crate::create_options::{
     api_older_than, read_kv_file, validate_env, CreateOptions, CreateRequest,
 };
 use crate::images::{familiar, normalized_name, split_tag};
-use crate::progress::{self, Sink};
+use crate::progress::Sink;
 use crate::terminal;
 
 #[derive(Args)]
@@ -159,7 +158,7 @@ fn check_tty(attach_stdin: bool, tty: bool) -> Result<(), Failure> {
 
 /// How `image` is shown and pulled: (name for "Unable to find image",
 /// `fromImage`, `tag`); `None` for an image ID, which is never pulled.
-fn pull_reference(image: &str) -> Option<(String, String, String)> {
+pub fn pull_reference(image: &str) -> Option<(String, String, String)> {
     let is_hex = |s: &str| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit());
     if image.starts_with("sha256:") || is_hex(image) {
         return None;
@@ -187,15 +186,8 @@ async fn pull_image(client: &Client, request: &CreateRequest, quiet: bool) -> Re
     let Some((_, from_image, tag)) = pull_reference(&request.image) else {
         return Ok(());
     };
-    let options = CreateImageOptions {
-        from_image: Some(from_image),
-        tag: Some(tag),
-        platform: request.platform.clone().unwrap_or_default(),
-        ..Default::default()
-    };
-    let messages = client.docker.create_image(Some(options), None, None);
     let sink = if quiet { Sink::Discard } else { Sink::Stderr };
-    progress::display_to(Box::pin(messages), sink).await
+    crate::images::pull_image(client, from_image, tag, request.platform.clone(), sink).await
 }
 
 /// Creates the container (pulling a missing image first, as docker does)

@@ -206,12 +206,7 @@ fn info_text(info: &Value, client: &Client) -> String {
     push_line(&mut out, 1, "Debug Mode", text(info, "Debug"));
     push_line(&mut out, 1, "Experimental", text(info, "ExperimentalBuild"));
     if let Some(Value::Object(registry)) = info.get("RegistryConfig") {
-        if let Some(Value::Array(cidrs)) = registry.get("InsecureRegistryCIDRs") {
-            out.push_str(" Insecure Registries:\n");
-            for cidr in cidrs.iter().filter_map(Value::as_str) {
-                out.push_str(&format!("  {cidr}\n"));
-            }
-        }
+        out.push_str(&registry_lines(registry));
     }
     push_line(
         &mut out,
@@ -219,6 +214,58 @@ fn info_text(info: &Value, client: &Client) -> String {
         "Live Restore Enabled",
         text(info, "LiveRestoreEnabled"),
     );
+    out
+}
+
+/// docker's "Insecure Registries" (by name, then CIDRs) and "Registry
+/// Mirrors" (Docker Hub's), then the mirrors of other registries, which
+/// only berthd has.
+fn registry_lines(registry: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::new();
+    let indexes: Vec<&serde_json::Map<String, Value>> = registry
+        .get("IndexConfigs")
+        .and_then(Value::as_object)
+        .map(|m| m.values().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let insecure_names: Vec<String> = indexes
+        .iter()
+        .filter(|i| i.get("Secure") == Some(&Value::Bool(false)))
+        .filter_map(|i| i.get("Name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let cidrs = strings(registry.get("InsecureRegistryCIDRs"));
+    if !insecure_names.is_empty() || !cidrs.is_empty() {
+        out.push_str(" Insecure Registries:\n");
+        for entry in insecure_names.iter().chain(&cidrs) {
+            out.push_str(&format!("  {entry}\n"));
+        }
+    }
+    let hub = strings(registry.get("Mirrors"));
+    if !hub.is_empty() {
+        out.push_str(" Registry Mirrors:\n");
+        for mirror in &hub {
+            out.push_str(&format!("  {mirror}\n"));
+        }
+    }
+    for index in &indexes {
+        let name = index.get("Name").and_then(Value::as_str).unwrap_or("");
+        let mirrors = strings(index.get("Mirrors"));
+        if name != "docker.io" && !mirrors.is_empty() {
+            out.push_str(&format!(" Registry Mirrors of {name}:\n"));
+            for mirror in &mirrors {
+                out.push_str(&format!("  {mirror}\n"));
+            }
+        }
+    }
     out
 }
 

@@ -79,6 +79,15 @@ pub struct Flags {
     /// The daemon's TLS private key [default: /etc/berth/key.pem]
     #[arg(long = "tlskey", value_name = "PATH")]
     pub tlskey: Option<PathBuf>,
+    /// Registry that may use plain HTTP and unverified TLS: HOST[:PORT] or a CIDR (repeatable)
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// Pull mirror: URL (for Docker Hub) or REGISTRY=URL (repeatable, tried in order)
+    #[arg(long = "registry-mirror", value_name = "[REGISTRY=]URL")]
+    pub registry_mirrors: Vec<String>,
+    /// Directory of per-registry CAs and client certificates, <dir>/<host:port>/ [default: /etc/berth/certs.d]
+    #[arg(long = "registry-certs-dir", value_name = "PATH")]
+    pub registry_certs_dir: Option<PathBuf>,
 }
 
 pub const DEFAULT_TLS_CA: &str = "/etc/berth/ca.pem";
@@ -140,6 +149,8 @@ pub struct DaemonConfig {
     pub init_path: Option<PathBuf>,
     /// Leave containers running on shutdown (`--live-restore`).
     pub live_restore: bool,
+    /// `insecure-registries`, `registry-mirrors` and `registry-certs-dir`, checked.
+    pub registry: berth_engine::registry_client::RegistrySettings,
 }
 
 /// daemon.json keys dockerd knows that berthd accepts; the ones it does not
@@ -194,6 +205,7 @@ const KNOWN_KEYS: &[&str] = &[
     "fixed-cidr-v6",
     "init",
     "init-path",
+    "registry-certs-dir",
 ];
 
 impl DaemonConfig {
@@ -237,6 +249,7 @@ impl DaemonConfig {
         let tlscacert = pick_str("tlscacert", path(&flags.tlscacert))?;
         let tlscert = pick_str("tlscert", path(&flags.tlscert))?;
         let tlskey = pick_str("tlskey", path(&flags.tlskey))?;
+        let certs_dir = pick_str("registry-certs-dir", path(&flags.registry_certs_dir))?;
         let mut pick_bool = |key: &str, flag: Option<bool>| -> Result<bool> {
             let from_file = match file.get(key) {
                 Some(v) => Some(
@@ -262,6 +275,35 @@ impl DaemonConfig {
             (true, Some(v)) => serde_json::from_value::<Vec<String>>(v.clone())
                 .context("daemon.json: hosts must be a list of strings")?,
             (true, None) => vec![format!("unix://{DEFAULT_SOCKET}")],
+        };
+        let insecure = match (
+            flags.insecure_registries.is_empty(),
+            file.get("insecure-registries"),
+        ) {
+            (false, Some(_)) => {
+                both.push("insecure-registries".to_string());
+                Vec::new()
+            }
+            (false, None) => flags.insecure_registries.clone(),
+            (true, Some(v)) => serde_json::from_value::<Vec<String>>(v.clone())
+                .context("daemon.json: insecure-registries must be a list of strings")?,
+            (true, None) => Vec::new(),
+        };
+        let mirrors = match (
+            flags.registry_mirrors.is_empty(),
+            file.get("registry-mirrors"),
+        ) {
+            (false, Some(_)) => {
+                both.push("registry-mirrors".to_string());
+                Vec::new()
+            }
+            (false, None) => flags
+                .registry_mirrors
+                .iter()
+                .map(|m| mirror_flag(m))
+                .collect(),
+            (true, Some(v)) => parse_mirrors(v)?,
+            (true, None) => Vec::new(),
         };
         if !both.is_empty() {
             bail!(
@@ -393,11 +435,22 @@ impl DaemonConfig {
                     | "cgroup-parent"
                     | "init-path"
                     | "live-restore"
+                    | "insecure-registries"
+                    | "registry-mirrors"
+                    | "registry-certs-dir"
             ) {
                 eprintln!("berthd: daemon.json: {key} is accepted but not acted on yet");
             }
         }
+        use berth_engine::registry_client::{RegistrySettings, DEFAULT_CERTS_DIR};
+        let registry = RegistrySettings::new(
+            &insecure,
+            &mirrors,
+            PathBuf::from(certs_dir.unwrap_or_else(|| DEFAULT_CERTS_DIR.to_string())),
+        )
+        .context("registry settings")?;
         Ok(DaemonConfig {
+            registry,
             hosts,
             data_root: data_root
                 .map(PathBuf::from)
@@ -423,6 +476,37 @@ impl DaemonConfig {
 }
 
 pub const DEFAULT_SOCKET: &str = "/run/berth.sock";
+
+/// `--registry-mirror`: `URL` mirrors Docker Hub (as with dockerd),
+/// `REGISTRY=URL` another registry.
+fn mirror_flag(value: &str) -> (String, String) {
+    match value.split_once('=') {
+        Some((registry, url)) if !registry.contains('/') => (registry.to_string(), url.to_string()),
+        _ => (
+            berth_engine::registry_client::DOCKER_HUB.to_string(),
+            value.to_string(),
+        ),
+    }
+}
+
+/// daemon.json `registry-mirrors`: a list of URLs mirrors Docker Hub (as
+/// with dockerd); an object maps registries to their lists of URLs.
+fn parse_mirrors(value: &serde_json::Value) -> Result<Vec<(String, String)>> {
+    if value.is_array() {
+        let urls = serde_json::from_value::<Vec<String>>(value.clone()).context(
+            "daemon.json: registry-mirrors must be a list of URLs or an object of lists",
+        )?;
+        let hub = berth_engine::registry_client::DOCKER_HUB;
+        return Ok(urls.into_iter().map(|u| (hub.to_string(), u)).collect());
+    }
+    let map = serde_json::from_value::<BTreeMap<String, Vec<String>>>(value.clone()).context(
+        "daemon.json: registry-mirrors must be a list of URLs or an object mapping registries to lists of URLs",
+    )?;
+    Ok(map
+        .into_iter()
+        .flat_map(|(registry, urls)| urls.into_iter().map(move |u| (registry.clone(), u)))
+        .collect())
+}
 
 /// daemon.json `runtimes`: `{"runc": {"path": "/usr/bin/runc", "runtimeArgs": [...]}}`.
 fn parse_runtimes(value: &serde_json::Value) -> Result<BTreeMap<String, (PathBuf, Vec<String>)>> {
@@ -651,5 +735,85 @@ mod tests {
         std::fs::write(&file, "{}").expect("write");
         let plain = DaemonConfig::resolve(&flags(&["--config-file", file_arg])).expect("unix only");
         assert_eq!(plain.tls, None);
+    }
+
+    #[test]
+    fn registry_settings_come_from_flags_or_daemon_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("daemon.json");
+        let file_arg = file.to_str().expect("utf8");
+        std::fs::write(
+            &file,
+            r#"{"insecure-registries": ["10.0.0.0/8", "reg.example:5000"],
+                "registry-mirrors": {"docker.io": ["https://m1.example"], "127.0.0.1:5000": ["http://127.0.0.1:5001", "http://127.0.0.1:5002"]},
+                "registry-certs-dir": "/tmp/certs.d"}"#,
+        )
+        .expect("write");
+        let ok = DaemonConfig::resolve(&flags(&["--config-file", file_arg])).expect("valid");
+        let r = &ok.registry;
+        assert_eq!(r.insecure_cidrs(), ["::1/128", "127.0.0.0/8", "10.0.0.0/8"]);
+        assert_eq!(r.insecure_hosts(), ["reg.example:5000"]);
+        assert_eq!(r.mirrors_of("docker.io")[0].url, "https://m1.example/");
+        assert_eq!(r.mirrors_of("127.0.0.1:5000").len(), 2);
+        assert_eq!(r.certs_dir(), std::path::Path::new("/tmp/certs.d"));
+
+        let err = DaemonConfig::resolve(&flags(&[
+            "--config-file",
+            file_arg,
+            "--insecure-registry",
+            "10.1.0.0/16",
+        ]))
+        .expect_err("set both ways");
+        assert!(err.to_string().contains("insecure-registries"), "{err}");
+
+        std::fs::write(&file, r#"{"registry-mirrors": ["https://m1.example"]}"#).expect("write");
+        let ok = DaemonConfig::resolve(&flags(&[
+            "--config-file",
+            file_arg,
+            "--insecure-registry",
+            "reg.example",
+        ]))
+        .expect("list form");
+        assert_eq!(ok.registry.mirrors_of("docker.io").len(), 1);
+        assert_eq!(
+            ok.registry.certs_dir(),
+            std::path::Path::new("/etc/berth/certs.d")
+        );
+
+        std::fs::write(&file, "{}").expect("write");
+        let ok = DaemonConfig::resolve(&flags(&[
+            "--config-file",
+            file_arg,
+            "--registry-mirror",
+            "https://m2.example",
+            "--registry-mirror",
+            "127.0.0.1:5000=http://127.0.0.1:5003",
+        ]))
+        .expect("mirror flags");
+        assert_eq!(
+            ok.registry.mirrors_of("docker.io")[0].url,
+            "https://m2.example/"
+        );
+        assert_eq!(
+            ok.registry.mirrors_of("127.0.0.1:5000")[0].url,
+            "http://127.0.0.1:5003/"
+        );
+
+        for (json, says) in [
+            (
+                r#"{"insecure-registries": ["10.0.0.0/40"]}"#,
+                "not a valid CIDR",
+            ),
+            (r#"{"insecure-registries": "10.0.0.0/8"}"#, "must be a list"),
+            (r#"{"registry-mirrors": ["m1.example"]}"#, "invalid mirror"),
+            (
+                r#"{"registry-mirrors": {"docker.io": "https://m"}}"#,
+                "registry-mirrors must be",
+            ),
+        ] {
+            std::fs::write(&file, json).expect("write");
+            let err = DaemonConfig::resolve(&flags(&["--config-file", file_arg])).expect_err(json);
+            assert!(format!("{err:#}").contains(says), "{json}: {err:#}");
+        }
     }
 }

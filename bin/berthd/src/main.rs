@@ -145,6 +145,7 @@ async fn run(config: DaemonConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Re
             exec_root: config.exec_root.clone(),
             storage_driver: config.storage_driver.clone(),
             containers: container_settings(&config)?,
+            registry: config.registry.clone(),
         })
         .context("open the engine")?,
     );

@@ -30,6 +30,7 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::InvalidArgument(_) | Error::StartFailed(_) => StatusCode::BAD_REQUEST,
             Error::Io { .. } | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

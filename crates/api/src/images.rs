@@ -999,8 +999,8 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
     };
     let reference = berth_engine::images::parse_reference(&name)?;
     let credentials = registry_credentials(headers)?;
-    let resolved = blocking(&state, move |_| {
-        registry_client::resolve(&reference, credentials.as_ref())
+    let resolved = blocking(&state, move |e| {
+        registry_client::resolve(&e.config().registry, &reference, credentials.as_ref())
     })
     .await?;
     Ok(stream_status(state, move |e, emit| {
@@ -1038,7 +1038,13 @@ async fn push(
     })
     .await?;
     Ok(stream_status(state, move |e, emit| {
-        registry_client::push(e.images(), &reference, credentials.as_ref(), emit)
+        registry_client::push(
+            &e.config().registry,
+            e.images(),
+            &reference,
+            credentials.as_ref(),
+            emit,
+        )
     }))
 }
 

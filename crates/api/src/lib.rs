@@ -35,6 +35,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/auth", post(system::auth))
         .route("/events", get(system::events))
         .route("/system/df", get(images::disk_usage))
         .route(

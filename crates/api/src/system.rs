@@ -1,4 +1,4 @@
-//! `/_ping`, `/version`, `/info` and `/events`.
+//! `/_ping`, `/version`, `/info`, `/events` and `/auth`.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,11 +8,13 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use berth_engine::registry_client::{self, RegistrySettings, DOCKER_HUB};
 use berth_engine::system::{self as sys, API_VERSION, ENGINE_VERSION, MIN_API_VERSION};
 use berth_engine::{Event, EventFilter};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::images::blocking;
 use crate::AppState;
 
 fn engine_headers() -> HeaderMap {
@@ -130,7 +132,7 @@ pub async fn info(State(state): State<AppState>) -> Response {
         "OSType": "linux",
         "Architecture": host.architecture,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["::1/128", "127.0.0.0/8"], "Mirrors": []},
+        "RegistryConfig": registry_config(&config.registry),
         "NCPU": host.ncpu,
         "MemTotal": host.mem_total,
         "GenericResources": null,
@@ -155,6 +157,55 @@ pub async fn info(State(state): State<AppState>) -> Response {
         "Warnings": ["No bridge network yet: containers get --network none by default (no network but loopback); --network host and container:<name> work."]
     });
     (engine_headers(), Json(body)).into_response()
+}
+
+/// dockerd's `RegistryConfig`: the insecure CIDRs, an index entry for
+/// Docker Hub and for each registry listed as insecure or given mirrors,
+/// and Docker Hub's mirrors (the ones `docker info` lists).
+fn registry_config(settings: &RegistrySettings) -> serde_json::Value {
+    let mirror_urls = |registry: &str| -> Vec<String> {
+        settings
+            .mirrors_of(registry)
+            .iter()
+            .map(|m| m.url.clone())
+            .collect()
+    };
+    let mut indexes = serde_json::Map::new();
+    let names = std::iter::once(DOCKER_HUB.to_string())
+        .chain(settings.insecure_hosts().iter().cloned())
+        .chain(settings.mirrors().keys().cloned());
+    for name in names {
+        let official = name == DOCKER_HUB;
+        let secure = !settings.insecure_hosts().contains(&name);
+        indexes.insert(
+            name.clone(),
+            json!({"Name": name, "Mirrors": mirror_urls(&name), "Secure": secure, "Official": official}),
+        );
+    }
+    json!({
+        "IndexConfigs": indexes,
+        "InsecureRegistryCIDRs": settings.insecure_cidrs(),
+        "Mirrors": mirror_urls(DOCKER_HUB),
+    })
+}
+
+/// POST /auth (`docker login`): checks the credentials against the
+/// registry; nothing is stored by the daemon.
+pub async fn auth(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+    let result = async {
+        let (credentials, server) = registry_client::parse_auth_config(&body)?;
+        let credentials =
+            credentials.ok_or_else(|| ApiError::bad_request("login needs a username"))?;
+        blocking(&state, move |e| {
+            registry_client::login(&e.config().registry, &server, &credentials)
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(()) => Json(json!({"Status": "Login Succeeded", "IdentityToken": ""})).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn chrono_now() -> String {

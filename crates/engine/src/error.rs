@@ -1,5 +1,6 @@
 //! The engine's errors: a variant per kind of failure the API maps to a
-//! status code (not found, conflict, invalid input, internal).
+//! status code (not found, conflict, invalid input, refused credentials,
+//! internal).
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -9,6 +10,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A registry refused the credentials.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -24,6 +24,8 @@ pub struct EngineConfig {
     /// `overlay2` or `vfs`; `None` picks overlay2 when it can be mounted.
     pub storage_driver: Option<String>,
     pub containers: containers::ContainerSettings,
+    /// Insecure registries, mirrors and the certs.d directory.
+    pub registry: registry_client::RegistrySettings,
 }
 
 pub struct Engine {

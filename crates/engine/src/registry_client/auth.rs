@@ -32,34 +32,9 @@ impl Credentials {
             .decode(value.trim_end_matches('='))
             .or_else(|_| base64::engine::general_purpose::STANDARD.decode(value))
             .map_err(|e| Error::InvalidArgument(format!("X-Registry-Auth is not base64: {e}")))?;
-        #[derive(serde::Deserialize)]
-        struct AuthConfig {
-            #[serde(default)]
-            username: String,
-            #[serde(default)]
-            password: String,
-            #[serde(default)]
-            auth: String,
-        }
-        let config: AuthConfig = serde_json::from_slice(&raw)
-            .map_err(|e| Error::InvalidArgument(format!("X-Registry-Auth is not JSON: {e}")))?;
-        let (username, password) = if config.username.is_empty() && !config.auth.is_empty() {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(&config.auth)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .unwrap_or_default();
-            match decoded.split_once(':') {
-                Some((u, p)) => (u.to_string(), p.to_string()),
-                None => (String::new(), String::new()),
-            }
-        } else {
-            (config.username, config.password)
-        };
-        if username.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Credentials { username, password }))
+        let (credentials, _) = parse_auth_config(&raw)
+            .map_err(|e| Error::InvalidArgument(format!("X-Registry-Auth: {e}")))?;
+        Ok(credentials)
     }
 
     pub(crate) fn basic_header(&self) -> String {
@@ -69,6 +44,41 @@ impl Credentials {
             base64::engine::general_purpose::STANDARD.encode(pair)
         )
     }
+}
+
+/// Docker's `AuthConfig` JSON (`X-Registry-Auth`, the body of `POST /auth`):
+/// the credentials (`username` + `password`, or `auth`, base64 of
+/// `user:password`; `None` without a user name) and `serveraddress`.
+pub fn parse_auth_config(json: &[u8]) -> Result<(Option<Credentials>, String)> {
+    // Clients send `null` for unset fields.
+    #[derive(serde::Deserialize)]
+    struct AuthConfig {
+        username: Option<String>,
+        password: Option<String>,
+        auth: Option<String>,
+        serveraddress: Option<String>,
+    }
+    let config: AuthConfig = serde_json::from_slice(json)
+        .map_err(|e| Error::InvalidArgument(format!("auth config is not JSON: {e}")))?;
+    let username = config.username.unwrap_or_default();
+    let password = config.password.unwrap_or_default();
+    let auth = config.auth.unwrap_or_default();
+    let serveraddress = config.serveraddress.unwrap_or_default();
+    let (username, password) = if username.is_empty() && !auth.is_empty() {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&auth)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        match decoded.split_once(':') {
+            Some((u, p)) => (u.to_string(), p.to_string()),
+            None => (String::new(), String::new()),
+        }
+    } else {
+        (username, password)
+    };
+    let credentials = (!username.is_empty()).then_some(Credentials { username, password });
+    Ok((credentials, serveraddress))
 }
 
 /// The `key="value"` parameters of a `WWW-Authenticate: Bearer …` challenge.
@@ -104,11 +114,13 @@ fn challenge_params(challenge: &str) -> Vec<(String, String)> {
 
 /// The `Authorization` header for a registry that answered `/v2/` with
 /// `challenge`: a bearer token from its realm (asked with `credentials`,
-/// if any) for `scope`, or Basic credentials.
+/// if any) for `scope`, or Basic credentials. A token server that refuses
+/// the credentials is `Unauthorized`.
 pub(crate) fn authorization_for(
+    settings: &super::RegistrySettings,
     challenge: &str,
     credentials: Option<&Credentials>,
-    scope: &str,
+    scope: Option<&str>,
 ) -> Result<Option<String>> {
     let Some(params) = challenge
         .trim()
@@ -149,16 +161,33 @@ pub(crate) fn authorization_for(
     if let Some(service) = get("service") {
         query.push(format!("service={}", encode(service)));
     }
-    query.push(format!("scope={}", encode(scope)));
+    if let Some(scope) = scope {
+        query.push(format!("scope={}", encode(scope)));
+    }
+    if let Some(c) = credentials {
+        query.push(format!("account={}", encode(&c.username)));
+    }
     let separator = if path.contains('?') { '&' } else { '?' };
     let target = format!("{path}{separator}{}", query.join("&"));
-    let realm_server = super::Registry::at(host, tls, credentials.map(Credentials::basic_header))?;
+    let realm_server = super::Registry::at(
+        settings,
+        host,
+        tls,
+        credentials.map(Credentials::basic_header),
+    )?;
     let response = realm_server.send("GET", &target, &[], super::Body::Empty)?;
     if response.status != 200 {
-        return Err(Error::InvalidArgument(format!(
-            "token server {host} refused a token for {scope}: {}",
+        let status = response.status;
+        let refused = format!(
+            "token server {host} refused a token{}: {}",
+            scope.map(|s| format!(" for {s}")).unwrap_or_default(),
             response.error_text()
-        )));
+        );
+        return Err(if matches!(status, 401 | 403) {
+            Error::Unauthorized(refused)
+        } else {
+            Error::InvalidArgument(refused)
+        });
     }
     #[derive(serde::Deserialize)]
     struct Token {
@@ -214,6 +243,9 @@ mod tests {
             None
         );
         assert_eq!(Credentials::from_header("").expect("valid header"), None);
+        let nulls = base64::engine::general_purpose::STANDARD
+            .encode(r#"{"username":null,"password":null,"serveraddress":null}"#);
+        assert_eq!(Credentials::from_header(&nulls).expect("nulls"), None);
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! `docker pull` and `docker push` against a distribution (v2) registry.
 //! Owns the registry side: a blocking face over hyper's HTTP/1.1 client
-//! (HTTPS with the system CAs plus `/etc/docker/certs.d/<host>/*.crt`, as
-//! dockerd; plain HTTP only to loopback registries, dockerd's default
-//! insecure registries), credentials, and the pull/push flows; storing goes
-//! through `ImageService`.
+//! (HTTPS with the system CAs plus the CAs and client certificates of
+//! `<certs dir>/<host>/`; plain HTTP only to loopback and insecure
+//! registries, see `hosts`), credentials, login, mirrors, and the pull/push
+//! flows; storing goes through `ImageService`.
 
 mod auth;
+mod hosts;
+mod login;
 mod pull;
 mod push;
 
 use std::io::Read;
-use std::net::ToSocketAddrs;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,13 +21,14 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::runtime::Runtime;
 
 use crate::error::{Error, Result};
 
-pub use auth::Credentials;
+pub use auth::{parse_auth_config, Credentials};
+pub use hosts::{registry_name, Mirror, RegistrySettings, DEFAULT_CERTS_DIR, DOCKER_HUB};
+pub use login::login;
 pub use pull::{pull, resolve, ResolvedPull};
 pub use push::push;
 
@@ -66,38 +68,6 @@ pub(crate) struct Registry {
 }
 
 type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
-
-/// Where dockerd (and so berthd) finds a registry's own CA certificates.
-const CERTS_DIR: &str = "/etc/docker/certs.d";
-const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// TLS settings for `host`: the system CAs and the host's certs.d CAs.
-fn tls_config(host: &str) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    let mut files = vec![std::path::PathBuf::from(SYSTEM_CAS)];
-    if let Ok(dir) = std::fs::read_dir(std::path::Path::new(CERTS_DIR).join(host)) {
-        files.extend(
-            dir.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "crt")),
-        );
-    }
-    for file in files {
-        let Ok(certs) = CertificateDer::pem_file_iter(&file) else {
-            continue;
-        };
-        for cert in certs.flatten() {
-            // A bundle may hold certificates rustls cannot use; the rest count.
-            let _ = roots.add(cert);
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Internal(format!("TLS protocol versions: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
 
 /// The host part of `host:port` (brackets removed from IPv6 literals).
 fn hostname(host: &str) -> &str {
@@ -188,66 +158,111 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Registry {
     /// A registry over HTTPS, or over plain HTTP when it is on a loopback
-    /// address (dockerd's default insecure registries; tried first there,
-    /// as a TLS server refuses plain HTTP at once while a plain one may wait
-    /// for more of a TLS hello), with the authorization it asks for on
-    /// `/v2/` for `actions` (`pull`, `pull,push`) on `repository`.
+    /// address or insecure, with the authorization it asks for on `/v2/`
+    /// for `actions` (`pull`, `pull,push`) on `repository`.
     pub fn open(
+        settings: &RegistrySettings,
         domain: &str,
         credentials: Option<&Credentials>,
         repository: &str,
         actions: &str,
     ) -> Result<Registry> {
-        let (mut registry, response) = match Registry::at(domain, false, None) {
-            Ok(plain) => match plain.send("GET", "/v2/", &[], Body::Empty) {
-                Ok(response) => (plain, response),
-                Err(plain_error) => {
-                    let tls = Registry::at(domain, true, None)?;
-                    let response =
-                        tls.send("GET", "/v2/", &[], Body::Empty)
-                            .map_err(|tls_error| {
-                                Error::Internal(format!("{plain_error}; over HTTPS: {tls_error}"))
-                            })?;
-                    (tls, response)
-                }
-            },
-            Err(_) => {
-                let tls = Registry::at(domain, true, None)?;
-                let response = tls.send("GET", "/v2/", &[], Body::Empty)?;
-                (tls, response)
-            }
-        };
+        let (mut registry, response) = Registry::connect(settings, hosts::api_host(domain))?;
         registry.authorization = match (response.status, response.header("www-authenticate")) {
             (401, Some(challenge)) => auth::authorization_for(
+                settings,
                 challenge,
                 credentials,
-                &format!("repository:{repository}:{actions}"),
+                Some(&format!("repository:{repository}:{actions}")),
             )?,
             _ => credentials.map(Credentials::basic_header),
         };
         Ok(registry)
     }
 
+    /// A pull mirror, anonymous (the origin's credentials are not sent to
+    /// it), authorized for pulls of `repository`.
+    pub fn open_mirror(
+        settings: &RegistrySettings,
+        mirror: &Mirror,
+        repository: &str,
+    ) -> Result<Registry> {
+        let mut registry = Registry {
+            host: mirror.host.clone(),
+            authorization: None,
+            tls: if mirror.tls {
+                Some(settings.tls_config(&mirror.host)?)
+            } else {
+                None
+            },
+        };
+        let response = registry.send("GET", "/v2/", &[], Body::Empty)?;
+        registry.authorization = match (response.status, response.header("www-authenticate")) {
+            (401, Some(challenge)) => auth::authorization_for(
+                settings,
+                challenge,
+                None,
+                Some(&format!("repository:{repository}:pull")),
+            )?,
+            _ => None,
+        };
+        Ok(registry)
+    }
+
+    /// `host` and its answer to `GET /v2/`: over plain HTTP first where that
+    /// is allowed (a TLS server refuses plain HTTP at once, or answers 400,
+    /// while a plain one may wait for more of a TLS hello), else over HTTPS.
+    fn connect(settings: &RegistrySettings, host: &str) -> Result<(Registry, Response)> {
+        let tls_ping = || -> Result<(Registry, Response)> {
+            let tls = Registry::at(settings, host, true, None)?;
+            let response = tls.send("GET", "/v2/", &[], Body::Empty)?;
+            Ok((tls, response))
+        };
+        let Ok(plain) = Registry::at(settings, host, false, None) else {
+            return tls_ping();
+        };
+        match plain.send("GET", "/v2/", &[], Body::Empty) {
+            Ok(response) if response.status != 400 => Ok((plain, response)),
+            // Go's TLS servers answer plain HTTP with 400: theirs is the error.
+            Ok(_) => tls_ping().map_err(|tls_error| {
+                Error::Internal(format!(
+                    "{tls_error} (over plain HTTP it answered 400 Bad Request)"
+                ))
+            }),
+            Err(plain_error) => tls_ping().map_err(|tls_error| {
+                Error::Internal(format!("{plain_error}; over HTTPS: {tls_error}"))
+            }),
+        }
+    }
+
     /// `domain` over HTTPS, or over plain HTTP, which only loopback
-    /// addresses may use.
-    fn at(domain: &str, tls: bool, authorization: Option<String>) -> Result<Registry> {
-        if !tls {
-            let addrs: Vec<_> = domain
-                .to_socket_addrs()
-                .or_else(|_| format!("{domain}:80").to_socket_addrs())
-                .map_err(|e| Error::InvalidArgument(format!("registry {domain}: {e}")))?
-                .collect();
-            if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
-                return Err(Error::InvalidArgument(format!(
-                    "registry {domain}: plain HTTP is only used with loopback addresses (127.0.0.0/8, ::1)"
-                )));
-            }
+    /// addresses and insecure registries may use.
+    fn at(
+        settings: &RegistrySettings,
+        domain: &str,
+        tls: bool,
+        authorization: Option<String>,
+    ) -> Result<Registry> {
+        if !tls && !settings.allows_plain_http(domain) {
+            return Err(Error::InvalidArgument(format!(
+                "registry {domain}: plain HTTP is only used with loopback addresses (127.0.0.0/8, ::1) and insecure-registries"
+            )));
         }
         Ok(Registry {
             host: domain.to_string(),
             authorization,
-            tls: if tls { Some(tls_config(domain)?) } else { None },
+            tls: if tls {
+                Some(settings.tls_config(domain)?)
+            } else {
+                None
+            },
         })
+    }
+
+    /// `http(s)://host`, as messages show the registry.
+    fn origin(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host)
     }
 
     fn authority(&self) -> String {
@@ -323,12 +338,12 @@ impl Registry {
             let mut sender = dial(&host, &authority, tls).await?;
             let answer = sender.send_request(request);
             if streaming {
-                answer.await.map_err(|e| e.to_string())
+                answer.await.map_err(|e| error_chain(&e))
             } else {
                 tokio::time::timeout(TIMEOUT, answer)
                     .await
                     .map_err(|_| format!("no answer in {TIMEOUT:?}"))?
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| error_chain(&e))
             }
         };
         let task = runtime().spawn(exchange);
@@ -386,6 +401,18 @@ impl Registry {
             body,
         })
     }
+}
+
+/// An error with its sources (hyper's "connection error" hides the TLS
+/// alert that says why).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text = format!("{text}: {e}");
+        source = e.source();
+    }
+    text
 }
 
 /// Connects (and handshakes TLS when `tls` is given) and starts an HTTP/1.1
@@ -499,9 +526,14 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_is_for_loopback_registries_only() {
-        assert!(Registry::at("192.0.2.1:5000", false, None).is_err());
-        assert!(Registry::at("127.0.0.1:5000", false, None).is_ok());
-        assert!(Registry::at("192.0.2.1:5000", true, None).is_ok());
+    fn plain_http_is_for_loopback_and_insecure_registries_only() {
+        let settings = RegistrySettings::default();
+        assert!(Registry::at(&settings, "192.0.2.1:5000", false, None).is_err());
+        assert!(Registry::at(&settings, "127.0.0.1:5000", false, None).is_ok());
+        assert!(Registry::at(&settings, "192.0.2.1:5000", true, None).is_ok());
+        let insecure =
+            RegistrySettings::new(&["192.0.2.0/24".to_string()], &[], DEFAULT_CERTS_DIR.into())
+                .expect("valid");
+        assert!(Registry::at(&insecure, "192.0.2.1:5000", false, None).is_ok());
     }
 }

@@ -10,7 +10,7 @@ use berth_image::{
     Compression, ImageConfig, LoadedImage, LoadedLayer, Manifest, ManifestKind, Platform, Reference,
 };
 
-use super::{Body, Credentials, Registry, Status};
+use super::{Body, Credentials, Registry, RegistrySettings, Status};
 use crate::error::{Error, Result};
 use crate::images::{ImageService, Progress};
 
@@ -39,15 +39,44 @@ fn image_error(e: berth_image::ImageError) -> Error {
     Error::InvalidArgument(e.to_string())
 }
 
-/// Finds the image manifest `reference` names (a tag defaults to `latest`).
-/// Errors here come before any output, so the API can answer with a status.
-pub fn resolve(reference: &Reference, credentials: Option<&Credentials>) -> Result<ResolvedPull> {
+/// Finds the image manifest `reference` names (a tag defaults to `latest`),
+/// on the registry's mirrors first, in order: a mirror that fails or lacks
+/// the manifest passes the pull on, the origin answers last. Errors here
+/// come before any output, so the API can answer with a status.
+pub fn resolve(
+    settings: &RegistrySettings,
+    reference: &Reference,
+    credentials: Option<&Credentials>,
+) -> Result<ResolvedPull> {
     let reference = if reference.tag().is_none() && reference.digest().is_none() {
         reference.clone().with_default_tag()
     } else {
         reference.clone()
     };
-    let registry = Registry::open(reference.domain(), credentials, reference.path(), "pull")?;
+    for mirror in settings.mirrors_of(reference.domain()) {
+        match Registry::open_mirror(settings, mirror, reference.path())
+            .and_then(|registry| resolve_at(registry, reference.clone()))
+        {
+            Ok(resolved) => return Ok(resolved),
+            Err(e) => tracing::info!(
+                "pull of {} from mirror {}: {e}; trying the next source",
+                reference.familiar(),
+                mirror.url
+            ),
+        }
+    }
+    let registry = Registry::open(
+        settings,
+        reference.domain(),
+        credentials,
+        reference.path(),
+        "pull",
+    )?;
+    resolve_at(registry, reference)
+}
+
+/// [`resolve`] on one registry.
+fn resolve_at(registry: Registry, reference: Reference) -> Result<ResolvedPull> {
     let wanted = match (reference.digest(), reference.tag()) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.to_string(),
@@ -499,7 +528,12 @@ mod tests {
         let images = service(dir.path());
         let (routes, config_digest, manifest_digest) = image_routes("t/ok", None, None);
         let host = serve(routes);
-        let resolved = resolve(&reference(&host, "t/ok:1"), None).expect("resolve");
+        let resolved = resolve(
+            &RegistrySettings::default(),
+            &reference(&host, "t/ok:1"),
+            None,
+        )
+        .expect("resolve");
         let mut lines = Vec::new();
         pull(&images, resolved, &mut |s| lines.push(s.status)).expect("pull");
         let (id, _) = images.resolve(&format!("{host}/t/ok:1")).expect("tagged");
@@ -542,7 +576,12 @@ mod tests {
             (200, media_type::OCI_INDEX.to_string(), index.into_bytes()),
         );
         let host = serve(routes);
-        let resolved = resolve(&reference(&host, "t/idx:1"), None).expect("resolve");
+        let resolved = resolve(
+            &RegistrySettings::default(),
+            &reference(&host, "t/idx:1"),
+            None,
+        )
+        .expect("resolve");
         pull(&images, resolved, &mut |_| {}).expect("pull");
         let (id, _) = images.resolve(&format!("{host}/t/idx:1")).expect("tagged");
         assert_eq!(id, config_digest);
@@ -556,7 +595,12 @@ mod tests {
         tampered[0] = b'x';
         let (routes, _, _) = image_routes("t/bad", Some(tampered), None);
         let host = serve(routes);
-        let resolved = resolve(&reference(&host, "t/bad:1"), None).expect("resolve");
+        let resolved = resolve(
+            &RegistrySettings::default(),
+            &reference(&host, "t/bad:1"),
+            None,
+        )
+        .expect("resolve");
         let err = pull(&images, resolved, &mut |_| {}).expect_err("tampered layer");
         assert!(err.to_string().contains("digest"), "{err}");
         assert!(images.list().expect("list").is_empty());
@@ -570,7 +614,12 @@ mod tests {
         let (routes, _, _) =
             image_routes("t/diff", None, Some(Digest::sha256_of(b"something else")));
         let host = serve(routes);
-        let resolved = resolve(&reference(&host, "t/diff:1"), None).expect("resolve");
+        let resolved = resolve(
+            &RegistrySettings::default(),
+            &reference(&host, "t/diff:1"),
+            None,
+        )
+        .expect("resolve");
         let err = pull(&images, resolved, &mut |_| {}).expect_err("wrong diff_id");
         assert!(err.to_string().contains("diff_id"), "{err}");
         assert!(images.list().expect("list").is_empty());
@@ -601,13 +650,23 @@ mod tests {
             ),
         );
         let host = serve(routes);
-        let err = resolve(&reference(&host, "t/none:1"), None).expect_err("missing");
+        let err = resolve(
+            &RegistrySettings::default(),
+            &reference(&host, "t/none:1"),
+            None,
+        )
+        .expect_err("missing");
         assert!(matches!(err, Error::NotFound(_)), "{err:?}");
         assert_eq!(
             err.to_string(),
             format!("manifest for {host}/t/none:1 not found: manifest unknown: manifest unknown")
         );
-        let err = resolve(&reference(&host, "t/old:1"), None).expect_err("schema 1");
+        let err = resolve(
+            &RegistrySettings::default(),
+            &reference(&host, "t/old:1"),
+            None,
+        )
+        .expect_err("schema 1");
         assert!(err.to_string().contains("schema 1"), "{err}");
     }
 
@@ -617,7 +676,12 @@ mod tests {
         let images = service(dir.path());
         let (routes, config_digest, _) = image_routes("t/tok", None, None);
         let host = serve_with_token(routes, Some("s3cret-token"));
-        let resolved = resolve(&reference(&host, "t/tok:1"), None).expect("resolve");
+        let resolved = resolve(
+            &RegistrySettings::default(),
+            &reference(&host, "t/tok:1"),
+            None,
+        )
+        .expect("resolve");
         pull(&images, resolved, &mut |_| {}).expect("pull");
         let (id, _) = images.resolve(&format!("{host}/t/tok:1")).expect("tagged");
         assert_eq!(id, config_digest);

@@ -8,7 +8,7 @@ use berth_content::Digest;
 use berth_image::manifest::media_type;
 use berth_image::{Compression, Descriptor, Manifest, Reference};
 
-use super::{Body, Credentials, Registry, Status};
+use super::{Body, Credentials, Registry, RegistrySettings, Status};
 use crate::error::{Error, Result};
 use crate::images::ImageService;
 
@@ -37,8 +37,9 @@ fn short(d: &Digest) -> String {
 }
 
 /// Pushes the local image `reference` (a tag; `latest` when none is given)
-/// to its registry.
+/// to its registry (never to a mirror).
 pub fn push(
+    settings: &RegistrySettings,
     images: &ImageService,
     reference: &Reference,
     credentials: Option<&Credentials>,
@@ -52,6 +53,7 @@ pub fn push(
     let tag = reference.tag().unwrap_or("latest").to_string();
     let (config, layers) = images.push_source(&reference)?;
     let registry = Registry::open(
+        settings,
         reference.domain(),
         credentials,
         reference.path(),
