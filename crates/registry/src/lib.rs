@@ -82,7 +82,9 @@ pub async fn serve(
         .map(auth::Htpasswd::load)
         .transpose()?;
     let access = match (&config.token_config, htpasswd) {
-        (Some(path), users) => routes::Access::Token(token::TokenAuth::load(path, users)?),
+        (Some(path), users) => {
+            routes::Access::Token(Box::new(token::TokenAuth::load(path, users)?))
+        }
         (None, Some(htpasswd)) => routes::Access::Basic(htpasswd),
         (None, None) => routes::Access::Open,
     };

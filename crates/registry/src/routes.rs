@@ -34,7 +34,7 @@ pub enum Access {
     /// Every request needs an htpasswd user's basic credentials.
     Basic(Htpasswd),
     /// Every request needs a bearer token with the scope it needs.
-    Token(TokenAuth),
+    Token(Box<TokenAuth>),
 }
 
 pub struct Registry {
