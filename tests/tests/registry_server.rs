@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::berthd::free_loopback_port;
+use berth_tests::berthd::{free_loopback_port, Berthd};
 use berth_tests::dockerd::Dockerd;
 use berth_tests::host::{assert_success, describe, text, DockerApi, CLI_TIMEOUT};
 use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, workspace_binary};
@@ -837,4 +837,415 @@ fn a_crash_mid_upload_exposes_no_partial_blob() {
     push_blob(&registry, "c/d", data);
     let get = registry.http("GET", &format!("/v2/c/d/blobs/{digest}"), &[], None);
     assert_eq!((get.status, get.body.as_bytes()), (200, &data[..]));
+}
+
+/// What token mode needs, in `dir`: a P-256 signing key with a certificate
+/// of it (for registries that trust the key), an htpasswd file with `alice`
+/// (everything everywhere) and `bob` (pull on team/*, pull and push on
+/// bob/*), and a config that lets anyone pull public/*.
+struct TokenFiles {
+    config: PathBuf,
+    cert: PathBuf,
+    htpasswd: PathBuf,
+}
+
+const SERVICE: &str = "berth-test";
+
+fn token_files(dir: &Path, other_services: &[&str]) -> TokenFiles {
+    let (key, cert) = (dir.join("token-key.pem"), dir.join("token-cert.pem"));
+    let mut openssl = Command::new("openssl");
+    openssl
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=berth token signer", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+    let out = output_with_timeout(&mut openssl, CLI_TIMEOUT).expect("run openssl");
+    assert_success(&out, "openssl req");
+    let htpasswd = dir.join("htpasswd");
+    let users = htpasswd_entry("alice", "alice-pw") + &htpasswd_entry("bob", "bob-pw");
+    std::fs::write(&htpasswd, users).expect("write htpasswd");
+    let config = dir.join("token.json");
+    let body = serde_json::json!({
+        "service": SERVICE,
+        "issuer": "berth-test-issuer",
+        "key": key,
+        "expiration": 600,
+        "other_services": other_services,
+        "access": [
+            { "account": "alice", "repository": "*", "actions": ["*"] },
+            { "account": "bob", "repository": "team/*", "actions": ["pull"] },
+            { "account": "*", "repository": "${account}/*", "actions": ["pull", "push"] },
+            { "anonymous": true, "repository": "public/*", "actions": ["pull"] },
+        ],
+    });
+    std::fs::write(&config, body.to_string()).expect("write token config");
+    TokenFiles {
+        config,
+        cert,
+        htpasswd,
+    }
+}
+
+impl Registry {
+    /// `berth registry serve` in token mode with `files`.
+    fn start_with_tokens(files: &TokenFiles) -> Registry {
+        Registry::start(&[
+            "--htpasswd",
+            &files.htpasswd.to_string_lossy(),
+            "--token-config",
+            &files.config.to_string_lossy(),
+        ])
+    }
+
+    /// The token endpoint's answer for `query`, with `creds` (user:password).
+    fn token(&self, creds: Option<&str>, query: &str) -> (u16, serde_json::Value) {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-w", "\n%{http_code}"]);
+        if let Some(creds) = creds {
+            curl.args(["-u", creds]);
+        }
+        curl.arg(self.url(&format!("/auth/token?{query}")));
+        let out = output_with_timeout(&mut curl, CLI_TIMEOUT).expect("run curl");
+        let out = assert_success(&out, "curl token");
+        let (body, status) = out.rsplit_once('\n').unwrap_or_default();
+        (
+            status.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or_default(),
+        )
+    }
+
+    /// A bearer token for `scope` (service: this registry's).
+    fn bearer(&self, creds: Option<&str>, scope: &str) -> String {
+        let (status, body) = self.token(creds, &format!("service={SERVICE}&scope={scope}"));
+        assert_eq!(status, 200, "{body}");
+        format!(
+            "Authorization: Bearer {}",
+            body["token"].as_str().expect("token")
+        )
+    }
+}
+
+#[test]
+fn token_auth_scopes_every_request_for_skopeo_and_curl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &["elsewhere"]);
+    let registry = Registry::start_with_tokens(&files);
+    let realm = format!("bearer realm=\"{}\"", registry.url("/auth/token"));
+
+    // The challenge names the realm, the service and the scope needed.
+    let out = registry.http("GET", "/v2/", &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (401, "UNAUTHORIZED")
+    );
+    let challenge = out.header("www-authenticate").unwrap_or_default();
+    assert_eq!(challenge, format!("{realm},service=\"{SERVICE}\""));
+    let out = registry.http("GET", "/v2/team/app/tags/list", &[], None);
+    let challenge = out.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.ends_with("scope=\"repository:team/app:pull\""),
+        "{out:?}"
+    );
+
+    let scratch = registry.scratch("token");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+    let image = |repo: &str| format!("docker://{}/{repo}", registry.host());
+    let push = |creds: &str, repo: &str| {
+        skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            creds,
+            &layout,
+            &image(repo),
+        ])
+    };
+    assert_success(&push("alice:alice-pw", "team/app:v1"), "alice pushes");
+    assert_success(&push("alice:alice-pw", "public/app:v1"), "alice pushes");
+    assert_success(&push("bob:bob-pw", "bob/own:v1"), "bob pushes to bob/*");
+    let out = push("bob:bob-pw", "team/app:v2");
+    assert!(!out.status.success(), "bob pushed to team/*");
+    assert!(
+        text(&out.stderr).contains("denied"),
+        "bob's refusal: {}",
+        describe(&out)
+    );
+    let out = push("alice:wrong", "team/app:v3");
+    assert!(!out.status.success(), "wrong password pushed");
+
+    let inspect = |creds: Option<&str>, repo: &str| {
+        let mut args = vec!["inspect", "--tls-verify=false"];
+        if let Some(creds) = creds {
+            args.extend(["--creds", creds]);
+        }
+        let target = image(repo);
+        args.push(&target);
+        skopeo(&args)
+    };
+    assert_success(&inspect(None, "public/app:v1"), "anonymous pull of public/*");
+    assert_success(&inspect(Some("bob:bob-pw"), "team/app:v1"), "bob pulls team/*");
+    let out = inspect(None, "team/app:v1");
+    assert!(!out.status.success(), "anonymous pulled team/*");
+    let out = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-pw",
+        &image("team/app"),
+    ]);
+    let tags = assert_success(&out, "skopeo list-tags");
+    assert!(tags.contains("v1") && !tags.contains("v2") && !tags.contains("v3"), "{tags}");
+
+    let digest = registry
+        .http(
+            "HEAD",
+            "/v2/team/app/manifests/v1",
+            &[&registry.bearer(Some("alice:alice-pw"), "repository:team/app:pull")],
+            None,
+        )
+        .header("docker-content-digest")
+        .expect("manifest digest");
+    let by_digest = image(&format!("team/app@{digest}"));
+    let out = skopeo(&["delete", "--tls-verify=false", "--creds", "bob:bob-pw", &by_digest]);
+    assert!(!out.status.success(), "bob deleted: {}", describe(&out));
+    let out = skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-pw",
+        &by_digest,
+    ]);
+    assert_success(&out, "alice deletes");
+
+    // Tokens carry only what the rules grant.
+    let (status, body) = registry.token(
+        Some("bob:bob-pw"),
+        &format!("service={SERVICE}&scope=repository:team/app:pull,push,delete&scope=repository:bob/x:push"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token");
+    let claims = jwt_part(token, 1);
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
+    assert_eq!(claims["access"][1]["actions"], serde_json::json!(["push"]));
+    assert_eq!(
+        (claims["sub"].as_str(), claims["aud"].as_str()),
+        (Some("bob"), Some(SERVICE))
+    );
+    let header = jwt_part(token, 0);
+    assert_eq!(header["alg"], "ES256", "{header}");
+    let (status, _) = registry.token(Some("bob:nope"), &format!("service={SERVICE}"));
+    assert_eq!(status, 401);
+    let (status, body) = registry.token(None, "service=nobody-knows");
+    assert_eq!(status, 400, "{body}");
+
+    // A valid token without the scope: 403 DENIED when the rules never give
+    // it, 401 insufficient_scope when signing in might.
+    let bob_pull = registry.bearer(Some("bob:bob-pw"), "repository:team/app:pull,push");
+    let out = registry.http("POST", "/v2/team/app/blobs/uploads/", &[&bob_pull], None);
+    assert_eq!((out.status, out.error_code().as_str()), (403, "DENIED"), "{out:?}");
+    let anonymous = registry.bearer(None, "repository:public/app:pull");
+    let out = registry.http("POST", "/v2/public/app/blobs/uploads/", &[&anonymous], None);
+    assert_eq!(out.status, 401, "{out:?}");
+    let challenge = out.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("scope=\"repository:public/app:pull,push\"")
+            && challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    let out = registry.http("GET", "/v2/public/app/tags/list", &[&anonymous], None);
+    assert_eq!(out.status, 200, "{out:?}");
+
+    // The catalog needs pull on every repository.
+    let alice = registry.bearer(Some("alice:alice-pw"), "registry:catalog:*");
+    let out = registry.http("GET", "/v2/_catalog", &[&alice], None);
+    assert!(out.status == 200 && out.body.contains("bob/own"), "{out:?}");
+    let bob = registry.bearer(Some("bob:bob-pw"), "registry:catalog:*");
+    let out = registry.http("GET", "/v2/_catalog", &[&bob], None);
+    assert_eq!((out.status, out.error_code().as_str()), (403, "DENIED"), "{out:?}");
+
+    // Tokens for another service, altered, or from another key are refused.
+    let (_, body) = registry.token(
+        Some("alice:alice-pw"),
+        "service=elsewhere&scope=repository:team/app:pull",
+    );
+    let elsewhere = format!("Authorization: Bearer {}", body["token"].as_str().unwrap_or_default());
+    let good = registry.bearer(Some("alice:alice-pw"), "repository:team/app:pull");
+    let mut altered = good.clone();
+    altered.pop();
+    altered.push(if good.ends_with('A') { 'B' } else { 'A' });
+    for header in [&elsewhere, &altered] {
+        let out = registry.http("GET", "/v2/team/app/tags/list", &[header], None);
+        assert_eq!(out.status, 401, "{header}: {out:?}");
+        let challenge = out.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+    let out = registry.http("GET", "/v2/team/app/tags/list", &[&good], None);
+    assert_eq!(out.status, 200, "{out:?}");
+}
+
+/// The JSON of a JWT's header (0) or claims (1).
+fn jwt_part(token: &str, index: usize) -> serde_json::Value {
+    let part = token.split('.').nth(index).expect("JWT part");
+    let mut command = Command::new("/usr/bin/python3");
+    command.args([
+        "-c",
+        "import base64,sys; p=sys.argv[1]; print(base64.urlsafe_b64decode(p + '=' * (-len(p) % 4)).decode())",
+        part,
+    ]);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run python3");
+    serde_json::from_str(&assert_success(&out, "decode JWT")).expect("JWT JSON")
+}
+
+#[test]
+fn dockerd_logs_in_with_a_token_and_pushes_and_pulls() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: dockerd needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let dockerd = Dockerd::builder()
+        .arg(format!("--insecure-registry={}", registry.host()))
+        .start();
+    let host = registry.host();
+    let out = dockerd.docker(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(!out.status.success(), "login with a wrong password: {}", describe(&out));
+    let login = dockerd.docker_ok(&["login", "-u", "alice", "-p", "alice-pw", &host]);
+    assert!(login.contains("Login Succeeded"), "{login}");
+
+    let scratch = registry.scratch("dockerd-token");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{host}/public/busybox:1");
+    dockerd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    dockerd.docker_ok(&["push", &image]);
+    dockerd.docker_ok(&["rmi", &image]);
+    dockerd.docker_ok(&["pull", &image]);
+
+    // Signed out: public/* still pulls, nothing pushes.
+    dockerd.docker_ok(&["logout", &host]);
+    dockerd.docker_ok(&["rmi", &image]);
+    dockerd.docker_ok(&["pull", &image]);
+    let other = format!("{host}/public/other:1");
+    dockerd.docker_ok(&["tag", &image, &other]);
+    let out = dockerd.docker(&["push", &other]);
+    assert!(!out.status.success(), "anonymous push: {}", describe(&out));
+
+    // bob may push only under bob/.
+    dockerd.docker_ok(&["login", "-u", "bob", "-p", "bob-pw", &host]);
+    let team = format!("{host}/team/busybox:1");
+    dockerd.docker_ok(&["tag", &image, &team]);
+    let out = dockerd.docker(&["push", &team]);
+    assert!(!out.status.success(), "bob pushed to team/: {}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("denied"),
+        "bob's refusal: {}",
+        describe(&out)
+    );
+    let own = format!("{host}/bob/busybox:1");
+    dockerd.docker_ok(&["tag", &image, &own]);
+    dockerd.docker_ok(&["push", &own]);
+}
+
+#[test]
+fn berth_issues_tokens_for_debian_docker_registry() {
+    let distribution = Path::new("/usr/bin/docker-registry");
+    if !nix::unistd::geteuid().is_root() || !distribution.exists() {
+        eprintln!("skipped: needs root and {}", distribution.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &["distribution-test"]);
+    let issuer = Registry::start_with_tokens(&files);
+
+    // distribution trusts the certificate of berth's signing key.
+    let port = free_loopback_port();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {}\n    service: distribution-test\n\
+             \x20   issuer: berth-test-issuer\n    rootcertbundle: {}\n",
+            dir.path().join("distribution").display(),
+            issuer.url("/auth/token"),
+            files.cert.display()
+        ),
+    )
+    .expect("write config.yml");
+    let log = std::fs::File::create(dir.path().join("distribution.log")).expect("create log");
+    let child = Command::new(distribution)
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn docker-registry");
+    let guard = ChildGuard(child);
+    let host = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "docker-registry not listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let distribution_log =
+        || std::fs::read_to_string(dir.path().join("distribution.log")).unwrap_or_default();
+
+    // skopeo, through berth's token endpoint.
+    let scratch = issuer.scratch("distribution");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:alice-pw",
+        &layout,
+        &format!("docker://{host}/team/skopeo:v1"),
+    ]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), distribution_log());
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "bob:bob-pw",
+        &layout,
+        &format!("docker://{host}/team/skopeo:v2"),
+    ]);
+    assert!(!out.status.success(), "bob pushed to team/ on distribution");
+
+    // berthd, with the credentials a `docker login` would have saved.
+    let berthd = Berthd::start();
+    let cli = berthd.dir().join("cli");
+    std::fs::create_dir_all(&cli).expect("create cli dir");
+    let auth = "YWxpY2U6YWxpY2UtcHc="; // alice:alice-pw
+    std::fs::write(
+        cli.join("config.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .expect("write config.json");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{host}/team/berthd:1");
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    let out = berthd.docker(&["push", &image]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), distribution_log());
+    berthd.docker_ok(&["rmi", &image]);
+    berthd.docker_ok(&["pull", &image]);
+    let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "via tokens"]);
+    assert_eq!(out.trim(), "via tokens");
+    drop(guard);
+}
+
+/// Kills (by the PID it holds) and reaps a child when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
