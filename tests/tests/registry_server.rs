@@ -1249,3 +1249,121 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Sets a file's mtime two hours back, as if nobody had used it since.
+fn backdate(path: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    std::fs::File::open(path)
+        .and_then(|file| file.set_modified(old))
+        .unwrap_or_else(|e| panic!("backdate {}: {e}", path.display()));
+}
+
+/// Every blob file in the registry's store.
+fn stored_blobs(registry: &Registry) -> Vec<PathBuf> {
+    let mut blobs = Vec::new();
+    let dirs = std::fs::read_dir(registry.root().join("blobs/sha256")).expect("blob dirs");
+    for dir in dirs.flatten() {
+        for blob in std::fs::read_dir(dir.path()).expect("blob dir").flatten() {
+            blobs.push(blob.path());
+        }
+    }
+    blobs
+}
+
+/// skopeo pulls `image` into `dir` and every file it wrote matches the
+/// digest the manifest names.
+fn pull_and_verify(image: &str, dir: &Path) -> String {
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        image,
+        &format!("dir:{}", dir.display()),
+    ]);
+    assert_success(&out, "skopeo copy from the registry");
+    let manifest = std::fs::read(dir.join("manifest.json")).expect("pulled manifest");
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest JSON");
+    let named = parsed["layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .chain([parsed["config"].clone()]);
+    for descriptor in named {
+        let digest = descriptor["digest"].as_str().expect("digest");
+        let data = std::fs::read(dir.join(digest.trim_start_matches("sha256:"))).expect("blob");
+        assert_eq!(digest_of(&data), digest, "pulled blob differs");
+    }
+    digest_of(&manifest)
+}
+
+#[test]
+fn gc_removes_unreferenced_blobs_while_pushes_go_on() {
+    let registry = Registry::start(&["--gc-interval", "1", "--gc-grace", "30"]);
+    let scratch = registry.scratch("gc");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+
+    let orphan = push_blob(&registry, "g/orphan", b"nobody refers to me");
+    backdate(&registry.blob_file(&orphan));
+    let fresh = push_blob(&registry, "g/orphan", b"pushed a moment ago");
+    // An upload in flight is no blob yet; nothing sweeps it.
+    let start = registry.http("POST", "/v2/g/upload/blobs/uploads/", &[], None);
+    let location = start.header("location").expect("upload location");
+    let chunk = registry.http("PATCH", &location, &[], Some(b"first half, "));
+    assert_eq!(chunk.status, 202, "{chunk:?}");
+
+    // Each round leaves the previous image's blobs unreferenced and old, then
+    // pushes the same image again while the collector runs every second: the
+    // push either finds its blobs (and keeps them fresh) or uploads them anew.
+    let image = format!("docker://{}/g/app", registry.host());
+    for round in 0..3 {
+        let tagged = format!("{image}:r{round}");
+        let out = skopeo(&["copy", "--dest-tls-verify=false", &layout, &tagged]);
+        assert!(
+            out.status.success(),
+            "push in round {round}: {}\n{}",
+            describe(&out),
+            registry.log()
+        );
+        let digest = pull_and_verify(&tagged, &scratch.join(format!("pulled-{round}")));
+        if round < 2 {
+            let out = registry.http("DELETE", &format!("/v2/g/app/manifests/{digest}"), &[], None);
+            assert_eq!(out.status, 202, "{out:?}");
+            let fresh_file = registry.blob_file(&fresh);
+            for blob in stored_blobs(&registry) {
+                if blob != fresh_file {
+                    backdate(&blob);
+                }
+            }
+        }
+    }
+
+    let started = Instant::now();
+    while registry.blob_file(&orphan).exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "orphan blob not collected: {}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(registry.blob_file(&fresh).exists(), "blob within its grace period collected");
+    let head = registry.http("HEAD", &format!("/v2/g/orphan/blobs/{orphan}"), &[], None);
+    assert_eq!(head.status, 404, "{head:?}");
+
+    // Collections later, the last image still pulls whole, and the upload
+    // that was in flight all along finishes.
+    std::thread::sleep(Duration::from_millis(2500));
+    pull_and_verify(&format!("{image}:r2"), &scratch.join("pulled-again"));
+    let data = b"first half, second half";
+    let digest = digest_of(data);
+    let finish = registry.http(
+        "PUT",
+        &format!("{location}?digest={digest}"),
+        &[],
+        Some(b"second half"),
+    );
+    assert_eq!(finish.status, 201, "{finish:?}");
+    let get = registry.http("GET", &format!("/v2/g/upload/blobs/{digest}"), &[], None);
+    assert_eq!((get.status, get.body.as_bytes()), (200, &data[..]));
+}
