@@ -856,7 +856,13 @@ fn token_files(dir: &Path, other_services: &[&str]) -> TokenFiles {
     let mut openssl = Command::new("openssl");
     openssl
         .args(["req", "-x509", "-newkey", "ec"])
-        .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
         .args(["-subj", "/CN=berth token signer", "-keyout"])
         .arg(&key)
         .arg("-out")
@@ -985,8 +991,14 @@ fn token_auth_scopes_every_request_for_skopeo_and_curl() {
         args.push(&target);
         skopeo(&args)
     };
-    assert_success(&inspect(None, "public/app:v1"), "anonymous pull of public/*");
-    assert_success(&inspect(Some("bob:bob-pw"), "team/app:v1"), "bob pulls team/*");
+    assert_success(
+        &inspect(None, "public/app:v1"),
+        "anonymous pull of public/*",
+    );
+    assert_success(
+        &inspect(Some("bob:bob-pw"), "team/app:v1"),
+        "bob pulls team/*",
+    );
     let out = inspect(None, "team/app:v1");
     assert!(!out.status.success(), "anonymous pulled team/*");
     let out = skopeo(&[
@@ -997,7 +1009,10 @@ fn token_auth_scopes_every_request_for_skopeo_and_curl() {
         &image("team/app"),
     ]);
     let tags = assert_success(&out, "skopeo list-tags");
-    assert!(tags.contains("v1") && !tags.contains("v2") && !tags.contains("v3"), "{tags}");
+    assert!(
+        tags.contains("v1") && !tags.contains("v2") && !tags.contains("v3"),
+        "{tags}"
+    );
 
     let digest = registry
         .http(
@@ -1009,7 +1024,13 @@ fn token_auth_scopes_every_request_for_skopeo_and_curl() {
         .header("docker-content-digest")
         .expect("manifest digest");
     let by_digest = image(&format!("team/app@{digest}"));
-    let out = skopeo(&["delete", "--tls-verify=false", "--creds", "bob:bob-pw", &by_digest]);
+    let out = skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        "bob:bob-pw",
+        &by_digest,
+    ]);
     assert!(!out.status.success(), "bob deleted: {}", describe(&out));
     let out = skopeo(&[
         "delete",
@@ -1041,14 +1062,22 @@ fn token_auth_scopes_every_request_for_skopeo_and_curl() {
     let (status, body) = registry.token(None, "service=nobody-knows");
     assert_eq!(status, 400, "{body}");
 
-    // A valid token without the scope: 403 DENIED when the rules never give
-    // it, 401 insufficient_scope when signing in might.
+    // A valid token without the scope: 403 DENIED, with a challenge naming
+    // the scope needed (RFC 6750's insufficient_scope).
     let bob_pull = registry.bearer(Some("bob:bob-pw"), "repository:team/app:pull,push");
     let out = registry.http("POST", "/v2/team/app/blobs/uploads/", &[&bob_pull], None);
-    assert_eq!((out.status, out.error_code().as_str()), (403, "DENIED"), "{out:?}");
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (403, "DENIED"),
+        "{out:?}"
+    );
     let anonymous = registry.bearer(None, "repository:public/app:pull");
     let out = registry.http("POST", "/v2/public/app/blobs/uploads/", &[&anonymous], None);
-    assert_eq!(out.status, 401, "{out:?}");
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (403, "DENIED"),
+        "{out:?}"
+    );
     let challenge = out.header("www-authenticate").unwrap_or_default();
     assert!(
         challenge.contains("scope=\"repository:public/app:pull,push\"")
@@ -1064,14 +1093,21 @@ fn token_auth_scopes_every_request_for_skopeo_and_curl() {
     assert!(out.status == 200 && out.body.contains("bob/own"), "{out:?}");
     let bob = registry.bearer(Some("bob:bob-pw"), "registry:catalog:*");
     let out = registry.http("GET", "/v2/_catalog", &[&bob], None);
-    assert_eq!((out.status, out.error_code().as_str()), (403, "DENIED"), "{out:?}");
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (403, "DENIED"),
+        "{out:?}"
+    );
 
     // Tokens for another service, altered, or from another key are refused.
     let (_, body) = registry.token(
         Some("alice:alice-pw"),
         "service=elsewhere&scope=repository:team/app:pull",
     );
-    let elsewhere = format!("Authorization: Bearer {}", body["token"].as_str().unwrap_or_default());
+    let elsewhere = format!(
+        "Authorization: Bearer {}",
+        body["token"].as_str().unwrap_or_default()
+    );
     let good = registry.bearer(Some("alice:alice-pw"), "repository:team/app:pull");
     let mut altered = good.clone();
     altered.pop();
@@ -1113,7 +1149,11 @@ fn dockerd_logs_in_with_a_token_and_pushes_and_pulls() {
         .start();
     let host = registry.host();
     let out = dockerd.docker(&["login", "-u", "alice", "-p", "wrong", &host]);
-    assert!(!out.status.success(), "login with a wrong password: {}", describe(&out));
+    assert!(
+        !out.status.success(),
+        "login with a wrong password: {}",
+        describe(&out)
+    );
     let login = dockerd.docker_ok(&["login", "-u", "alice", "-p", "alice-pw", &host]);
     assert!(login.contains("Login Succeeded"), "{login}");
 
@@ -1139,7 +1179,11 @@ fn dockerd_logs_in_with_a_token_and_pushes_and_pulls() {
     let team = format!("{host}/team/busybox:1");
     dockerd.docker_ok(&["tag", &image, &team]);
     let out = dockerd.docker(&["push", &team]);
-    assert!(!out.status.success(), "bob pushed to team/: {}", describe(&out));
+    assert!(
+        !out.status.success(),
+        "bob pushed to team/: {}",
+        describe(&out)
+    );
     assert!(
         text(&out.stderr).contains("denied"),
         "bob's refusal: {}",
@@ -1189,7 +1233,10 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     let host = format!("127.0.0.1:{port}");
     let started = Instant::now();
     while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "docker-registry not listening");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "docker-registry not listening"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let distribution_log =
@@ -1207,7 +1254,12 @@ fn berth_issues_tokens_for_debian_docker_registry() {
         &layout,
         &format!("docker://{host}/team/skopeo:v1"),
     ]);
-    assert!(out.status.success(), "{}\n{}", describe(&out), distribution_log());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        distribution_log()
+    );
     let out = skopeo(&[
         "copy",
         "--dest-tls-verify=false",
@@ -1232,7 +1284,12 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     let image = format!("{host}/team/berthd:1");
     berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
     let out = berthd.docker(&["push", &image]);
-    assert!(out.status.success(), "{}\n{}", describe(&out), distribution_log());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        distribution_log()
+    );
     berthd.docker_ok(&["rmi", &image]);
     berthd.docker_ok(&["pull", &image]);
     let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "via tokens"]);
@@ -1327,7 +1384,12 @@ fn gc_removes_unreferenced_blobs_while_pushes_go_on() {
         );
         let digest = pull_and_verify(&tagged, &scratch.join(format!("pulled-{round}")));
         if round < 2 {
-            let out = registry.http("DELETE", &format!("/v2/g/app/manifests/{digest}"), &[], None);
+            let out = registry.http(
+                "DELETE",
+                &format!("/v2/g/app/manifests/{digest}"),
+                &[],
+                None,
+            );
             assert_eq!(out.status, 202, "{out:?}");
             let fresh_file = registry.blob_file(&fresh);
             for blob in stored_blobs(&registry) {
@@ -1347,7 +1409,10 @@ fn gc_removes_unreferenced_blobs_while_pushes_go_on() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(registry.blob_file(&fresh).exists(), "blob within its grace period collected");
+    assert!(
+        registry.blob_file(&fresh).exists(),
+        "blob within its grace period collected"
+    );
     let head = registry.http("HEAD", &format!("/v2/g/orphan/blobs/{orphan}"), &[], None);
     assert_eq!(head.status, 404, "{head:?}");
 
@@ -1366,4 +1431,244 @@ fn gc_removes_unreferenced_blobs_while_pushes_go_on() {
     assert_eq!(finish.status, 201, "{finish:?}");
     let get = registry.http("GET", &format!("/v2/g/upload/blobs/{digest}"), &[], None);
     assert_eq!((get.status, get.body.as_bytes()), (200, &data[..]));
+}
+
+#[test]
+fn limits_and_bad_input_get_the_spec_errors() {
+    let registry = Registry::start(&[]);
+    let config = push_blob(&registry, "l/m", b"{}");
+    let manifest_with = |padding: usize| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+            "layers": [],
+            "annotations": { "padding": "x".repeat(padding) },
+        })
+    };
+    // The limit is 4 MiB: just under is stored, just over is refused whole.
+    let overhead = manifest_with(0).to_string().len();
+    let limit = 4 * 1024 * 1024;
+    let out = put_manifest(&registry, "l/m", "fits", &manifest_with(limit - overhead));
+    assert_eq!(out.status, 201, "{}", out.body);
+    let out = put_manifest(
+        &registry,
+        "l/m",
+        "big",
+        &manifest_with(limit - overhead + 1),
+    );
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (413, "MANIFEST_INVALID"),
+        "{out:?}"
+    );
+    let tags = registry.http("GET", "/v2/l/m/tags/list", &[], None);
+    assert!(!tags.body.contains("big"), "{tags:?}");
+
+    let content_type = format!("Content-Type: {OCI_MANIFEST}");
+    for (body, what) in [
+        (&b"not json"[..], "not JSON"),
+        (br#"{"schemaVersion":1}"#, "schemaVersion 2"),
+    ] {
+        let out = registry.http("PUT", "/v2/l/m/manifests/bad", &[&content_type], Some(body));
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (400, "MANIFEST_INVALID"),
+            "{out:?}"
+        );
+        assert!(out.body.contains(what), "{out:?}");
+    }
+
+    // Errors are the spec's JSON, naming what was wrong.
+    let long_name = "a".repeat(256);
+    for name in ["Upper/case", "a__-b", "x-", "a/.b", long_name.as_str()] {
+        let out = registry.http("GET", &format!("/v2/{name}/tags/list"), &[], None);
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (400, "NAME_INVALID"),
+            "{name}: {out:?}"
+        );
+        assert_eq!(
+            out.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        let body: serde_json::Value = serde_json::from_str(&out.body).expect("error JSON");
+        assert_eq!(body["errors"][0]["detail"]["name"], name, "{body}");
+    }
+    let long_tag = "t".repeat(129);
+    for tag in ["-bad", ".bad", long_tag.as_str()] {
+        let out = put_manifest(&registry, "l/m", tag, &manifest_with(0));
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (400, "TAG_INVALID"),
+            "{tag}: {out:?}"
+        );
+        assert!(out.body.contains(tag), "{out:?}");
+    }
+    for digest in ["sha256:xyz", "md5:abc", "sha256:ABCDEF"] {
+        let out = registry.http("GET", &format!("/v2/l/m/blobs/{digest}"), &[], None);
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (400, "DIGEST_INVALID"),
+            "{digest}: {out:?}"
+        );
+    }
+    let unknown = digest_of(b"unknown");
+    let out = registry.http("GET", &format!("/v2/l/m/blobs/{unknown}"), &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (404, "BLOB_UNKNOWN")
+    );
+    let out = registry.http("GET", "/v2/l/m/manifests/nope", &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+    let out = registry.http("GET", "/v2/never/pushed/tags/list", &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (404, "NAME_UNKNOWN")
+    );
+}
+
+/// oras (the Python SDK) pushes and pulls an artifact, attaches two to an
+/// image (as their subject) and finds them with the referrers API.
+const ORAS_SCRIPT: &str = r#"
+import json, os, sys
+import oras.client, oras.oci
+
+host, subject_digest, subject_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = oras.client.OrasClient(hostname=host, insecure=True)
+if len(sys.argv) > 4:
+    client.auth.set_basic_auth(*sys.argv[4].split(":", 1))
+
+with open("hello.txt", "w") as f:
+    f.write("hello from oras\n")
+client.push(files=["hello.txt"], target=f"{host}/art/hello:v1", quiet=True)
+pulled = client.pull(target=f"{host}/art/hello:v1", outdir="pulled")
+assert open(pulled[0]).read() == "hello from oras\n", pulled
+
+subject = oras.oci.Subject(
+    mediaType="application/vnd.oci.image.manifest.v1+json",
+    digest=subject_digest,
+    size=subject_size,
+)
+for kind in ["sbom", "sig"]:
+    with open(f"{kind}.json", "w") as f:
+        f.write(json.dumps({kind: True}))
+    with open(f"{kind}-config.json", "w") as f:
+        f.write("{}")
+    client.push(
+        files=[f"{kind}.json"],
+        target=f"{host}/art/img:{kind}",
+        subject=subject,
+        manifest_config=f"{kind}-config.json:application/vnd.example.{kind}",
+        quiet=True,
+    )
+
+url = f"http://{host}/v2/art/img/referrers/{subject_digest}"
+found = {
+    "all": client.do_request(url).json(),
+    "sbom": client.do_request(url + "?artifactType=application/vnd.example.sbom").json(),
+}
+print(json.dumps(found))
+"#;
+
+/// Runs [`ORAS_SCRIPT`] in `dir` with the venv `scripts/test.sh` makes.
+fn run_oras(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let python = workspace_binary("berth")
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("oras-venv/bin/python3"))
+        .expect("target dir");
+    assert!(
+        python.exists(),
+        "{} missing: scripts/test.sh installs oras there (python3 -m venv target/oras-venv && target/oras-venv/bin/pip install oras)",
+        python.display()
+    );
+    std::fs::write(dir.join("oras_test.py"), ORAS_SCRIPT).expect("write script");
+    let mut command = Command::new(python);
+    command.current_dir(dir).arg("oras_test.py").args(args);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run oras");
+    let stdout = assert_success(&out, "oras script");
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("oras output {stdout}: {e}"))
+}
+
+/// Pushes the busybox layout to `repo:v1` with skopeo; returns the manifest's
+/// digest and size.
+fn push_subject(registry: &Registry, repo: &str, creds: Option<&str>) -> (String, usize) {
+    let scratch = registry.scratch("subject");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+    let target = format!("docker://{}/{repo}:v1", registry.host());
+    let mut args = vec!["copy", "--dest-tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend(["--dest-creds", creds]);
+    }
+    args.extend([layout.as_str(), target.as_str()]);
+    assert_success(&skopeo(&args), "skopeo copy");
+    let pulled = scratch.join("pulled");
+    let mut args = vec!["copy", "--src-tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend(["--src-creds", creds]);
+    }
+    let dir = format!("dir:{}", pulled.display());
+    args.extend([target.as_str(), dir.as_str()]);
+    assert_success(&skopeo(&args), "skopeo copy back");
+    let manifest = std::fs::read(pulled.join("manifest.json")).expect("manifest");
+    (digest_of(&manifest), manifest.len())
+}
+
+fn check_referrers(found: &serde_json::Value) {
+    let all = found["all"]["manifests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut types: Vec<&str> = all
+        .iter()
+        .filter_map(|m| m["artifactType"].as_str())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.example.sbom",
+            "application/vnd.example.sig"
+        ],
+        "{found}"
+    );
+    let sboms = found["sbom"]["manifests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sboms.len(), 1, "{found}");
+    assert_eq!(sboms[0]["artifactType"], "application/vnd.example.sbom");
+}
+
+#[test]
+fn oras_pushes_pulls_attaches_and_discovers_referrers() {
+    let registry = Registry::start(&[]);
+    let (digest, size) = push_subject(&registry, "art/img", None);
+    let found = run_oras(
+        &registry.scratch("oras"),
+        &[&registry.host(), &digest, &size.to_string()],
+    );
+    check_referrers(&found);
+
+    // The same with token auth, oras fetching its tokens at the realm.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let (digest, size) = push_subject(&registry, "art/img", Some("alice:alice-pw"));
+    let found = run_oras(
+        &registry.scratch("oras"),
+        &[
+            &registry.host(),
+            &digest,
+            &size.to_string(),
+            "alice:alice-pw",
+        ],
+    );
+    check_referrers(&found);
 }

@@ -39,8 +39,9 @@ pub enum RegistryError {
     /// `challenge` is the `WWW-Authenticate` value sent with the 401.
     #[error("authentication required")]
     Unauthorized { challenge: String },
-    #[error("requested access to the resource is denied (needs {0})")]
-    Denied(String),
+    /// A valid token without the scope needed; `challenge` names the scope.
+    #[error("requested access to the resource is denied")]
+    Denied { challenge: String },
     #[error("no tokens are issued for service {0:?}")]
     ServiceUnknown(String),
     #[error("no such endpoint")]
@@ -72,7 +73,7 @@ impl RegistryError {
             ManifestBlobUnknown(_) => ("MANIFEST_BLOB_UNKNOWN", StatusCode::BAD_REQUEST),
             ManifestTooLarge(_) => ("MANIFEST_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
             Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
-            Denied(_) => ("DENIED", StatusCode::FORBIDDEN),
+            Denied { .. } => ("DENIED", StatusCode::FORBIDDEN),
             ServiceUnknown(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
             NotFound => ("UNSUPPORTED", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
@@ -100,7 +101,9 @@ impl IntoResponse for RegistryError {
             "errors": [{ "code": code, "message": self.to_string(), "detail": detail }]
         });
         let mut response = (status, axum::Json(body)).into_response();
-        if let RegistryError::Unauthorized { challenge } = &self {
+        if let RegistryError::Unauthorized { challenge } | RegistryError::Denied { challenge } =
+            &self
+        {
             if let Ok(value) = HeaderValue::from_str(challenge) {
                 response
                     .headers_mut()

@@ -162,8 +162,10 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
             token
                 .authorize(authorization, &needed, &origin)
                 .map_err(|refusal| match refusal {
-                    Refusal::Challenge(challenge) => RegistryError::Unauthorized { challenge },
-                    Refusal::Denied(scope) => RegistryError::Denied(scope),
+                    Refusal::Unauthenticated(challenge) => {
+                        RegistryError::Unauthorized { challenge }
+                    }
+                    Refusal::InsufficientScope(challenge) => RegistryError::Denied { challenge },
                 })?;
             if let Some(from) = query.get("from") {
                 mount_from_allowed = token.may_pull(authorization, from, &origin);

@@ -163,14 +163,15 @@ impl Needed {
     }
 }
 
-/// Why a request was refused.
+/// Why a request was refused; each carries the `WWW-Authenticate` challenge.
 #[derive(Debug)]
 pub enum Refusal {
-    /// No valid token, or one lacking a scope the account could get: the
-    /// client should (re)authenticate at the challenge.
-    Challenge(String),
-    /// The account may never do this.
-    Denied(String),
+    /// No token, or one that is not valid here: 401.
+    Unauthenticated(String),
+    /// A valid token without the scope needed: 403 with
+    /// `error="insufficient_scope"` (RFC 6750), so a client that holds a
+    /// token for less asks the realm again for this scope.
+    InsufficientScope(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -401,15 +402,14 @@ impl TokenAuth {
             if let Some(error) = error {
                 text.push_str(&format!(",error=\"{error}\""));
             }
-            Refusal::Challenge(text)
+            text
         };
         let Some(token) = authorization.and_then(|v| v.strip_prefix("Bearer ")) else {
-            return Err(challenge(None));
+            return Err(Refusal::Unauthenticated(challenge(None)));
         };
         let Some(claims) = self.verify(token.trim()) else {
-            return Err(challenge(Some("invalid_token")));
+            return Err(Refusal::Unauthenticated(challenge(Some("invalid_token"))));
         };
-        let account = claims["sub"].as_str().filter(|s| !s.is_empty());
         let held = |kind: &str, name: &str| -> Actions {
             claims["access"]
                 .as_array()
@@ -420,23 +420,17 @@ impl TokenAuth {
                 .filter_map(|a| a.as_str().and_then(Actions::parse))
                 .fold(Actions::default(), Actions::union)
         };
-        let (has, could) = match needed {
-            Needed::Login => return Ok(()),
-            Needed::Catalog => (
-                held("registry", "catalog") != Actions::default(),
-                self.catalog_allowed(account),
-            ),
-            Needed::Repository(name, actions) => (
-                held("repository", name).contains(*actions),
-                self.granted(account, name).contains(*actions),
-            ),
+        let has = match needed {
+            Needed::Login => true,
+            Needed::Catalog => held("registry", "catalog") != Actions::default(),
+            Needed::Repository(name, actions) => held("repository", name).contains(*actions),
         };
         if has {
             Ok(())
-        } else if could || account.is_none() {
-            Err(challenge(Some("insufficient_scope")))
         } else {
-            Err(Refusal::Denied(needed.scope().unwrap_or_default()))
+            Err(Refusal::InsufficientScope(challenge(Some(
+                "insufficient_scope",
+            ))))
         }
     }
 
@@ -599,7 +593,7 @@ mod tests {
         let push = Needed::Repository("public/x".into(), Actions::PUSH);
         assert!(matches!(
             auth.authorize(Some(&bearer), &push, "http://h"),
-            Err(Refusal::Challenge(c)) if c.contains("insufficient_scope")
+            Err(Refusal::InsufficientScope(c)) if c.contains("insufficient_scope")
         ));
         let tampered = format!("{}x", &bearer[..bearer.len() - 1]);
         assert!(auth.authorize(Some(&tampered), &pull, "http://h").is_err());
