@@ -1294,6 +1294,22 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     berthd.docker_ok(&["pull", &image]);
     let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "via tokens"]);
     assert_eq!(out.trim(), "via tokens");
+
+    // And berthd against the issuer itself, a berth registry in token mode.
+    std::fs::write(
+        cli.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{host}":{{"auth":"{auth}"}},"{}":{{"auth":"{auth}"}}}}}}"#,
+            issuer.host()
+        ),
+    )
+    .expect("write config.json");
+    let on_issuer = format!("{}/team/berthd:1", issuer.host());
+    berthd.docker_ok(&["tag", &image, &on_issuer]);
+    let out = berthd.docker(&["push", &on_issuer]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), issuer.log());
+    berthd.docker_ok(&["rmi", &on_issuer]);
+    berthd.docker_ok(&["pull", &on_issuer]);
     drop(guard);
 }
 
@@ -1368,6 +1384,27 @@ fn gc_removes_unreferenced_blobs_while_pushes_go_on() {
     let location = start.header("location").expect("upload location");
     let chunk = registry.http("PATCH", &location, &[], Some(b"first half, "));
     assert_eq!(chunk.status, 202, "{chunk:?}");
+
+    // A push that found its blobs present (HEAD) before a collection and puts
+    // its manifest after it: the HEAD made them fresh, so they are still there.
+    let layer = push_blob(&registry, "g/race", b"an old layer nobody referred to");
+    let config = push_blob(&registry, "g/race", b"{}");
+    for blob in [&layer, &config] {
+        backdate(&registry.blob_file(blob));
+        let head = registry.http("HEAD", &format!("/v2/g/race/blobs/{blob}"), &[], None);
+        assert_eq!(head.status, 200, "{head:?}");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": 31 }],
+    });
+    let out = put_manifest(&registry, "g/race", "v1", &manifest);
+    assert_eq!(out.status, 201, "{out:?}\n{}", registry.log());
+    let get = registry.http("GET", &format!("/v2/g/race/blobs/{layer}"), &[], None);
+    assert_eq!(get.status, 200, "{get:?}");
 
     // Each round leaves the previous image's blobs unreferenced and old, then
     // pushes the same image again while the collector runs every second: the

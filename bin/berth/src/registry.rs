@@ -66,6 +66,7 @@ pub async fn run(command: RegistryCommand) -> Result<(), Failure> {
     // Errors and garbage collection reports go to stderr.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
