@@ -605,6 +605,30 @@ mod tests {
     }
 
     #[test]
+    fn expired_early_and_foreign_tokens_are_refused() {
+        let auth = auth(serde_json::json!([]));
+        let now = unix_now();
+        let claims = |exp: u64, nbf: u64, iss: &str, aud: &str| serde_json::json!({ "iss": iss, "aud": aud, "exp": exp, "nbf": nbf, "access": [] });
+        let issuer = auth.config.issuer.clone();
+        assert!(auth
+            .verify(&auth.sign(&claims(now + 10, now, &issuer, "reg")))
+            .is_some());
+        for bad in [
+            claims(now - 2 * LEEWAY_SECS, now - 3 * LEEWAY_SECS, &issuer, "reg"),
+            claims(
+                now + 10 * LEEWAY_SECS,
+                now + 5 * LEEWAY_SECS,
+                &issuer,
+                "reg",
+            ),
+            claims(now + 10, now, "someone-else", "reg"),
+            claims(now + 10, now, &issuer, "other-registry"),
+        ] {
+            assert!(auth.verify(&auth.sign(&bad)).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
     fn rules_need_an_account_or_anonymous() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token.json");
