@@ -1709,3 +1709,113 @@ fn oras_pushes_pulls_attaches_and_discovers_referrers() {
     );
     check_referrers(&found);
 }
+
+#[test]
+fn gc_deletes_untagged_manifests_nothing_kept_refers_to() {
+    let registry = Registry::start(&[
+        "--gc-interval",
+        "1",
+        "--gc-grace",
+        "30",
+        "--gc-delete-untagged",
+    ]);
+    let repo = "u/app";
+    let config = push_blob(&registry, repo, b"{}");
+    let image = |layer: &[u8]| {
+        let digest = push_blob(&registry, repo, layer);
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": layer.len() }],
+        })
+    };
+    let put = |reference: &str, manifest: &serde_json::Value| {
+        let out = put_manifest(&registry, repo, reference, manifest);
+        assert_eq!(out.status, 201, "{out:?}");
+        out.header("docker-content-digest").expect("digest")
+    };
+    let by_digest =
+        |manifest: &serde_json::Value| put(&digest_of(manifest.to_string().as_bytes()), manifest);
+    let referrer = |subject: &str| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sig",
+            "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2 },
+            "layers": [],
+            "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": 1 },
+        })
+    };
+
+    // v1 moves from image a to image b: a is untagged now.
+    let a = put("v1", &image(b"layer of a"));
+    let b = put("v1", &image(b"layer of b"));
+    let a_sig = by_digest(&referrer(&a));
+    let b_sig = by_digest(&referrer(&b));
+    // A tagged index keeps its untagged child.
+    let child = by_digest(&image(b"layer of the child"));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{ "mediaType": OCI_MANIFEST, "digest": child, "size": 1, "platform": { "architecture": "amd64", "os": "linux" } }],
+    });
+    let content_type = "Content-Type: application/vnd.oci.image.index.v1+json";
+    let out = registry.http(
+        "PUT",
+        &format!("/v2/{repo}/manifests/multi"),
+        &[content_type],
+        Some(index.to_string().as_bytes()),
+    );
+    assert_eq!(out.status, 201, "{out:?}");
+    let index_digest = out.header("docker-content-digest").expect("digest");
+
+    // All of it put long ago; then an untagged manifest put just now.
+    let revisions = registry
+        .root()
+        .join(format!("repositories/{repo}/_manifests/revisions"));
+    for link in std::fs::read_dir(&revisions).expect("revisions").flatten() {
+        backdate(&link.path());
+    }
+    for blob in stored_blobs(&registry) {
+        backdate(&blob);
+    }
+    let fresh = by_digest(&image(b"layer of a fresh push"));
+
+    let manifest_status = |digest: &str| {
+        registry
+            .http("HEAD", &format!("/v2/{repo}/manifests/{digest}"), &[], None)
+            .status
+    };
+    let started = Instant::now();
+    while manifest_status(&a) != 404 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "untagged manifest kept: {}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        manifest_status(&a_sig),
+        404,
+        "referrer of a deleted manifest kept"
+    );
+    for kept in [&b, &b_sig, &child, &index_digest, &fresh] {
+        assert_eq!(manifest_status(kept), 200, "{kept} deleted");
+    }
+    let a_layer = digest_of(b"layer of a");
+    assert!(!registry.blob_file(&a_layer).exists(), "layer of a kept");
+    for layer in [
+        &b"layer of b"[..],
+        b"layer of the child",
+        b"layer of a fresh push",
+    ] {
+        let digest = digest_of(layer);
+        let get = registry.http("GET", &format!("/v2/{repo}/blobs/{digest}"), &[], None);
+        assert_eq!(get.status, 200, "{digest}: {get:?}");
+    }
+    let referrers = registry.http("GET", &format!("/v2/{repo}/referrers/{b}"), &[], None);
+    assert!(referrers.body.contains(&b_sig), "{referrers:?}");
+}

@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Spare unreferenced blobs last used less than SECONDS ago (pushes in flight)
     #[arg(long = "gc-grace", value_name = "SECONDS", default_value_t = 3600)]
     gc_grace: u64,
+    /// Garbage collection also deletes untagged manifests that no tagged
+    /// index names and that refer to no kept manifest
+    #[arg(long = "gc-delete-untagged", requires = "gc_interval")]
+    gc_delete_untagged: bool,
     /// PEM certificate to serve TLS with (needs --tls-key)
     #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -61,6 +65,7 @@ pub async fn run(command: RegistryCommand) -> Result<(), Failure> {
         gc: args.gc_interval.map(|interval| berth_registry::GcConfig {
             interval: Duration::from_secs(interval.max(1)),
             grace: Duration::from_secs(args.gc_grace),
+            delete_untagged: args.gc_delete_untagged,
         }),
     };
     // Errors and garbage collection reports go to stderr.

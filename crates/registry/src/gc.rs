@@ -6,7 +6,10 @@
 //! blob such a manifest names (config, layers, an index's manifests).
 //! A `subject` does not keep its target: referrers hang off an image, not the
 //! other way round. Deleting a manifest (`DELETE /v2/<name>/manifests/<digest>`)
-//! is how its blobs become garbage.
+//! is how its blobs become garbage. With `delete_untagged`, a manifest is
+//! kept only when tagged, named by a kept index, a referrer of a kept
+//! manifest, or put within the grace period (a multi-platform push puts its
+//! children before the index that tags them); the others are deleted first.
 //!
 //! Sweep: an unmarked blob is deleted only when its mtime is older than the
 //! start of this run less the grace period. Requests set a blob's mtime when
@@ -15,7 +18,7 @@
 //! than the grace period between its last blob request and its manifest.
 //! Upload sessions are not blobs until they finish, so they are never swept.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,6 +33,7 @@ pub struct GcReport {
     pub marked: usize,
     pub removed: usize,
     pub bytes: u64,
+    pub untagged_removed: usize,
 }
 
 pub async fn run_periodically(storage: Arc<Storage>, config: GcConfig) {
@@ -38,9 +42,13 @@ pub async fn run_periodically(storage: Arc<Storage>, config: GcConfig) {
     loop {
         ticker.tick().await;
         let storage = storage.clone();
-        match tokio::task::spawn_blocking(move || collect(&storage, config.grace)).await {
-            Ok(Ok(report)) if report.removed > 0 => tracing::info!(
-                "garbage collection: {} blobs in use, removed {} ({} bytes)",
+        let collected = tokio::task::spawn_blocking(move || {
+            collect(&storage, config.grace, config.delete_untagged)
+        });
+        match collected.await {
+            Ok(Ok(report)) if report.removed + report.untagged_removed > 0 => tracing::info!(
+                "garbage collection: removed {} untagged manifests; {} blobs in use, removed {} ({} bytes)",
+                report.untagged_removed,
                 report.marked,
                 report.removed,
                 report.bytes
@@ -53,15 +61,17 @@ pub async fn run_periodically(storage: Arc<Storage>, config: GcConfig) {
 }
 
 /// One mark and sweep.
-pub fn collect(storage: &Storage, grace: Duration) -> std::io::Result<GcReport> {
+pub fn collect(
+    storage: &Storage,
+    grace: Duration,
+    delete_untagged: bool,
+) -> std::io::Result<GcReport> {
     let cutoff = SystemTime::now()
         .checked_sub(grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let marked = mark(storage)?;
-    let mut report = GcReport {
-        marked: marked.len(),
-        ..GcReport::default()
-    };
+    let mut report = GcReport::default();
+    let marked = mark(storage, delete_untagged.then_some(cutoff), &mut report)?;
+    report.marked = marked.len();
     for prefix in read_dir_names(&storage.root().join("blobs/sha256"))? {
         let dir = storage.root().join("blobs/sha256").join(&prefix);
         for hex in read_dir_names(&dir)? {
@@ -84,36 +94,114 @@ pub fn collect(storage: &Storage, grace: Duration) -> std::io::Result<GcReport> 
     Ok(report)
 }
 
-/// The hex digests of every blob some manifest of some repository keeps.
-fn mark(storage: &Storage) -> std::io::Result<HashSet<String>> {
+/// The hex digests of every blob some kept manifest of some repository
+/// needs. With `untagged_cutoff`, untagged manifests not otherwise kept and
+/// put before it are deleted on the way.
+fn mark(
+    storage: &Storage,
+    untagged_cutoff: Option<SystemTime>,
+    report: &mut GcReport,
+) -> std::io::Result<HashSet<String>> {
     let mut marked = HashSet::new();
     for repo in repository_dirs(storage)? {
-        for hex in read_dir_names(&repo.join("_manifests/revisions"))? {
+        let revisions = repo.join("_manifests/revisions");
+        let mut manifests = HashMap::new();
+        for hex in read_dir_names(&revisions)? {
             let Ok(digest) = Digest::parse(&format!("sha256:{hex}")) else {
                 continue;
             };
+            let manifest = std::fs::read(storage.blob_path(&digest))
+                .ok()
+                .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .unwrap_or_default();
+            manifests.insert(hex, manifest);
+        }
+        if let Some(cutoff) = untagged_cutoff {
+            let kept = kept_manifests(&repo, &manifests, cutoff)?;
+            for hex in manifests.keys().filter(|hex| !kept.contains(*hex)) {
+                let link = revisions.join(hex);
+                let _guard = storage.lock_blobs();
+                if modified_before(&link, cutoff) && std::fs::remove_file(&link).is_ok() {
+                    report.untagged_removed += 1;
+                }
+            }
+            manifests.retain(|hex, _| kept.contains(hex));
+        }
+        for (hex, manifest) in manifests {
             marked.insert(hex);
-            let Ok(body) = std::fs::read(storage.blob_path(&digest)) else {
-                continue;
-            };
-            let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                continue;
-            };
             let named = ["layers", "manifests", "blobs"]
                 .into_iter()
                 .flat_map(|key| manifest[key].as_array().cloned().unwrap_or_default())
                 .chain(std::iter::once(manifest["config"].clone()));
             for descriptor in named {
-                if let Some(hex) = descriptor["digest"]
-                    .as_str()
-                    .and_then(|d| d.strip_prefix("sha256:"))
-                {
+                if let Some(hex) = descriptor_hex(&descriptor) {
                     marked.insert(hex.to_owned());
                 }
             }
         }
     }
     Ok(marked)
+}
+
+/// The manifests of a repository that `--delete-untagged` keeps: tagged ones,
+/// those put since `cutoff`, and, transitively, the children of kept indexes
+/// and the referrers of kept manifests.
+fn kept_manifests(
+    repo: &Path,
+    manifests: &HashMap<String, serde_json::Value>,
+    cutoff: SystemTime,
+) -> std::io::Result<HashSet<String>> {
+    let tags = repo.join("_manifests/tags");
+    let mut kept: HashSet<String> = HashSet::new();
+    for tag in read_dir_names(&tags)? {
+        if let Ok(text) = std::fs::read_to_string(tags.join(tag)) {
+            if let Some(hex) = text.trim().strip_prefix("sha256:") {
+                kept.insert(hex.to_owned());
+            }
+        }
+    }
+    let revisions = repo.join("_manifests/revisions");
+    kept.extend(
+        manifests
+            .keys()
+            .filter(|hex| !modified_before(&revisions.join(hex), cutoff))
+            .cloned(),
+    );
+    loop {
+        let mut more = Vec::new();
+        for (hex, manifest) in manifests {
+            if kept.contains(hex) {
+                let children = manifest["manifests"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                more.extend(
+                    children
+                        .iter()
+                        .filter_map(descriptor_hex)
+                        .map(str::to_owned),
+                );
+            } else if descriptor_hex(&manifest["subject"]).is_some_and(|s| kept.contains(s)) {
+                more.push(hex.clone());
+            }
+        }
+        let before = kept.len();
+        kept.extend(more);
+        if kept.len() == before {
+            return Ok(kept);
+        }
+    }
+}
+
+fn descriptor_hex(descriptor: &serde_json::Value) -> Option<&str> {
+    descriptor["digest"].as_str()?.strip_prefix("sha256:")
+}
+
+/// Whether `path` exists and was last modified before `cutoff`.
+fn modified_before(path: &Path, cutoff: SystemTime) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|m| m < cutoff)
 }
 
 /// Links in `_layers` to blobs no longer stored are dropped (when older than
@@ -127,10 +215,7 @@ fn remove_dangling_layer_links(storage: &Storage, cutoff: SystemTime) -> std::io
             };
             let link = layers.join(&hex);
             let _guard = storage.lock_blobs();
-            let old = std::fs::metadata(&link)
-                .and_then(|m| m.modified())
-                .is_ok_and(|m| m < cutoff);
-            if old && !storage.blob_path(&digest).exists() {
+            if modified_before(&link, cutoff) && !storage.blob_path(&digest).exists() {
                 let _ = std::fs::remove_file(&link);
             }
         }
@@ -208,7 +293,7 @@ mod tests {
         for digest in blobs.iter().take(3).chain([&manifest_digest]) {
             backdate(&store.blob_path(digest));
         }
-        let report = collect(&store, Duration::from_secs(60)).expect("gc");
+        let report = collect(&store, Duration::from_secs(60), false).expect("gc");
         assert_eq!(report.removed, 1, "{report:?}");
         assert!(!store.blob_path(&blobs[2]).exists(), "orphan kept");
         for digest in [&blobs[0], &blobs[1], &blobs[3], &manifest_digest] {
@@ -218,7 +303,7 @@ mod tests {
         backdate(&store.blob_path(&blobs[3]));
         assert!(store.has_layer("r", &blobs[3]).await.expect("has layer"));
         assert_eq!(
-            collect(&store, Duration::from_secs(60))
+            collect(&store, Duration::from_secs(60), false)
                 .expect("gc")
                 .removed,
             0
@@ -232,7 +317,7 @@ mod tests {
             backdate(&store.blob_path(digest));
         }
         assert_eq!(
-            collect(&store, Duration::from_secs(60))
+            collect(&store, Duration::from_secs(60), false)
                 .expect("gc")
                 .removed,
             4

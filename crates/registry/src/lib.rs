@@ -41,6 +41,8 @@ pub struct ServeConfig {
 pub struct GcConfig {
     pub interval: Duration,
     pub grace: Duration,
+    /// Delete untagged manifests nothing kept refers to (see `gc.rs`).
+    pub delete_untagged: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

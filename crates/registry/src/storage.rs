@@ -197,7 +197,14 @@ impl Storage {
         tag: Option<&str>,
     ) -> Result<()> {
         self.put_small_blob(body, digest).await?;
-        write_atomically(&self.revision_link(name, digest), media_type.as_bytes()).await?;
+        // Under the blob lock: the collector may be removing an old link to
+        // this manifest (`gc --delete-untagged`), and must see this one fresh.
+        write_atomically_under(
+            &self.revision_link(name, digest),
+            media_type.as_bytes(),
+            Some(&self.blob_lock),
+        )
+        .await?;
         if let Some(tag) = tag {
             write_atomically(&self.tag_path(name, tag), digest.to_string().as_bytes()).await?;
         }
@@ -298,6 +305,11 @@ async fn list_dir(dir: &Path) -> Result<Vec<String>> {
 /// Writes `data` to `.tmp-<name>` beside `path`, fsyncs it, renames it over
 /// `path` and fsyncs the directory.
 async fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomically_under(path, data, None).await
+}
+
+/// [`write_atomically`], renaming while holding `lock`.
+async fn write_atomically_under(path: &Path, data: &[u8], lock: Option<&Mutex<()>>) -> Result<()> {
     let parent = path.parent().expect("store paths have a parent");
     tokio::fs::create_dir_all(parent).await?;
     let file_name = path
@@ -315,7 +327,16 @@ async fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e.into());
     }
-    if let Err(e) = tokio::fs::rename(&tmp, path).await {
+    let renamed = match lock {
+        Some(lock) => {
+            let _guard = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::fs::rename(&tmp, path)
+        }
+        None => tokio::fs::rename(&tmp, path).await,
+    };
+    if let Err(e) = renamed {
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e.into());
     }
