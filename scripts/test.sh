@@ -32,6 +32,8 @@ PACKAGES=(
     curl
     procps
     python3-docker
+    python3-venv
+    python3-pip
 )
 
 # A whole run (build and tests) stays well under an hour; a hung test fails it.
@@ -91,8 +93,23 @@ ensure_rust() {
     export PATH="$HOME/.cargo/bin:$PATH"
 }
 
+# oras (the Python SDK, from PyPI) is a registry client of the registry
+# server tests; it lives in a venv under ./target, away from the system's
+# Python packages.
+ORAS_VERSION=0.2.43
+install_oras() {
+    local venv=target/oras-venv
+    if "$venv/bin/python3" -c "import oras.client" >/dev/null 2>&1; then
+        return 0
+    fi
+    mkdir -p target
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "oras==$ORAS_VERSION"
+}
+
 install_packages
 ensure_rust
+install_oras
 
 # Tests find berth-runtime next to themselves in ./target.
 unset CARGO_TARGET_DIR

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::berthd::free_loopback_port;
+use berth_tests::berthd::{free_loopback_port, Berthd};
 use berth_tests::dockerd::Dockerd;
 use berth_tests::host::{assert_success, describe, text, DockerApi, CLI_TIMEOUT};
 use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, workspace_binary};
@@ -837,4 +837,985 @@ fn a_crash_mid_upload_exposes_no_partial_blob() {
     push_blob(&registry, "c/d", data);
     let get = registry.http("GET", &format!("/v2/c/d/blobs/{digest}"), &[], None);
     assert_eq!((get.status, get.body.as_bytes()), (200, &data[..]));
+}
+
+/// What token mode needs, in `dir`: a P-256 signing key with a certificate
+/// of it (for registries that trust the key), an htpasswd file with `alice`
+/// (everything everywhere) and `bob` (pull on team/*, pull and push on
+/// bob/*), and a config that lets anyone pull public/*.
+struct TokenFiles {
+    config: PathBuf,
+    cert: PathBuf,
+    htpasswd: PathBuf,
+}
+
+const SERVICE: &str = "berth-test";
+
+fn token_files(dir: &Path, other_services: &[&str]) -> TokenFiles {
+    let (key, cert) = (dir.join("token-key.pem"), dir.join("token-cert.pem"));
+    let mut openssl = Command::new("openssl");
+    openssl
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=berth token signer", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+    let out = output_with_timeout(&mut openssl, CLI_TIMEOUT).expect("run openssl");
+    assert_success(&out, "openssl req");
+    let htpasswd = dir.join("htpasswd");
+    let users = htpasswd_entry("alice", "alice-pw") + &htpasswd_entry("bob", "bob-pw");
+    std::fs::write(&htpasswd, users).expect("write htpasswd");
+    let config = dir.join("token.json");
+    let body = serde_json::json!({
+        "service": SERVICE,
+        "issuer": "berth-test-issuer",
+        "key": key,
+        "expiration": 600,
+        "other_services": other_services,
+        "access": [
+            { "account": "alice", "repository": "*", "actions": ["*"] },
+            { "account": "bob", "repository": "team/*", "actions": ["pull"] },
+            { "account": "*", "repository": "${account}/*", "actions": ["pull", "push"] },
+            { "anonymous": true, "repository": "public/*", "actions": ["pull"] },
+        ],
+    });
+    std::fs::write(&config, body.to_string()).expect("write token config");
+    TokenFiles {
+        config,
+        cert,
+        htpasswd,
+    }
+}
+
+impl Registry {
+    /// `berth registry serve` in token mode with `files`.
+    fn start_with_tokens(files: &TokenFiles) -> Registry {
+        Registry::start(&[
+            "--htpasswd",
+            &files.htpasswd.to_string_lossy(),
+            "--token-config",
+            &files.config.to_string_lossy(),
+        ])
+    }
+
+    /// The token endpoint's answer for `query`, with `creds` (user:password).
+    fn token(&self, creds: Option<&str>, query: &str) -> (u16, serde_json::Value) {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-w", "\n%{http_code}"]);
+        if let Some(creds) = creds {
+            curl.args(["-u", creds]);
+        }
+        curl.arg(self.url(&format!("/auth/token?{query}")));
+        let out = output_with_timeout(&mut curl, CLI_TIMEOUT).expect("run curl");
+        let out = assert_success(&out, "curl token");
+        let (body, status) = out.rsplit_once('\n').unwrap_or_default();
+        (
+            status.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or_default(),
+        )
+    }
+
+    /// A bearer token for `scope` (service: this registry's).
+    fn bearer(&self, creds: Option<&str>, scope: &str) -> String {
+        let (status, body) = self.token(creds, &format!("service={SERVICE}&scope={scope}"));
+        assert_eq!(status, 200, "{body}");
+        format!(
+            "Authorization: Bearer {}",
+            body["token"].as_str().expect("token")
+        )
+    }
+}
+
+#[test]
+fn token_auth_scopes_every_request_for_skopeo_and_curl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &["elsewhere"]);
+    let registry = Registry::start_with_tokens(&files);
+    let realm = format!("bearer realm=\"{}\"", registry.url("/auth/token"));
+
+    // The challenge names the realm, the service and the scope needed.
+    let out = registry.http("GET", "/v2/", &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (401, "UNAUTHORIZED")
+    );
+    let challenge = out.header("www-authenticate").unwrap_or_default();
+    assert_eq!(challenge, format!("{realm},service=\"{SERVICE}\""));
+    let out = registry.http("GET", "/v2/team/app/tags/list", &[], None);
+    let challenge = out.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.ends_with("scope=\"repository:team/app:pull\""),
+        "{out:?}"
+    );
+
+    let scratch = registry.scratch("token");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+    let image = |repo: &str| format!("docker://{}/{repo}", registry.host());
+    let push = |creds: &str, repo: &str| {
+        skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            creds,
+            &layout,
+            &image(repo),
+        ])
+    };
+    assert_success(&push("alice:alice-pw", "team/app:v1"), "alice pushes");
+    assert_success(&push("alice:alice-pw", "public/app:v1"), "alice pushes");
+    assert_success(&push("bob:bob-pw", "bob/own:v1"), "bob pushes to bob/*");
+    let out = push("bob:bob-pw", "team/app:v2");
+    assert!(!out.status.success(), "bob pushed to team/*");
+    assert!(
+        text(&out.stderr).contains("denied"),
+        "bob's refusal: {}",
+        describe(&out)
+    );
+    let out = push("alice:wrong", "team/app:v3");
+    assert!(!out.status.success(), "wrong password pushed");
+
+    let inspect = |creds: Option<&str>, repo: &str| {
+        let mut args = vec!["inspect", "--tls-verify=false"];
+        if let Some(creds) = creds {
+            args.extend(["--creds", creds]);
+        }
+        let target = image(repo);
+        args.push(&target);
+        skopeo(&args)
+    };
+    assert_success(
+        &inspect(None, "public/app:v1"),
+        "anonymous pull of public/*",
+    );
+    assert_success(
+        &inspect(Some("bob:bob-pw"), "team/app:v1"),
+        "bob pulls team/*",
+    );
+    let out = inspect(None, "team/app:v1");
+    assert!(!out.status.success(), "anonymous pulled team/*");
+    let out = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-pw",
+        &image("team/app"),
+    ]);
+    let tags = assert_success(&out, "skopeo list-tags");
+    assert!(
+        tags.contains("v1") && !tags.contains("v2") && !tags.contains("v3"),
+        "{tags}"
+    );
+
+    let digest = registry
+        .http(
+            "HEAD",
+            "/v2/team/app/manifests/v1",
+            &[&registry.bearer(Some("alice:alice-pw"), "repository:team/app:pull")],
+            None,
+        )
+        .header("docker-content-digest")
+        .expect("manifest digest");
+    let by_digest = image(&format!("team/app@{digest}"));
+    let out = skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        "bob:bob-pw",
+        &by_digest,
+    ]);
+    assert!(!out.status.success(), "bob deleted: {}", describe(&out));
+    let out = skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-pw",
+        &by_digest,
+    ]);
+    assert_success(&out, "alice deletes");
+
+    // Tokens carry only what the rules grant.
+    let (status, body) = registry.token(
+        Some("bob:bob-pw"),
+        &format!("service={SERVICE}&scope=repository:team/app:pull,push,delete&scope=repository:bob/x:push"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token");
+    let claims = jwt_part(token, 1);
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
+    assert_eq!(claims["access"][1]["actions"], serde_json::json!(["push"]));
+    assert_eq!(
+        (claims["sub"].as_str(), claims["aud"].as_str()),
+        (Some("bob"), Some(SERVICE))
+    );
+    let header = jwt_part(token, 0);
+    assert_eq!(header["alg"], "ES256", "{header}");
+    let (status, _) = registry.token(Some("bob:nope"), &format!("service={SERVICE}"));
+    assert_eq!(status, 401);
+    let (status, body) = registry.token(None, "service=nobody-knows");
+    assert_eq!(status, 400, "{body}");
+
+    // A valid token without the scope: 403 DENIED, with a challenge naming
+    // the scope needed (RFC 6750's insufficient_scope).
+    let bob_pull = registry.bearer(Some("bob:bob-pw"), "repository:team/app:pull,push");
+    let out = registry.http("POST", "/v2/team/app/blobs/uploads/", &[&bob_pull], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (403, "DENIED"),
+        "{out:?}"
+    );
+    let anonymous = registry.bearer(None, "repository:public/app:pull");
+    let out = registry.http("POST", "/v2/public/app/blobs/uploads/", &[&anonymous], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (403, "DENIED"),
+        "{out:?}"
+    );
+    let challenge = out.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("scope=\"repository:public/app:pull,push\"")
+            && challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    let out = registry.http("GET", "/v2/public/app/tags/list", &[&anonymous], None);
+    assert_eq!(out.status, 200, "{out:?}");
+
+    // The catalog needs pull on every repository.
+    let alice = registry.bearer(Some("alice:alice-pw"), "registry:catalog:*");
+    let out = registry.http("GET", "/v2/_catalog", &[&alice], None);
+    assert!(out.status == 200 && out.body.contains("bob/own"), "{out:?}");
+    let bob = registry.bearer(Some("bob:bob-pw"), "registry:catalog:*");
+    let out = registry.http("GET", "/v2/_catalog", &[&bob], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (403, "DENIED"),
+        "{out:?}"
+    );
+
+    // Tokens for another service, altered, or from another key are refused.
+    let (_, body) = registry.token(
+        Some("alice:alice-pw"),
+        "service=elsewhere&scope=repository:team/app:pull",
+    );
+    let elsewhere = format!(
+        "Authorization: Bearer {}",
+        body["token"].as_str().unwrap_or_default()
+    );
+    let good = registry.bearer(Some("alice:alice-pw"), "repository:team/app:pull");
+    let mut altered = good.clone();
+    altered.pop();
+    altered.push(if good.ends_with('A') { 'B' } else { 'A' });
+    for header in [&elsewhere, &altered] {
+        let out = registry.http("GET", "/v2/team/app/tags/list", &[header], None);
+        assert_eq!(out.status, 401, "{header}: {out:?}");
+        let challenge = out.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+    let out = registry.http("GET", "/v2/team/app/tags/list", &[&good], None);
+    assert_eq!(out.status, 200, "{out:?}");
+}
+
+/// The JSON of a JWT's header (0) or claims (1).
+fn jwt_part(token: &str, index: usize) -> serde_json::Value {
+    let part = token.split('.').nth(index).expect("JWT part");
+    let mut command = Command::new("/usr/bin/python3");
+    command.args([
+        "-c",
+        "import base64,sys; p=sys.argv[1]; print(base64.urlsafe_b64decode(p + '=' * (-len(p) % 4)).decode())",
+        part,
+    ]);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run python3");
+    serde_json::from_str(&assert_success(&out, "decode JWT")).expect("JWT JSON")
+}
+
+#[test]
+fn dockerd_logs_in_with_a_token_and_pushes_and_pulls() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: dockerd needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let dockerd = Dockerd::builder()
+        .arg(format!("--insecure-registry={}", registry.host()))
+        .start();
+    let host = registry.host();
+    let out = dockerd.docker(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(
+        !out.status.success(),
+        "login with a wrong password: {}",
+        describe(&out)
+    );
+    let login = dockerd.docker_ok(&["login", "-u", "alice", "-p", "alice-pw", &host]);
+    assert!(login.contains("Login Succeeded"), "{login}");
+
+    let scratch = registry.scratch("dockerd-token");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{host}/public/busybox:1");
+    dockerd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    dockerd.docker_ok(&["push", &image]);
+    dockerd.docker_ok(&["rmi", &image]);
+    dockerd.docker_ok(&["pull", &image]);
+
+    // Signed out: public/* still pulls, nothing pushes.
+    dockerd.docker_ok(&["logout", &host]);
+    dockerd.docker_ok(&["rmi", &image]);
+    dockerd.docker_ok(&["pull", &image]);
+    let other = format!("{host}/public/other:1");
+    dockerd.docker_ok(&["tag", &image, &other]);
+    let out = dockerd.docker(&["push", &other]);
+    assert!(!out.status.success(), "anonymous push: {}", describe(&out));
+
+    // bob may push only under bob/.
+    dockerd.docker_ok(&["login", "-u", "bob", "-p", "bob-pw", &host]);
+    let team = format!("{host}/team/busybox:1");
+    dockerd.docker_ok(&["tag", &image, &team]);
+    let out = dockerd.docker(&["push", &team]);
+    assert!(
+        !out.status.success(),
+        "bob pushed to team/: {}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stderr).contains("denied"),
+        "bob's refusal: {}",
+        describe(&out)
+    );
+    let own = format!("{host}/bob/busybox:1");
+    dockerd.docker_ok(&["tag", &image, &own]);
+    dockerd.docker_ok(&["push", &own]);
+}
+
+#[test]
+fn berth_issues_tokens_for_debian_docker_registry() {
+    let distribution = Path::new("/usr/bin/docker-registry");
+    if !nix::unistd::geteuid().is_root() || !distribution.exists() {
+        eprintln!("skipped: needs root and {}", distribution.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &["distribution-test"]);
+    let issuer = Registry::start_with_tokens(&files);
+
+    // distribution trusts the certificate of berth's signing key.
+    let port = free_loopback_port();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {}\n    service: distribution-test\n\
+             \x20   issuer: berth-test-issuer\n    rootcertbundle: {}\n",
+            dir.path().join("distribution").display(),
+            issuer.url("/auth/token"),
+            files.cert.display()
+        ),
+    )
+    .expect("write config.yml");
+    let log = std::fs::File::create(dir.path().join("distribution.log")).expect("create log");
+    let child = Command::new(distribution)
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn docker-registry");
+    let guard = ChildGuard(child);
+    let host = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "docker-registry not listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let distribution_log =
+        || std::fs::read_to_string(dir.path().join("distribution.log")).unwrap_or_default();
+
+    // skopeo, through berth's token endpoint.
+    let scratch = issuer.scratch("distribution");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:alice-pw",
+        &layout,
+        &format!("docker://{host}/team/skopeo:v1"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        distribution_log()
+    );
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "bob:bob-pw",
+        &layout,
+        &format!("docker://{host}/team/skopeo:v2"),
+    ]);
+    assert!(!out.status.success(), "bob pushed to team/ on distribution");
+
+    // berthd, with the credentials a `docker login` would have saved.
+    let berthd = Berthd::start();
+    let cli = berthd.dir().join("cli");
+    std::fs::create_dir_all(&cli).expect("create cli dir");
+    let auth = "YWxpY2U6YWxpY2UtcHc="; // alice:alice-pw
+    std::fs::write(
+        cli.join("config.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .expect("write config.json");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{host}/team/berthd:1");
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    let out = berthd.docker(&["push", &image]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        distribution_log()
+    );
+    berthd.docker_ok(&["rmi", &image]);
+    berthd.docker_ok(&["pull", &image]);
+    let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "via tokens"]);
+    assert_eq!(out.trim(), "via tokens");
+
+    // And berthd against the issuer itself, a berth registry in token mode.
+    std::fs::write(
+        cli.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{host}":{{"auth":"{auth}"}},"{}":{{"auth":"{auth}"}}}}}}"#,
+            issuer.host()
+        ),
+    )
+    .expect("write config.json");
+    let on_issuer = format!("{}/team/berthd:1", issuer.host());
+    berthd.docker_ok(&["tag", &image, &on_issuer]);
+    let out = berthd.docker(&["push", &on_issuer]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), issuer.log());
+    berthd.docker_ok(&["rmi", &on_issuer]);
+    berthd.docker_ok(&["pull", &on_issuer]);
+    drop(guard);
+}
+
+/// Kills (by the PID it holds) and reaps a child when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sets a file's mtime two hours back, as if nobody had used it since.
+fn backdate(path: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    std::fs::File::open(path)
+        .and_then(|file| file.set_modified(old))
+        .unwrap_or_else(|e| panic!("backdate {}: {e}", path.display()));
+}
+
+/// Every blob file in the registry's store.
+fn stored_blobs(registry: &Registry) -> Vec<PathBuf> {
+    let mut blobs = Vec::new();
+    let dirs = std::fs::read_dir(registry.root().join("blobs/sha256")).expect("blob dirs");
+    for dir in dirs.flatten() {
+        for blob in std::fs::read_dir(dir.path()).expect("blob dir").flatten() {
+            blobs.push(blob.path());
+        }
+    }
+    blobs
+}
+
+/// skopeo pulls `image` into `dir` and every file it wrote matches the
+/// digest the manifest names.
+fn pull_and_verify(image: &str, dir: &Path) -> String {
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        image,
+        &format!("dir:{}", dir.display()),
+    ]);
+    assert_success(&out, "skopeo copy from the registry");
+    let manifest = std::fs::read(dir.join("manifest.json")).expect("pulled manifest");
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest JSON");
+    let named = parsed["layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .chain([parsed["config"].clone()]);
+    for descriptor in named {
+        let digest = descriptor["digest"].as_str().expect("digest");
+        let data = std::fs::read(dir.join(digest.trim_start_matches("sha256:"))).expect("blob");
+        assert_eq!(digest_of(&data), digest, "pulled blob differs");
+    }
+    digest_of(&manifest)
+}
+
+#[test]
+fn gc_removes_unreferenced_blobs_while_pushes_go_on() {
+    let registry = Registry::start(&["--gc-interval", "1", "--gc-grace", "30"]);
+    let scratch = registry.scratch("gc");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+
+    let orphan = push_blob(&registry, "g/orphan", b"nobody refers to me");
+    backdate(&registry.blob_file(&orphan));
+    let fresh = push_blob(&registry, "g/orphan", b"pushed a moment ago");
+    // An upload in flight is no blob yet; nothing sweeps it.
+    let start = registry.http("POST", "/v2/g/upload/blobs/uploads/", &[], None);
+    let location = start.header("location").expect("upload location");
+    let chunk = registry.http("PATCH", &location, &[], Some(b"first half, "));
+    assert_eq!(chunk.status, 202, "{chunk:?}");
+
+    // A push that found its blobs present (HEAD) before a collection and puts
+    // its manifest after it: the HEAD made them fresh, so they are still there.
+    let layer = push_blob(&registry, "g/race", b"an old layer nobody referred to");
+    let config = push_blob(&registry, "g/race", b"{}");
+    for blob in [&layer, &config] {
+        backdate(&registry.blob_file(blob));
+        let head = registry.http("HEAD", &format!("/v2/g/race/blobs/{blob}"), &[], None);
+        assert_eq!(head.status, 200, "{head:?}");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": 31 }],
+    });
+    let out = put_manifest(&registry, "g/race", "v1", &manifest);
+    assert_eq!(out.status, 201, "{out:?}\n{}", registry.log());
+    let get = registry.http("GET", &format!("/v2/g/race/blobs/{layer}"), &[], None);
+    assert_eq!(get.status, 200, "{get:?}");
+
+    // Each round leaves the previous image's blobs unreferenced and old, then
+    // pushes the same image again while the collector runs every second: the
+    // push either finds its blobs (and keeps them fresh) or uploads them anew.
+    let image = format!("docker://{}/g/app", registry.host());
+    for round in 0..3 {
+        let tagged = format!("{image}:r{round}");
+        let out = skopeo(&["copy", "--dest-tls-verify=false", &layout, &tagged]);
+        assert!(
+            out.status.success(),
+            "push in round {round}: {}\n{}",
+            describe(&out),
+            registry.log()
+        );
+        let digest = pull_and_verify(&tagged, &scratch.join(format!("pulled-{round}")));
+        if round < 2 {
+            let out = registry.http(
+                "DELETE",
+                &format!("/v2/g/app/manifests/{digest}"),
+                &[],
+                None,
+            );
+            assert_eq!(out.status, 202, "{out:?}");
+            let fresh_file = registry.blob_file(&fresh);
+            for blob in stored_blobs(&registry) {
+                if blob != fresh_file {
+                    backdate(&blob);
+                }
+            }
+        }
+    }
+
+    let started = Instant::now();
+    while registry.blob_file(&orphan).exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "orphan blob not collected: {}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        registry.blob_file(&fresh).exists(),
+        "blob within its grace period collected"
+    );
+    let head = registry.http("HEAD", &format!("/v2/g/orphan/blobs/{orphan}"), &[], None);
+    assert_eq!(head.status, 404, "{head:?}");
+
+    // Collections later, the last image still pulls whole, and the upload
+    // that was in flight all along finishes.
+    std::thread::sleep(Duration::from_millis(2500));
+    pull_and_verify(&format!("{image}:r2"), &scratch.join("pulled-again"));
+    let data = b"first half, second half";
+    let digest = digest_of(data);
+    let finish = registry.http(
+        "PUT",
+        &format!("{location}?digest={digest}"),
+        &[],
+        Some(b"second half"),
+    );
+    assert_eq!(finish.status, 201, "{finish:?}");
+    let get = registry.http("GET", &format!("/v2/g/upload/blobs/{digest}"), &[], None);
+    assert_eq!((get.status, get.body.as_bytes()), (200, &data[..]));
+}
+
+#[test]
+fn limits_and_bad_input_get_the_spec_errors() {
+    let registry = Registry::start(&[]);
+    let config = push_blob(&registry, "l/m", b"{}");
+    let manifest_with = |padding: usize| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+            "layers": [],
+            "annotations": { "padding": "x".repeat(padding) },
+        })
+    };
+    // The limit is 4 MiB: just under is stored, just over is refused whole.
+    let overhead = manifest_with(0).to_string().len();
+    let limit = 4 * 1024 * 1024;
+    let out = put_manifest(&registry, "l/m", "fits", &manifest_with(limit - overhead));
+    assert_eq!(out.status, 201, "{}", out.body);
+    let out = put_manifest(
+        &registry,
+        "l/m",
+        "big",
+        &manifest_with(limit - overhead + 1),
+    );
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (413, "MANIFEST_INVALID"),
+        "{out:?}"
+    );
+    let tags = registry.http("GET", "/v2/l/m/tags/list", &[], None);
+    assert!(!tags.body.contains("big"), "{tags:?}");
+
+    let content_type = format!("Content-Type: {OCI_MANIFEST}");
+    for (body, what) in [
+        (&b"not json"[..], "not JSON"),
+        (br#"{"schemaVersion":1}"#, "schemaVersion 2"),
+    ] {
+        let out = registry.http("PUT", "/v2/l/m/manifests/bad", &[&content_type], Some(body));
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (400, "MANIFEST_INVALID"),
+            "{out:?}"
+        );
+        assert!(out.body.contains(what), "{out:?}");
+    }
+
+    // Errors are the spec's JSON, naming what was wrong.
+    let long_name = "a".repeat(256);
+    for name in ["Upper/case", "a__-b", "x-", "a/.b", long_name.as_str()] {
+        let out = registry.http("GET", &format!("/v2/{name}/tags/list"), &[], None);
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (400, "NAME_INVALID"),
+            "{name}: {out:?}"
+        );
+        assert_eq!(
+            out.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        let body: serde_json::Value = serde_json::from_str(&out.body).expect("error JSON");
+        assert_eq!(body["errors"][0]["detail"]["name"], name, "{body}");
+    }
+    let long_tag = "t".repeat(129);
+    for tag in ["-bad", ".bad", long_tag.as_str()] {
+        let out = put_manifest(&registry, "l/m", tag, &manifest_with(0));
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (400, "TAG_INVALID"),
+            "{tag}: {out:?}"
+        );
+        assert!(out.body.contains(tag), "{out:?}");
+    }
+    for digest in ["sha256:xyz", "md5:abc", "sha256:ABCDEF"] {
+        let out = registry.http("GET", &format!("/v2/l/m/blobs/{digest}"), &[], None);
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (400, "DIGEST_INVALID"),
+            "{digest}: {out:?}"
+        );
+    }
+    let unknown = digest_of(b"unknown");
+    let out = registry.http("GET", &format!("/v2/l/m/blobs/{unknown}"), &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (404, "BLOB_UNKNOWN")
+    );
+    let out = registry.http("GET", "/v2/l/m/manifests/nope", &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+    let out = registry.http("GET", "/v2/never/pushed/tags/list", &[], None);
+    assert_eq!(
+        (out.status, out.error_code().as_str()),
+        (404, "NAME_UNKNOWN")
+    );
+}
+
+/// oras (the Python SDK) pushes and pulls an artifact, attaches two to an
+/// image (as their subject) and finds them with the referrers API.
+const ORAS_SCRIPT: &str = r#"
+import json, os, sys
+import oras.client, oras.oci
+
+host, subject_digest, subject_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = oras.client.OrasClient(hostname=host, insecure=True)
+if len(sys.argv) > 4:
+    client.auth.set_basic_auth(*sys.argv[4].split(":", 1))
+
+with open("hello.txt", "w") as f:
+    f.write("hello from oras\n")
+client.push(files=["hello.txt"], target=f"{host}/art/hello:v1", quiet=True)
+pulled = client.pull(target=f"{host}/art/hello:v1", outdir="pulled")
+assert open(pulled[0]).read() == "hello from oras\n", pulled
+
+subject = oras.oci.Subject(
+    mediaType="application/vnd.oci.image.manifest.v1+json",
+    digest=subject_digest,
+    size=subject_size,
+)
+for kind in ["sbom", "sig"]:
+    with open(f"{kind}.json", "w") as f:
+        f.write(json.dumps({kind: True}))
+    with open(f"{kind}-config.json", "w") as f:
+        f.write("{}")
+    client.push(
+        files=[f"{kind}.json"],
+        target=f"{host}/art/img:{kind}",
+        subject=subject,
+        manifest_config=f"{kind}-config.json:application/vnd.example.{kind}",
+        quiet=True,
+    )
+
+url = f"http://{host}/v2/art/img/referrers/{subject_digest}"
+found = {
+    "all": client.do_request(url).json(),
+    "sbom": client.do_request(url + "?artifactType=application/vnd.example.sbom").json(),
+}
+print(json.dumps(found))
+"#;
+
+/// Runs [`ORAS_SCRIPT`] in `dir` with the venv `scripts/test.sh` makes.
+fn run_oras(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let python = workspace_binary("berth")
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("oras-venv/bin/python3"))
+        .expect("target dir");
+    assert!(
+        python.exists(),
+        "{} missing: scripts/test.sh installs oras there (python3 -m venv target/oras-venv && target/oras-venv/bin/pip install oras)",
+        python.display()
+    );
+    std::fs::write(dir.join("oras_test.py"), ORAS_SCRIPT).expect("write script");
+    let mut command = Command::new(python);
+    command.current_dir(dir).arg("oras_test.py").args(args);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run oras");
+    let stdout = assert_success(&out, "oras script");
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("oras output {stdout}: {e}"))
+}
+
+/// Pushes the busybox layout to `repo:v1` with skopeo; returns the manifest's
+/// digest and size.
+fn push_subject(registry: &Registry, repo: &str, creds: Option<&str>) -> (String, usize) {
+    let scratch = registry.scratch("subject");
+    make_busybox_layout(&scratch);
+    let layout = format!("oci:{}:v1", scratch.join("layout").display());
+    let target = format!("docker://{}/{repo}:v1", registry.host());
+    let mut args = vec!["copy", "--dest-tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend(["--dest-creds", creds]);
+    }
+    args.extend([layout.as_str(), target.as_str()]);
+    assert_success(&skopeo(&args), "skopeo copy");
+    let pulled = scratch.join("pulled");
+    let mut args = vec!["copy", "--src-tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend(["--src-creds", creds]);
+    }
+    let dir = format!("dir:{}", pulled.display());
+    args.extend([target.as_str(), dir.as_str()]);
+    assert_success(&skopeo(&args), "skopeo copy back");
+    let manifest = std::fs::read(pulled.join("manifest.json")).expect("manifest");
+    (digest_of(&manifest), manifest.len())
+}
+
+fn check_referrers(found: &serde_json::Value) {
+    let all = found["all"]["manifests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut types: Vec<&str> = all
+        .iter()
+        .filter_map(|m| m["artifactType"].as_str())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.example.sbom",
+            "application/vnd.example.sig"
+        ],
+        "{found}"
+    );
+    let sboms = found["sbom"]["manifests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sboms.len(), 1, "{found}");
+    assert_eq!(sboms[0]["artifactType"], "application/vnd.example.sbom");
+}
+
+#[test]
+fn oras_pushes_pulls_attaches_and_discovers_referrers() {
+    let registry = Registry::start(&[]);
+    let (digest, size) = push_subject(&registry, "art/img", None);
+    let found = run_oras(
+        &registry.scratch("oras"),
+        &[&registry.host(), &digest, &size.to_string()],
+    );
+    check_referrers(&found);
+
+    // The same with token auth, oras fetching its tokens at the realm.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let (digest, size) = push_subject(&registry, "art/img", Some("alice:alice-pw"));
+    let found = run_oras(
+        &registry.scratch("oras"),
+        &[
+            &registry.host(),
+            &digest,
+            &size.to_string(),
+            "alice:alice-pw",
+        ],
+    );
+    check_referrers(&found);
+}
+
+#[test]
+fn gc_deletes_untagged_manifests_nothing_kept_refers_to() {
+    let registry = Registry::start(&[
+        "--gc-interval",
+        "1",
+        "--gc-grace",
+        "30",
+        "--gc-delete-untagged",
+    ]);
+    let repo = "u/app";
+    let config = push_blob(&registry, repo, b"{}");
+    let image = |layer: &[u8]| {
+        let digest = push_blob(&registry, repo, layer);
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": layer.len() }],
+        })
+    };
+    let put = |reference: &str, manifest: &serde_json::Value| {
+        let out = put_manifest(&registry, repo, reference, manifest);
+        assert_eq!(out.status, 201, "{out:?}");
+        out.header("docker-content-digest").expect("digest")
+    };
+    let by_digest =
+        |manifest: &serde_json::Value| put(&digest_of(manifest.to_string().as_bytes()), manifest);
+    let referrer = |subject: &str| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sig",
+            "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2 },
+            "layers": [],
+            "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": 1 },
+        })
+    };
+
+    // v1 moves from image a to image b: a is untagged now.
+    let a = put("v1", &image(b"layer of a"));
+    let b = put("v1", &image(b"layer of b"));
+    let a_sig = by_digest(&referrer(&a));
+    let b_sig = by_digest(&referrer(&b));
+    // A tagged index keeps its untagged child.
+    let child = by_digest(&image(b"layer of the child"));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{ "mediaType": OCI_MANIFEST, "digest": child, "size": 1, "platform": { "architecture": "amd64", "os": "linux" } }],
+    });
+    let content_type = "Content-Type: application/vnd.oci.image.index.v1+json";
+    let out = registry.http(
+        "PUT",
+        &format!("/v2/{repo}/manifests/multi"),
+        &[content_type],
+        Some(index.to_string().as_bytes()),
+    );
+    assert_eq!(out.status, 201, "{out:?}");
+    let index_digest = out.header("docker-content-digest").expect("digest");
+
+    // All of it put long ago; then an untagged manifest put just now.
+    let revisions = registry
+        .root()
+        .join(format!("repositories/{repo}/_manifests/revisions"));
+    for link in std::fs::read_dir(&revisions).expect("revisions").flatten() {
+        backdate(&link.path());
+    }
+    for blob in stored_blobs(&registry) {
+        backdate(&blob);
+    }
+    let fresh = by_digest(&image(b"layer of a fresh push"));
+
+    let manifest_status = |digest: &str| {
+        registry
+            .http("HEAD", &format!("/v2/{repo}/manifests/{digest}"), &[], None)
+            .status
+    };
+    let started = Instant::now();
+    while manifest_status(&a) != 404 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "untagged manifest kept: {}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        manifest_status(&a_sig),
+        404,
+        "referrer of a deleted manifest kept"
+    );
+    for kept in [&b, &b_sig, &child, &index_digest, &fresh] {
+        assert_eq!(manifest_status(kept), 200, "{kept} deleted");
+    }
+    let a_layer = digest_of(b"layer of a");
+    assert!(!registry.blob_file(&a_layer).exists(), "layer of a kept");
+    for layer in [
+        &b"layer of b"[..],
+        b"layer of the child",
+        b"layer of a fresh push",
+    ] {
+        let digest = digest_of(layer);
+        let get = registry.http("GET", &format!("/v2/{repo}/blobs/{digest}"), &[], None);
+        assert_eq!(get.status, 200, "{digest}: {get:?}");
+    }
+    let referrers = registry.http("GET", &format!("/v2/{repo}/referrers/{b}"), &[], None);
+    assert!(referrers.body.contains(&b_sig), "{referrers:?}");
 }

@@ -2,7 +2,7 @@
 //! as registry:2 accepts. Credentials that verified once are remembered by
 //! their sha256, so a push does not pay for bcrypt on every request.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -11,7 +11,8 @@ use sha2::{Digest as _, Sha256};
 
 pub struct Htpasswd {
     users: HashMap<String, String>,
-    verified: Mutex<HashSet<Vec<u8>>>,
+    /// sha256 of a verified `Authorization` value → its user.
+    verified: Mutex<HashMap<Vec<u8>, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,44 +57,38 @@ impl Htpasswd {
         }
         Ok(Htpasswd {
             users,
-            verified: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Whether an `Authorization` header value names a user with the right password.
-    pub async fn allows(&self, authorization: Option<&str>) -> bool {
-        let Some(encoded) = authorization.and_then(|v| v.strip_prefix("Basic ")) else {
-            return false;
-        };
-        let key = Sha256::digest(encoded.trim().as_bytes()).to_vec();
-        if self.lock().contains(&key) {
-            return true;
+    /// The user an `Authorization: Basic` header value names, if its
+    /// password is right.
+    pub async fn user(&self, authorization: Option<&str>) -> Option<String> {
+        let encoded = authorization.and_then(|v| v.strip_prefix("Basic "))?.trim();
+        let key = Sha256::digest(encoded.as_bytes()).to_vec();
+        if let Some(user) = self.lock().get(&key) {
+            return Some(user.clone());
         }
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-            return false;
-        };
-        let Ok(decoded) = String::from_utf8(decoded) else {
-            return false;
-        };
-        let Some((user, password)) = decoded.split_once(':') else {
-            return false;
-        };
-        let Some(hash) = self.users.get(user).cloned() else {
-            return false;
-        };
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (user, password) = decoded.split_once(':')?;
+        let hash = self.users.get(user).cloned()?;
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or(false);
-        if ok {
-            self.lock().insert(key);
+        if !ok {
+            return None;
         }
-        ok
+        self.lock().insert(key, user.to_owned());
+        Some(user.to_owned())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, String>> {
         self.verified
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

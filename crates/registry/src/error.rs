@@ -36,8 +36,14 @@ pub enum RegistryError {
     ManifestBlobUnknown(String),
     #[error("manifest is larger than the limit of {0} bytes")]
     ManifestTooLarge(usize),
+    /// `challenge` is the `WWW-Authenticate` value sent with the 401.
     #[error("authentication required")]
-    Unauthorized,
+    Unauthorized { challenge: String },
+    /// A valid token without the scope needed; `challenge` names the scope.
+    #[error("requested access to the resource is denied")]
+    Denied { challenge: String },
+    #[error("no tokens are issued for service {0:?}")]
+    ServiceUnknown(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -65,8 +71,10 @@ impl RegistryError {
             ManifestUnknown(_) => ("MANIFEST_UNKNOWN", StatusCode::NOT_FOUND),
             ManifestInvalid(_) => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST),
             ManifestBlobUnknown(_) => ("MANIFEST_BLOB_UNKNOWN", StatusCode::BAD_REQUEST),
-            ManifestTooLarge(_) => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
-            Unauthorized => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
+            ManifestTooLarge(_) => ("MANIFEST_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+            Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
+            Denied { .. } => ("DENIED", StatusCode::FORBIDDEN),
+            ServiceUnknown(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
             NotFound => ("UNSUPPORTED", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Io(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
@@ -93,11 +101,14 @@ impl IntoResponse for RegistryError {
             "errors": [{ "code": code, "message": self.to_string(), "detail": detail }]
         });
         let mut response = (status, axum::Json(body)).into_response();
-        if let RegistryError::Unauthorized = self {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"berth-registry\""),
-            );
+        if let RegistryError::Unauthorized { challenge } | RegistryError::Denied { challenge } =
+            &self
+        {
+            if let Ok(value) = HeaderValue::from_str(challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
         }
         response
     }

@@ -6,15 +6,18 @@
 
 mod auth;
 mod error;
+mod gc;
 mod names;
 mod routes;
 mod storage;
 mod tls;
+mod token;
 mod upload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::RegistryError;
 
@@ -25,6 +28,21 @@ pub struct ServeConfig {
     pub htpasswd: Option<PathBuf>,
     /// Certificate and key, both PEM.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// A token configuration (JSON): requests then need bearer tokens, which
+    /// the server issues itself to the `htpasswd` users.
+    pub token_config: Option<PathBuf>,
+    /// Online garbage collection, when set.
+    pub gc: Option<GcConfig>,
+}
+
+/// How often garbage collection runs, and how long an unreferenced blob is
+/// spared after it was last uploaded, linked or asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct GcConfig {
+    pub interval: Duration,
+    pub grace: Duration,
+    /// Delete untagged manifests nothing kept refers to (see `gc.rs`).
+    pub delete_untagged: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +54,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Htpasswd(#[from] auth::HtpasswdError),
+    #[error(transparent)]
+    TokenConfig(#[from] token::TokenConfigError),
     #[error("TLS {path}: {reason}")]
     Tls { path: String, reason: String },
     #[error("listen on {addr}: {source}")]
@@ -57,11 +77,19 @@ pub async fn serve(
         path: config.root.display().to_string(),
         source,
     })?;
+    let storage = Arc::new(storage);
     let htpasswd = config
         .htpasswd
         .as_deref()
         .map(auth::Htpasswd::load)
         .transpose()?;
+    let access = match (&config.token_config, htpasswd) {
+        (Some(path), users) => {
+            routes::Access::Token(Box::new(token::TokenAuth::load(path, users)?))
+        }
+        (None, Some(htpasswd)) => routes::Access::Basic(htpasswd),
+        (None, None) => routes::Access::Open,
+    };
     let tls = config
         .tls
         .as_ref()
@@ -73,9 +101,16 @@ pub async fn serve(
             addr: config.addr,
             source,
         })?;
-    let app = routes::router(Arc::new(routes::Registry::new(storage, htpasswd)));
+    let gc_task = config
+        .gc
+        .map(|gc| tokio::spawn(gc::run_periodically(storage.clone(), gc)));
+    let app = routes::router(Arc::new(routes::Registry::new(
+        storage,
+        access,
+        tls.is_some(),
+    )));
     let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-    match tls {
+    let served = match tls {
         Some(tls) => {
             let listener = tls::TlsListener::new(listener, tls).map_err(ServeError::Serve)?;
             axum::serve(listener, service)
@@ -88,5 +123,9 @@ pub async fn serve(
                 .await
         }
     }
-    .map_err(ServeError::Serve)
+    .map_err(ServeError::Serve);
+    if let Some(task) = gc_task {
+        task.abort();
+    }
+    served
 }

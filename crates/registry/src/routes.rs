@@ -18,6 +18,7 @@ use crate::auth::Htpasswd;
 use crate::error::{RegistryError, Result};
 use crate::names::{check_name, Digest, Reference};
 use crate::storage::{sha256_digest, Storage};
+use crate::token::{Actions, Needed, Refusal, TokenAnswer, TokenAuth, TokenRequest};
 use crate::upload::{random_id, Upload, Uploads};
 
 /// Manifests larger than this are refused (registry:2 uses the same limit).
@@ -27,18 +28,29 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const DIGEST_HEADER: &str = "docker-content-digest";
 const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
 
+/// Who may use the registry.
+pub enum Access {
+    Open,
+    /// Every request needs an htpasswd user's basic credentials.
+    Basic(Htpasswd),
+    /// Every request needs a bearer token with the scope it needs.
+    Token(Box<TokenAuth>),
+}
+
 pub struct Registry {
-    storage: Storage,
+    storage: Arc<Storage>,
     uploads: Uploads,
-    htpasswd: Option<Htpasswd>,
+    access: Access,
+    tls: bool,
 }
 
 impl Registry {
-    pub fn new(storage: Storage, htpasswd: Option<Htpasswd>) -> Registry {
+    pub fn new(storage: Arc<Storage>, access: Access, tls: bool) -> Registry {
         Registry {
             storage,
             uploads: Uploads::default(),
-            htpasswd,
+            access,
+            tls,
         }
     }
 }
@@ -98,15 +110,6 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
 }
 
 async fn handle(registry: &Registry, request: Request) -> Result<Response> {
-    if let Some(htpasswd) = &registry.htpasswd {
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !htpasswd.allows(authorization).await {
-            return Err(RegistryError::Unauthorized);
-        }
-    }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query: HashMap<String, String> = request
@@ -114,6 +117,25 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let origin = format!(
+        "{}://{}",
+        if registry.tls { "https" } else { "http" },
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost")
+    );
+    if let Access::Token(token) = &registry.access {
+        if path == token.path() {
+            return token_endpoint(token, &method, request.uri().query(), authorization).await;
+        }
+    }
     let endpoint = endpoint(&path).ok_or(RegistryError::NotFound)?;
     if let Endpoint::Tags(name)
     | Endpoint::Manifest(name, _)
@@ -123,6 +145,32 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
     | Endpoint::Referrers(name, _) = endpoint
     {
         check_name(name)?;
+    }
+    let authorization = authorization.as_deref();
+    let mut mount_from_allowed = true;
+    match &registry.access {
+        Access::Open => {}
+        Access::Basic(htpasswd) => {
+            if htpasswd.user(authorization).await.is_none() {
+                return Err(RegistryError::Unauthorized {
+                    challenge: "Basic realm=\"berth-registry\"".into(),
+                });
+            }
+        }
+        Access::Token(token) => {
+            let needed = needed(&endpoint, &method);
+            token
+                .authorize(authorization, &needed, &origin)
+                .map_err(|refusal| match refusal {
+                    Refusal::Unauthenticated(challenge) => {
+                        RegistryError::Unauthorized { challenge }
+                    }
+                    Refusal::InsufficientScope(challenge) => RegistryError::Denied { challenge },
+                })?;
+            if let Some(from) = query.get("from") {
+                mount_from_allowed = token.may_pull(authorization, from, &origin);
+            }
+        }
     }
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
@@ -174,7 +222,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
             Ok(empty(StatusCode::ACCEPTED))
         }
         (Endpoint::UploadStart(name), Method::POST) => {
-            start_upload(registry, name, &query, body).await
+            start_upload(registry, name, &query, mount_from_allowed, body).await
         }
         (Endpoint::Upload(name, id), Method::GET) => {
             let session = session(registry, name, id).await?;
@@ -211,6 +259,62 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
             referrers(store, name, &Digest::parse(digest)?, &query).await
         }
         _ => Err(RegistryError::MethodNotAllowed),
+    }
+}
+
+/// What an endpoint needs from a bearer token.
+fn needed(endpoint: &Endpoint<'_>, method: &Method) -> Needed {
+    let on = |name: &str, actions| Needed::Repository(name.to_owned(), actions);
+    match endpoint {
+        Endpoint::Base => Needed::Login,
+        Endpoint::Catalog => Needed::Catalog,
+        Endpoint::Manifest(name, _) | Endpoint::Blob(name, _) if method == Method::DELETE => {
+            on(name, Actions::DELETE)
+        }
+        Endpoint::Manifest(name, _) if method == Method::PUT => on(name, Actions::PUSH),
+        Endpoint::UploadStart(name) | Endpoint::Upload(name, _) => on(name, Actions::PUSH),
+        Endpoint::Tags(name)
+        | Endpoint::Manifest(name, _)
+        | Endpoint::Blob(name, _)
+        | Endpoint::Referrers(name, _) => on(name, Actions::PULL),
+    }
+}
+
+/// The token endpoint: `GET <path>?service=…&scope=…` with optional basic
+/// credentials.
+async fn token_endpoint(
+    token: &TokenAuth,
+    method: &Method,
+    query: Option<&str>,
+    authorization: Option<String>,
+) -> Result<Response> {
+    if method != Method::GET {
+        return Err(RegistryError::MethodNotAllowed);
+    }
+    let pairs: Vec<(String, String)> = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let value = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let request = TokenRequest {
+        authorization: authorization.as_deref(),
+        service: value("service"),
+        scopes: pairs
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str())
+            .collect(),
+    };
+    match token.issue(request).await {
+        TokenAnswer::Issued(body) => json_response(body, None),
+        TokenAnswer::BadCredentials => Err(RegistryError::Unauthorized {
+            challenge: "Basic realm=\"berth-registry\"".into(),
+        }),
+        TokenAnswer::UnknownService(service) => Err(RegistryError::ServiceUnknown(service)),
     }
 }
 
@@ -451,7 +555,7 @@ async fn check_references(store: &Storage, name: &str, manifest: &serde_json::Va
     }
     for descriptor in descriptors("manifests") {
         let digest = descriptor_digest(&descriptor)?;
-        if store.manifest_media_type(name, &digest).await?.is_none() {
+        if store.manifest_media_type(name, &digest).await?.is_none() || !store.touch_blob(&digest) {
             return Err(RegistryError::ManifestBlobUnknown(digest.to_string()));
         }
     }
@@ -544,14 +648,20 @@ fn blob_created(name: &str, digest: &Digest) -> Response {
     response
 }
 
+/// A new upload, or a cross-repository mount when `from` holds the blob and
+/// the client may pull from it (else the mount falls back to an upload, as
+/// the spec asks).
 async fn start_upload(
     registry: &Registry,
     name: &str,
     query: &HashMap<String, String>,
+    mount_from_allowed: bool,
     body: Body,
 ) -> Result<Response> {
     let store = &registry.storage;
-    if let (Some(mount), Some(from)) = (query.get("mount"), query.get("from")) {
+    if let (Some(mount), Some(from), true) =
+        (query.get("mount"), query.get("from"), mount_from_allowed)
+    {
         let digest = Digest::parse(mount)?;
         if check_name(from).is_ok() && store.has_layer(from, &digest).await? {
             store.link_layer(name, &digest).await?;

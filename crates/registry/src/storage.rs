@@ -4,8 +4,17 @@
 //! the media type, `_manifests/tags/<tag>` holding the digest). Every file a
 //! reader can see is written to a temporary name, fsynced and renamed, so a
 //! crash never exposes a partial blob, link or tag.
+//!
+//! Online garbage collection (`gc.rs`) deletes unreferenced blobs whose mtime
+//! is older than its grace period. Every request that lets a client count on
+//! a blob (upload, mount, HEAD/GET, a manifest naming it) sets the blob's
+//! mtime to now under `blob_lock`, and the collector checks the mtime and
+//! deletes under the same lock, so a blob is either gone before the client
+//! learns it exists or fresh when the collector looks.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -15,6 +24,7 @@ use crate::names::Digest;
 
 pub struct Storage {
     root: PathBuf,
+    blob_lock: Mutex<()>,
 }
 
 impl Storage {
@@ -29,14 +39,33 @@ impl Storage {
         }
         Ok(Storage {
             root: root.to_path_buf(),
+            blob_lock: Mutex::new(()),
         })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Held while a blob's existence and mtime are checked and changed
+    /// together (by requests and by the collector).
+    pub fn lock_blobs(&self) -> MutexGuard<'_, ()> {
+        self.blob_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks a blob as in use now; false when it is not in the store.
+    pub fn touch_blob(&self, digest: &Digest) -> bool {
+        let _guard = self.lock_blobs();
+        touch(&self.blob_path(digest))
     }
 
     pub fn upload_path(&self, id: &str) -> PathBuf {
         self.root.join("uploads").join(id)
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.root.join("blobs/sha256").join(&hex[..2]).join(hex)
     }
@@ -63,20 +92,31 @@ impl Storage {
     /// when the blob is already there).
     pub async fn commit_blob(&self, ingest: &Path, digest: &Digest) -> Result<()> {
         let target = self.blob_path(digest);
-        if tokio::fs::try_exists(&target).await? {
-            tokio::fs::remove_file(ingest).await?;
-            return Ok(());
-        }
         let parent = target.parent().expect("blob path has a parent");
         tokio::fs::create_dir_all(parent).await?;
-        tokio::fs::rename(ingest, &target).await?;
-        sync_dir(parent).await
+        let renamed = {
+            let _guard = self.lock_blobs();
+            if touch(&target) {
+                false
+            } else {
+                std::fs::rename(ingest, &target)?;
+                // The ingest file's mtime is its creation; the blob is new now.
+                touch(&target);
+                true
+            }
+        };
+        if renamed {
+            sync_dir(parent).await
+        } else {
+            tokio::fs::remove_file(ingest).await?;
+            Ok(())
+        }
     }
 
     /// Stores `data` as a blob whose digest the caller computed.
     async fn put_small_blob(&self, data: &[u8], digest: &Digest) -> Result<()> {
         let target = self.blob_path(digest);
-        if tokio::fs::try_exists(&target).await? {
+        if self.touch_blob(digest) {
             return Ok(());
         }
         write_atomically(&target, data).await
@@ -94,9 +134,10 @@ impl Storage {
         Ok(tokio::fs::File::open(self.blob_path(digest)).await?)
     }
 
+    /// Whether the repository holds the blob; one it holds is marked as in
+    /// use, since the client may now count on it.
     pub async fn has_layer(&self, name: &str, digest: &Digest) -> Result<bool> {
-        Ok(tokio::fs::try_exists(self.layer_link(name, digest)).await?
-            && self.blob_size(digest).await?.is_some())
+        Ok(tokio::fs::try_exists(self.layer_link(name, digest)).await? && self.touch_blob(digest))
     }
 
     pub async fn link_layer(&self, name: &str, digest: &Digest) -> Result<()> {
@@ -104,7 +145,7 @@ impl Storage {
     }
 
     /// Removes the repository's link to a blob; the blob itself stays until
-    /// garbage collection, which this cut does not have.
+    /// garbage collection finds nothing referring to it.
     pub async fn unlink_layer(&self, name: &str, digest: &Digest) -> Result<()> {
         match tokio::fs::remove_file(self.layer_link(name, digest)).await {
             Ok(()) => Ok(()),
@@ -156,7 +197,14 @@ impl Storage {
         tag: Option<&str>,
     ) -> Result<()> {
         self.put_small_blob(body, digest).await?;
-        write_atomically(&self.revision_link(name, digest), media_type.as_bytes()).await?;
+        // Under the blob lock: the collector may be removing an old link to
+        // this manifest (`gc --delete-untagged`), and must see this one fresh.
+        write_atomically_under(
+            &self.revision_link(name, digest),
+            media_type.as_bytes(),
+            Some(&self.blob_lock),
+        )
+        .await?;
         if let Some(tag) = tag {
             write_atomically(&self.tag_path(name, tag), digest.to_string().as_bytes()).await?;
         }
@@ -257,6 +305,11 @@ async fn list_dir(dir: &Path) -> Result<Vec<String>> {
 /// Writes `data` to `.tmp-<name>` beside `path`, fsyncs it, renames it over
 /// `path` and fsyncs the directory.
 async fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomically_under(path, data, None).await
+}
+
+/// [`write_atomically`], renaming while holding `lock`.
+async fn write_atomically_under(path: &Path, data: &[u8], lock: Option<&Mutex<()>>) -> Result<()> {
     let parent = path.parent().expect("store paths have a parent");
     tokio::fs::create_dir_all(parent).await?;
     let file_name = path
@@ -274,11 +327,27 @@ async fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e.into());
     }
-    if let Err(e) = tokio::fs::rename(&tmp, path).await {
+    let renamed = match lock {
+        Some(lock) => {
+            let _guard = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::fs::rename(&tmp, path)
+        }
+        None => tokio::fs::rename(&tmp, path).await,
+    };
+    if let Err(e) = renamed {
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e.into());
     }
     sync_dir(parent).await
+}
+
+/// Sets a file's mtime to now; false when it does not exist.
+fn touch(path: &Path) -> bool {
+    std::fs::File::open(path)
+        .and_then(|file| file.set_modified(SystemTime::now()))
+        .is_ok()
 }
 
 async fn sync_dir(dir: &Path) -> Result<()> {
