@@ -1270,16 +1270,18 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     ]);
     assert!(!out.status.success(), "bob pushed to team/ on distribution");
 
-    // berthd, with the credentials a `docker login` would have saved.
+    // berthd: `docker login` checks the password through the token flow
+    // (`POST /auth`), then push and pull use the saved credentials.
     let berthd = Berthd::start();
-    let cli = berthd.dir().join("cli");
-    std::fs::create_dir_all(&cli).expect("create cli dir");
-    let auth = "YWxpY2U6YWxpY2UtcHc="; // alice:alice-pw
-    std::fs::write(
-        cli.join("config.json"),
-        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
-    )
-    .expect("write config.json");
+    let out = berthd.docker(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let out = berthd.docker(&["login", "-u", "alice", "-p", "alice-pw", &host]);
+    assert!(
+        out.status.success() && text(&out.stdout).contains("Login Succeeded"),
+        "{}\n{}",
+        describe(&out),
+        berthd.log()
+    );
     let tar = make_busybox_rootfs_tar(&scratch);
     let image = format!("{host}/team/berthd:1");
     berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
@@ -1296,14 +1298,8 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     assert_eq!(out.trim(), "via tokens");
 
     // And berthd against the issuer itself, a berth registry in token mode.
-    std::fs::write(
-        cli.join("config.json"),
-        format!(
-            r#"{{"auths":{{"{host}":{{"auth":"{auth}"}},"{}":{{"auth":"{auth}"}}}}}}"#,
-            issuer.host()
-        ),
-    )
-    .expect("write config.json");
+    let out = berthd.docker(&["login", "-u", "alice", "-p", "alice-pw", &issuer.host()]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), berthd.log());
     let on_issuer = format!("{}/team/berthd:1", issuer.host());
     berthd.docker_ok(&["tag", &image, &on_issuer]);
     let out = berthd.docker(&["push", &on_issuer]);
