@@ -54,6 +54,12 @@ pub struct Flags {
     /// Default log driver options (KEY=VALUE, repeatable)
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opt: Vec<String>,
+    /// Layers one pull downloads at a time [default: 3]
+    #[arg(long = "max-concurrent-downloads")]
+    pub max_concurrent_downloads: Option<usize>,
+    /// Layers one push uploads at a time [default: 5]
+    #[arg(long = "max-concurrent-uploads")]
+    pub max_concurrent_uploads: Option<usize>,
     /// Keep containers running when the daemon stops
     #[arg(long = "live-restore")]
     pub live_restore: bool,
@@ -140,6 +146,8 @@ pub struct DaemonConfig {
     pub init_path: Option<PathBuf>,
     /// Leave containers running on shutdown (`--live-restore`).
     pub live_restore: bool,
+    pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
 }
 
 /// daemon.json keys dockerd knows that berthd accepts; the ones it does not
@@ -370,6 +378,30 @@ impl DaemonConfig {
             };
             log_opts.insert(k.to_string(), v.to_string());
         }
+        let pick_count = |key: &str, flag: Option<usize>, default: usize| -> Result<usize> {
+            let from_file = match file.get(key) {
+                Some(v) => Some(
+                    v.as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .with_context(|| format!("daemon.json: {key} must be a whole number"))?,
+                ),
+                None => None,
+            };
+            if let (Some(f), Some(v)) = (flag, from_file) {
+                bail!("the following directives are specified both as a flag and in the configuration file: {key}: (from flag: {f}, from file: {v})");
+            }
+            match flag.or(from_file).unwrap_or(default) {
+                0 => bail!("{key} must be at least 1"),
+                n => Ok(n),
+            }
+        };
+        let max_concurrent_downloads = pick_count(
+            "max-concurrent-downloads",
+            flags.max_concurrent_downloads,
+            3,
+        )?;
+        let max_concurrent_uploads =
+            pick_count("max-concurrent-uploads", flags.max_concurrent_uploads, 5)?;
         for key in file.keys() {
             if !matches!(
                 key.as_str(),
@@ -393,6 +425,8 @@ impl DaemonConfig {
                     | "cgroup-parent"
                     | "init-path"
                     | "live-restore"
+                    | "max-concurrent-downloads"
+                    | "max-concurrent-uploads"
             ) {
                 eprintln!("berthd: daemon.json: {key} is accepted but not acted on yet");
             }
@@ -418,6 +452,8 @@ impl DaemonConfig {
             cgroup_parent,
             init_path,
             live_restore,
+            max_concurrent_downloads,
+            max_concurrent_uploads,
         })
     }
 }

@@ -145,6 +145,10 @@ async fn run(config: DaemonConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Re
             exec_root: config.exec_root.clone(),
             storage_driver: config.storage_driver.clone(),
             containers: container_settings(&config)?,
+            transfers: berth_engine::registry_client::TransferLimits {
+                downloads: config.max_concurrent_downloads,
+                uploads: config.max_concurrent_uploads,
+            },
         })
         .context("open the engine")?,
     );

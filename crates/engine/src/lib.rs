@@ -24,6 +24,8 @@ pub struct EngineConfig {
     /// `overlay2` or `vfs`; `None` picks overlay2 when it can be mounted.
     pub storage_driver: Option<String>,
     pub containers: containers::ContainerSettings,
+    /// Layers moved at once by one pull or push.
+    pub transfers: registry_client::TransferLimits,
 }
 
 pub struct Engine {
