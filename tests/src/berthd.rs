@@ -59,6 +59,7 @@ struct SpawnError {
 #[derive(Debug, Default)]
 pub struct BerthdBuilder {
     args: Vec<String>,
+    env: Vec<(String, String)>,
     tcp: bool,
 }
 
@@ -71,6 +72,12 @@ impl BerthdBuilder {
 
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> BerthdBuilder {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// An environment variable for berthd (e.g. `BERTH_REGISTRY_TIMEOUT`).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> BerthdBuilder {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -94,6 +101,7 @@ impl BerthdBuilder {
             dir: private_dir("berth-berthd-"),
             child: None,
             args: self.args,
+            env: self.env,
             port,
             cgroup_parent: crate::unique_name(),
         };
@@ -120,6 +128,7 @@ pub struct Berthd {
     dir: PathBuf,
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     port: Option<u16>,
     /// This daemon's own parent cgroup for its containers.
     cgroup_parent: String,
@@ -187,6 +196,7 @@ impl Berthd {
         }
         command
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

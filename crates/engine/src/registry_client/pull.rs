@@ -679,7 +679,13 @@ impl LayerJob<'_> {
                 // digest mismatch found below does too.
                 Err(e) => match download.failure.take() {
                     Some(failure) => return Err(failure),
-                    None => unpack_error = Some(e),
+                    None => {
+                        unpack_error = Some(Error::InvalidArgument(format!(
+                            "layer {} of {}: {e}",
+                            layer.digest,
+                            self.reference.familiar()
+                        )))
+                    }
                 },
             }
         }
