@@ -228,7 +228,7 @@ fn an_interrupted_layer_resumes_where_it_stopped() {
     );
     let path = format!("/v2/t/resume/blobs/{}", big.digest);
     registry.misbehave(&path, Misbehavior::DropOnce(1 << 20));
-    registry.add_image("t/resume", "1", host_arch(), &[big.clone()]);
+    registry.add_image("t/resume", "1", host_arch(), std::slice::from_ref(&big));
     let berthd = Berthd::start();
     let image = format!("{}/t/resume:1", registry.host());
     let out = berthd.docker(&["pull", &image]);
@@ -450,7 +450,7 @@ fn bad_registries_give_clear_errors_and_store_nothing() {
             &[("blob", &incompressible(512 << 10, 3))],
             LayerCompression::Gzip,
         );
-        registry.add_image(&repo, "1", host_arch(), &[big.clone()]);
+        registry.add_image(&repo, "1", host_arch(), std::slice::from_ref(&big));
         if let Some(how) = &case.misbehave {
             let path = if case.on_manifest {
                 format!("/v2/{repo}/manifests/1")

@@ -1377,7 +1377,7 @@ impl ImageService {
     /// Whether the snapshot of `chain` is committed and recorded.
     pub(crate) fn has_snapshot(&self, chain: &Digest) -> bool {
         self.meta().read(|tx| tx.get_snapshot(chain)).is_ok()
-            && self.snapshots.exists(&chain.to_string())
+            && self.snapshots.exists(chain.as_ref())
     }
 
     /// Unpacks the uncompressed layer `tar` of snapshot `chain` into a
@@ -1393,7 +1393,7 @@ impl ImageService {
         let parent_key = parent.map(|p| p.to_string());
         let stats = self
             .snapshots
-            .stage_layer(&chain.to_string(), parent_key.as_deref(), stage, tar)
+            .stage_layer(chain.as_ref(), parent_key.as_deref(), stage, tar)
             .map_err(|e| match e {
                 berth_snapshot::Error::Io { .. } | berth_snapshot::Error::Mount { .. } => {
                     snapshot_err(e)
@@ -1415,7 +1415,7 @@ impl ImageService {
 
     /// Drops a staged layer that will not be committed.
     pub(crate) fn abort_staged(&self, chain: &Digest, stage: &str) {
-        if let Err(e) = self.snapshots.abort_staged(&chain.to_string(), stage) {
+        if let Err(e) = self.snapshots.abort_staged(chain.as_ref(), stage) {
             tracing::warn!("removing staged layer {chain}: {e}");
         }
     }

@@ -1171,6 +1171,31 @@ mod tests {
     }
 
     #[test]
+    fn platforms_parse_as_dockerd_takes_them() {
+        let p = parse_platform("linux/arm64/v8").expect("arm64");
+        assert_eq!(p.to_string(), "linux/arm64");
+        assert_eq!(
+            parse_platform("linux/arm/v6").expect("arm").to_string(),
+            "linux/arm/v6"
+        );
+        assert_eq!(
+            parse_platform("s390x").expect("arch").to_string(),
+            "linux/s390x"
+        );
+        assert!(parse_platform("linux//v7").is_err());
+        assert!(parse_platform("a/b/c/d").is_err());
+    }
+
+    #[test]
+    fn the_next_tags_page_comes_from_the_link_header() {
+        assert_eq!(
+            next_link(r#"</v2/r/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/r/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+    }
+
+    #[test]
     fn pulls_tags_and_records_the_repo_digest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let images = service(dir.path());

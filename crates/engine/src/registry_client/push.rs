@@ -20,8 +20,6 @@ use crate::images::ImageService;
 
 /// Blobs larger than this go up in PATCH chunks of this size.
 const CHUNK_SIZE: u64 = 16 << 20;
-/// Other repositories tried as mount sources for one blob.
-const MOUNT_TRIES: usize = 3;
 
 /// Reports bytes read every 512 KiB.
 struct Counted<'a, R> {
@@ -227,15 +225,14 @@ impl PushJob<'_> {
             let _ = status.send(Status::layer(id, "Layer already exists"));
             return Ok(());
         }
-        let mut location = None;
-        for from in self
+        // A registry that can't mount answers with a plain upload session.
+        let source = self
             .images
             .mount_sources(digest, reference.domain())
             .into_iter()
-            .filter(|from| from != reference.path())
-            .take(MOUNT_TRIES)
-        {
-            match start_upload(registry, reference, Some((digest, &from)))? {
+            .find(|from| from != reference.path());
+        let location = match source {
+            Some(from) => match start_upload(registry, reference, Some((digest, &from)))? {
                 Upload::Mounted => {
                     let name = format!("{}/{from}", reference.domain());
                     let shown = Reference::parse_normalized(&name)
@@ -244,15 +241,8 @@ impl PushJob<'_> {
                     let _ = status.send(Status::layer(id, format!("Mounted from {shown}")));
                     return Ok(());
                 }
-                // The registry started a plain upload instead.
-                Upload::Started(at) => {
-                    location = Some(at);
-                    break;
-                }
-            }
-        }
-        let location = match location {
-            Some(at) => at,
+                Upload::Started(at) => at,
+            },
             None => new_upload(registry, reference)?,
         };
         let file = std::fs::File::open(&layer.blob_path)
