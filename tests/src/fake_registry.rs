@@ -106,6 +106,8 @@ pub enum Misbehavior {
     Truncate(u64),
     /// The first GET closes after this many bytes; later ones (with Range) work.
     DropOnce(u64),
+    /// As `DropOnce`, and Range is ignored: later GETs get the whole blob.
+    DropOnceNoRange(u64),
     /// Answers with this status and a JSON error.
     Status(u16),
     /// Redirects to itself.
@@ -431,7 +433,12 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         });
         let misbehavior = s.misbehave.get(&path).cloned();
         let first_get = !head && !s.dropped.contains(&path);
-        if first_get && matches!(misbehavior, Some(Misbehavior::DropOnce(_))) {
+        if first_get
+            && matches!(
+                misbehavior,
+                Some(Misbehavior::DropOnce(_) | Misbehavior::DropOnceNoRange(_))
+            )
+        {
             s.dropped.push(path.clone());
         }
         let repo_of_tags = path
@@ -470,6 +477,8 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         Some(Misbehavior::Truncate(at)) => cut = Some(at),
         Some(Misbehavior::DropOnce(at)) if first_get => cut = Some(at),
         Some(Misbehavior::DropOnce(_)) => {}
+        Some(Misbehavior::DropOnceNoRange(at)) if first_get => cut = Some(at),
+        Some(Misbehavior::DropOnceNoRange(_)) => range = None,
         Some(Misbehavior::Status(status)) => {
             return respond(
                 &mut stream,

@@ -250,6 +250,22 @@ fn an_interrupted_layer_resumes_where_it_stopped() {
     );
     let out = berthd.docker_ok(&["image", "inspect", "--format", "{{.Size}}", &image]);
     assert!(out.trim().parse::<u64>().unwrap_or(0) >= 2 << 20, "{out}");
+
+    // A registry that ignores Range sends the whole blob again: what was
+    // received already is skipped, the rest appended.
+    let other = layer(
+        &[("blob", &incompressible(2 << 20, 8))],
+        LayerCompression::Zstd,
+    );
+    let path = format!("/v2/t/norange/blobs/{}", other.digest);
+    registry.misbehave(&path, Misbehavior::DropOnceNoRange(1 << 20));
+    let pushed = registry.add_image("t/norange", "1", host_arch(), std::slice::from_ref(&other));
+    let image = format!("{}/t/norange:1", registry.host());
+    let out = berthd.docker(&["pull", &image]);
+    assert!(out.status.success(), "pull: {}", describe(&out));
+    assert_eq!(registry.gets_of(&path).len(), 2);
+    let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert_eq!(id.trim(), pushed.config_digest);
 }
 
 #[test]
