@@ -569,6 +569,51 @@ mod tests {
     }
 
     #[test]
+    fn transfer_limits_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("daemon.json");
+        let path = file.to_str().expect("utf8");
+        std::fs::write(&file, "{}").expect("write");
+        let config = DaemonConfig::resolve(&flags(&["--config-file", path])).expect("defaults");
+        assert_eq!(
+            (
+                config.max_concurrent_downloads,
+                config.max_concurrent_uploads
+            ),
+            (3, 5)
+        );
+        std::fs::write(&file, r#"{"max-concurrent-downloads": 7}"#).expect("write");
+        let config = DaemonConfig::resolve(&flags(&[
+            "--config-file",
+            path,
+            "--max-concurrent-uploads",
+            "2",
+        ]))
+        .expect("file and flag");
+        assert_eq!(
+            (
+                config.max_concurrent_downloads,
+                config.max_concurrent_uploads
+            ),
+            (7, 2)
+        );
+        let err = DaemonConfig::resolve(&flags(&[
+            "--config-file",
+            path,
+            "--max-concurrent-downloads",
+            "2",
+        ]))
+        .expect_err("both ways");
+        assert!(
+            err.to_string().contains("max-concurrent-downloads"),
+            "{err}"
+        );
+        std::fs::write(&file, r#"{"max-concurrent-uploads": 0}"#).expect("write");
+        let err = DaemonConfig::resolve(&flags(&["--config-file", path])).expect_err("zero");
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+
+    #[test]
     fn file_and_flag_conflict_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("daemon.json");
