@@ -216,6 +216,49 @@ fn layers_download_in_parallel_and_unpack_as_they_stream() {
 }
 
 #[test]
+fn vfs_pulls_stage_the_base_layer_and_unpack_the_rest_in_order() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = FakeRegistry::start();
+    let base = busybox_layer();
+    let layers = vec![
+        base.clone(),
+        layer(&[("data/one", b"one")], LayerCompression::Zstd),
+        layer(&[("data/two", b"two")], LayerCompression::None),
+    ];
+    registry.add_image("t/vfs", "1", host_arch(), &layers);
+    let more = vec![
+        base,
+        layer(&[("data/three", b"three")], LayerCompression::Gzip),
+    ];
+    registry.add_image("t/vfs", "2", host_arch(), &more);
+    let berthd = Berthd::builder().arg("--storage-driver").arg("vfs").start();
+    for tag in ["1", "2"] {
+        let image = format!("{}/t/vfs:{tag}", registry.host());
+        berthd.docker_ok(&["pull", &image]);
+    }
+    let out = berthd.docker_ok(&[
+        "run",
+        "--rm",
+        &format!("{}/t/vfs:1", registry.host()),
+        "cat",
+        "/data/one",
+        "/data/two",
+    ]);
+    assert_eq!(out, "onetwo");
+    let out = berthd.docker_ok(&[
+        "run",
+        "--rm",
+        &format!("{}/t/vfs:2", registry.host()),
+        "cat",
+        "/data/three",
+    ]);
+    assert_eq!(out, "three");
+}
+
+#[test]
 fn an_interrupted_layer_resumes_where_it_stopped() {
     if !is_root() {
         eprintln!("skipped: berthd needs root");

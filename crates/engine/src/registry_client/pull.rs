@@ -643,7 +643,9 @@ impl LayerJob<'_> {
         }
         let chain = &self.chain_ids[i];
         let parent = i.checked_sub(1).map(|p| &self.chain_ids[p]);
-        let stage = (self.images.stages_layers_in_parallel() || parent.is_none())
+        // vfs copies the parent into a new layer, so it must be committed.
+        let stage = (self.images.stages_layers_in_parallel()
+            || parent.is_none_or(|p| self.images.has_snapshot(p)))
             && !self.images.has_snapshot(chain);
         let writer = self.images.blob_writer(&layer.digest, layer.size)?;
         let mut download = BlobDownload {
