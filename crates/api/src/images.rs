@@ -1026,6 +1026,7 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
             registry_client::pull_all_tags(
                 e.images(),
                 &repository,
+                tags,
                 credentials.as_ref(),
                 platform.as_ref(),
                 &limits,

@@ -754,17 +754,18 @@ pub fn pull(
     Ok(())
 }
 
-/// `docker pull --all-tags`: every tag of the repository, one after the
-/// other, with one status line at the end as dockerd.
+/// `docker pull --all-tags`: every tag of the repository (`tags`, from
+/// [`list_tags`]), one after the other, with one status line at the end
+/// as dockerd.
 pub fn pull_all_tags(
     images: &ImageService,
     repository: &Reference,
+    tags: Vec<String>,
     credentials: Option<&Credentials>,
     platform: Option<&Platform>,
     limits: &TransferLimits,
     progress: &mut dyn FnMut(Status),
 ) -> Result<()> {
-    let tags = list_tags(repository, credentials)?;
     if tags.is_empty() {
         return Err(Error::NotFound(format!(
             "repository {} has no tags",
