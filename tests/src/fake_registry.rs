@@ -1,8 +1,9 @@
-//! A small distribution (v2) registry for pull tests: it serves images made
-//! here (layers of given files, gzip, zstd or plain; indexes for several
-//! platforms; paginated tag lists), can be told to misbehave per blob or
+//! A small distribution (v2) registry for pull and push tests: it serves
+//! images made here (layers of given files, gzip, zstd or plain; indexes for
+//! several platforms; paginated tag lists), takes uploads (monolithic,
+//! chunked, mounts) and manifests, can be told to misbehave per blob or
 //! manifest, and records every request, so a test can count what a client
-//! fetched. Plain HTTP on 127.0.0.1, one thread per connection,
+//! fetched or sent. Plain HTTP on 127.0.0.1, one thread per connection,
 //! `Connection: close`; dropping it stops every thread it started.
 
 use std::collections::HashMap;
@@ -110,6 +111,8 @@ pub enum Misbehavior {
     DropOnceNoRange(u64),
     /// Answers with this status and a JSON error.
     Status(u16),
+    /// Answers the next write (POST, PATCH, PUT) with this status, then works.
+    StatusOnce(u16),
     /// Redirects to itself.
     RedirectLoop,
     /// Sends the headers, then nothing.
@@ -144,6 +147,25 @@ struct State {
     /// Blob GETs being answered now, and the most there were at once.
     active: usize,
     max_active: usize,
+    /// Upload sessions: id → repository, bytes so far.
+    uploads: HashMap<String, (String, Vec<u8>)>,
+    next_upload: u64,
+    /// Bytes a second an upload body is read at (`None`: as fast as it comes).
+    upload_rate: Option<u64>,
+    /// Upload bodies being read now, and the most there were at once.
+    uploads_active: usize,
+    max_uploads_active: usize,
+}
+
+/// Counts an upload body as active while it lives.
+struct UploadActive<'a>(&'a Mutex<State>);
+
+impl Drop for UploadActive<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.uploads_active -= 1;
+        }
+    }
 }
 
 /// Counts a blob GET as active while it lives.
@@ -339,6 +361,19 @@ impl FakeRegistry {
         self.state.lock().expect("registry state").requests.clone()
     }
 
+    /// Reads upload bodies at `bytes_per_second`, so uploads overlap.
+    pub fn throttle_uploads(&self, bytes_per_second: u64) {
+        self.state.lock().expect("registry state").upload_rate = Some(bytes_per_second);
+    }
+
+    /// The most upload bodies that were read at the same time.
+    pub fn max_parallel_uploads(&self) -> usize {
+        self.state
+            .lock()
+            .expect("registry state")
+            .max_uploads_active
+    }
+
     /// The most blob GETs that were answered at the same time.
     pub fn max_parallel_blob_gets(&self) -> usize {
         self.state.lock().expect("registry state").max_active
@@ -400,12 +435,14 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         return;
     }
     let mut range = None;
+    let mut headers = HashMap::new();
     let mut line = String::new();
     while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
         if let Some((k, v)) = line.split_once(':') {
             if k.eq_ignore_ascii_case("range") {
                 range = Some(v.trim().to_string());
             }
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
         line.clear();
     }
@@ -416,6 +453,19 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target.clone(), String::new()),
     };
+    if matches!(method.as_str(), "POST" | "PATCH" | "PUT") {
+        state
+            .lock()
+            .expect("registry state")
+            .requests
+            .push(Request {
+                method: method.clone(),
+                path: path.clone(),
+                query: query.clone(),
+                range: headers.get("content-range").cloned(),
+            });
+        return serve_write(&mut stream, reader, &method, &path, &query, &headers, state);
+    }
     let head = method == "HEAD";
     let _active = (method == "GET" && path.contains("/blobs/")).then(|| {
         let mut s = state.lock().expect("registry state");
@@ -479,7 +529,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         Some(Misbehavior::DropOnce(_)) => {}
         Some(Misbehavior::DropOnceNoRange(at)) if first_get => cut = Some(at),
         Some(Misbehavior::DropOnceNoRange(_)) => range = None,
-        Some(Misbehavior::Status(status)) => {
+        Some(Misbehavior::Status(status) | Misbehavior::StatusOnce(status)) => {
             return respond(
                 &mut stream,
                 status,
@@ -561,6 +611,223 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
     if cut.is_some() {
         let _ = stream.shutdown(std::net::Shutdown::Both);
     }
+}
+
+/// Uploads and manifest pushes: POST starts a session (or mounts with
+/// `mount=&from=`), PATCH appends a chunk (its Content-Range must start
+/// where the session is), PUT closes it with `digest=` (checked) or stores
+/// a manifest. A PATCH or PUT body is read at the configured upload rate,
+/// and counted as active while it is read.
+fn serve_write(
+    stream: &mut TcpStream,
+    mut reader: BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HashMap<String, String>,
+    state: &Mutex<State>,
+) {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let json = || ("Content-Type", "application/json".to_string());
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return respond(
+            stream,
+            404,
+            &[json()],
+            &error_body("NAME_UNKNOWN", "no"),
+            false,
+        );
+    };
+    let once = {
+        let mut s = state.lock().expect("registry state");
+        match s.misbehave.get(path) {
+            Some(Misbehavior::StatusOnce(status)) => {
+                let status = *status;
+                s.misbehave.remove(path);
+                Some(status)
+            }
+            _ => None,
+        }
+    };
+    if let Some(status) = once {
+        return respond(
+            stream,
+            status,
+            &[json()],
+            &error_body("UNAVAILABLE", "try again"),
+            false,
+        );
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(length);
+    if length > 0 {
+        let (rate, _active) = {
+            let mut s = state.lock().expect("registry state");
+            s.uploads_active += 1;
+            s.max_uploads_active = s.max_uploads_active.max(s.uploads_active);
+            (s.upload_rate, UploadActive(state))
+        };
+        let step = rate.map_or(length, |r| (r / 10).max(1) as usize);
+        let mut buf = vec![0u8; step];
+        while body.len() < length {
+            let want = step.min(length - body.len());
+            if std::io::Read::read_exact(&mut reader, &mut buf[..want]).is_err() {
+                return;
+            }
+            body.extend_from_slice(&buf[..want]);
+            if rate.is_some() && body.len() < length {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let mut s = state.lock().expect("registry state");
+    if let Some(repo) = rest.strip_suffix("/blobs/uploads/") {
+        if method != "POST" {
+            drop(s);
+            return respond(
+                stream,
+                405,
+                &[json()],
+                &error_body("UNSUPPORTED", "POST"),
+                false,
+            );
+        }
+        if let (Some(digest), Some(from)) = (param("mount"), param("from")) {
+            if let Some(blob) = s
+                .content
+                .get(&format!("/v2/{from}/blobs/{digest}"))
+                .cloned()
+            {
+                let target = format!("/v2/{repo}/blobs/{digest}");
+                s.content.insert(target.clone(), blob);
+                drop(s);
+                return respond(stream, 201, &[("Location", target)], b"", false);
+            }
+        }
+        s.next_upload += 1;
+        let id = format!("u{}", s.next_upload);
+        s.uploads.insert(id.clone(), (repo.to_string(), Vec::new()));
+        drop(s);
+        let location = format!("/v2/{repo}/blobs/uploads/{id}");
+        return respond(
+            stream,
+            202,
+            &[("Location", location), ("Range", "0-0".into())],
+            b"",
+            false,
+        );
+    }
+    if let Some((repo, id)) = rest.split_once("/blobs/uploads/") {
+        let Some((_, data)) = s.uploads.get_mut(id) else {
+            drop(s);
+            return respond(
+                stream,
+                404,
+                &[json()],
+                &error_body("BLOB_UPLOAD_UNKNOWN", "no such upload"),
+                false,
+            );
+        };
+        if method == "PATCH" {
+            let start = headers
+                .get("content-range")
+                .and_then(|r| r.split('-').next())
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            if start.is_some_and(|start| start != data.len()) {
+                drop(s);
+                return respond(
+                    stream,
+                    416,
+                    &[json()],
+                    &error_body("BLOB_UPLOAD_INVALID", "range"),
+                    false,
+                );
+            }
+        }
+        data.extend_from_slice(&body);
+        let len = data.len();
+        if method == "PATCH" {
+            drop(s);
+            let location = format!("/v2/{repo}/blobs/uploads/{id}");
+            return respond(
+                stream,
+                202,
+                &[
+                    ("Location", location),
+                    ("Range", format!("0-{}", len.saturating_sub(1))),
+                ],
+                b"",
+                false,
+            );
+        }
+        let digest = param("digest").unwrap_or_default();
+        let Some((repo, data)) = s.uploads.remove(id) else {
+            return;
+        };
+        if sha256(&data) != digest {
+            drop(s);
+            return respond(
+                stream,
+                400,
+                &[json()],
+                &error_body("DIGEST_INVALID", "digest mismatch"),
+                false,
+            );
+        }
+        let target = format!("/v2/{repo}/blobs/{digest}");
+        s.content
+            .insert(target.clone(), ("application/octet-stream".into(), data));
+        drop(s);
+        return respond(
+            stream,
+            201,
+            &[("Location", target), ("Docker-Content-Digest", digest)],
+            b"",
+            false,
+        );
+    }
+    if let Some((repo, reference)) = rest.split_once("/manifests/") {
+        let content_type = headers.get("content-type").cloned().unwrap_or_default();
+        let digest = sha256(&body);
+        s.content.insert(
+            format!("/v2/{repo}/manifests/{digest}"),
+            (content_type.clone(), body.clone()),
+        );
+        s.content.insert(
+            format!("/v2/{repo}/manifests/{reference}"),
+            (content_type, body),
+        );
+        if !reference.starts_with("sha256:") {
+            let tags = s.tags.entry(repo.to_string()).or_default();
+            if !tags.iter().any(|t| t == reference) {
+                tags.push(reference.to_string());
+            }
+        }
+        drop(s);
+        return respond(
+            stream,
+            201,
+            &[("Docker-Content-Digest", digest)],
+            b"",
+            false,
+        );
+    }
+    drop(s);
+    respond(
+        stream,
+        404,
+        &[json()],
+        &error_body("NAME_UNKNOWN", "no"),
+        false,
+    )
 }
 
 /// `tags/list` with `n` and `last`, and a `Link` to the next page.

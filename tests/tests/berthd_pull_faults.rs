@@ -3,8 +3,9 @@
 //! (tests/src/fake_registry.rs) that counts requests and misbehaves on
 //! demand: parallel layer downloads and their progress, resumed downloads,
 //! shared layers fetched once, `--platform`, `--all-tags`, bad registries
-//! (each a clear error, nothing stored, the daemon still up) and a crash of
-//! berthd in the middle of a pull.
+//! (each a clear error, nothing stored, the daemon still up), a crash of
+//! berthd in the middle of a pull; and pushes: parallel uploads, retries,
+//! cross-repository mounts.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -588,4 +589,73 @@ fn a_crash_mid_pull_leaves_a_consistent_store() {
     );
     let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
     assert_eq!(id.trim(), pushed.config_digest);
+}
+
+#[test]
+fn pushes_upload_in_parallel_retry_and_mount() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let source = FakeRegistry::start();
+    let mut layers = vec![busybox_layer()];
+    for i in 0..4u64 {
+        let data = incompressible(600 << 10, 20 + i);
+        let name = format!("data/p{i}");
+        layers.push(layer(&[(name.as_str(), &data)], LayerCompression::Gzip));
+    }
+    source.add_image("t/src", "1", host_arch(), &layers);
+    let berthd = Berthd::builder()
+        .arg("--max-concurrent-uploads")
+        .arg("2")
+        .start();
+    let from = format!("{}/t/src:1", source.host());
+    berthd.docker_ok(&["pull", &from]);
+    let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &from]);
+
+    // Another registry, slow to read uploads, refusing the first one.
+    let target = FakeRegistry::start();
+    target.throttle_uploads(2 << 20);
+    target.misbehave("/v2/t/dst/blobs/uploads/", Misbehavior::StatusOnce(503));
+    let dst = format!("{}/t/dst:1", target.host());
+    berthd.docker_ok(&["tag", &from, &dst]);
+    let out = berthd.docker_ok(&["push", &dst]);
+    assert!(out.contains("Retrying in"), "{out}");
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+    assert_eq!(
+        target.max_parallel_uploads(),
+        2,
+        "two layers at a time with --max-concurrent-uploads 2"
+    );
+    for l in &layers {
+        let heads = target
+            .requests()
+            .iter()
+            .filter(|r| r.method == "HEAD" && r.path == format!("/v2/t/dst/blobs/{}", l.digest))
+            .count();
+        assert!(heads >= 1, "no existence check for {}", l.digest);
+    }
+
+    // A second repository on that registry mounts every layer.
+    let other = format!("{}/t/other:1", target.host());
+    berthd.docker_ok(&["tag", &from, &other]);
+    let out = berthd.docker_ok(&["push", &other]);
+    let mounted = out
+        .lines()
+        .filter(|l| l.contains(&format!("Mounted from {}/t/dst", target.host())))
+        .count();
+    assert_eq!(mounted, layers.len(), "{out}");
+    let uploads = target
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" || r.method == "PUT")
+        .filter(|r| r.path.starts_with("/v2/t/other/blobs/"))
+        .count();
+    assert_eq!(uploads, 1, "only the config is uploaded: {out}");
+
+    // What was pushed pulls back as the same image.
+    berthd.docker_ok(&["rmi", &from, &dst, &other]);
+    berthd.docker_ok(&["pull", &other]);
+    let again = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &other]);
+    assert_eq!(again, id);
 }

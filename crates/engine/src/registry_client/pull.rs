@@ -25,9 +25,9 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, applicat
 const MANIFEST_LIMIT: u64 = 4 << 20;
 const CONFIG_LIMIT: u64 = 8 << 20;
 /// Tries per blob (the first request and the resumptions), as dockerd.
-const ATTEMPTS: u32 = 5;
+pub(super) const ATTEMPTS: u32 = 5;
 /// The first pause before another try; doubled each time.
-const BACKOFF: Duration = Duration::from_millis(200);
+pub(super) const BACKOFF: Duration = Duration::from_millis(200);
 /// Redirects followed for one blob request.
 const MAX_REDIRECTS: usize = 10;
 /// Pages of `tags/list` followed for `--all-tags`.

@@ -4,7 +4,8 @@
 //! here came from is mounted with `?mount=&from=`; a small one goes in one
 //! PUT, a big one in PATCH chunks with Content-Range), then PUT a manifest
 //! built from the config and the layer blobs berthd keeps (Docker schema
-//! 2; OCI when a layer is zstd) and record the repo digest.
+//! 2; OCI when a layer is zstd) and record the repo digest. A layer that
+//! fails on the registry's side (connection, 5xx) is tried again.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use berth_content::Digest;
 use berth_image::manifest::media_type;
 use berth_image::{Compression, Descriptor, LoadedLayer, Manifest, Reference};
 
+use super::pull::{ATTEMPTS, BACKOFF};
 use super::{Body, Credentials, Registry, Status, TransferLimits};
 use crate::error::{Error, Result};
 use crate::images::ImageService;
@@ -213,7 +215,38 @@ struct PushJob<'a> {
 }
 
 impl PushJob<'_> {
+    /// Pushes one layer; a failure the registry may get over (a dropped
+    /// connection, a 5xx) starts the layer again, a few times with back-off.
     fn push_layer(
+        &self,
+        layer: &LoadedLayer,
+        id: &str,
+        status: &mpsc::Sender<Status>,
+    ) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.try_push_layer(layer, id, status) {
+                Err(Error::Internal(e))
+                    if attempt < ATTEMPTS && !self.cancel.load(Ordering::Relaxed) =>
+                {
+                    let pause = BACKOFF * 2u32.pow(attempt - 1);
+                    tracing::info!(
+                        "pushing layer {}: {e}; again in {pause:?}",
+                        layer.blob_digest
+                    );
+                    let _ = status.send(Status::layer(
+                        id,
+                        format!("Retrying in {} seconds", pause.as_secs().max(1)),
+                    ));
+                    std::thread::sleep(pause);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_push_layer(
         &self,
         layer: &LoadedLayer,
         id: &str,
