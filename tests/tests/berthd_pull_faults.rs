@@ -397,6 +397,24 @@ fn platform_picks_from_an_index_and_all_tags_pulls_every_tag() {
         describe(&out)
     );
 
+    // A plain manifest of another platform is refused by name.
+    registry.add_image(
+        "t/single",
+        "1",
+        "arm64",
+        &[layer(&[("arch", b"arm64")], LayerCompression::Gzip)],
+    );
+    let single = format!("{}/t/single:1", registry.host());
+    let out = berthd.docker(&["pull", "--platform", "linux/s390x", &single]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("does not provide the specified platform (linux/s390x)"),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["image", "inspect", &single]);
+    assert!(!out.status.success(), "a refused image was stored");
+
     // Five tags, two to a page: three pages of tags/list.
     for tag in ["a", "b", "c", "d", "e"] {
         registry.add_image(
