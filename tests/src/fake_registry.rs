@@ -115,6 +115,8 @@ pub enum Misbehavior {
     StatusOnce(u16),
     /// Redirects to itself.
     RedirectLoop,
+    /// Redirects to this URL (another host, as registries send blobs to a CDN).
+    RedirectTo(String),
     /// Sends the headers, then nothing.
     Stall,
     /// Sends the body at this many bytes a second.
@@ -131,6 +133,8 @@ pub struct Request {
     pub path: String,
     pub query: String,
     pub range: Option<String>,
+    /// Whether the request carried an Authorization header.
+    pub authorized: bool,
 }
 
 #[derive(Default)]
@@ -230,6 +234,11 @@ impl FakeRegistry {
     /// `127.0.0.1:<port>`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Serves `body` at `path` (any path, e.g. where another registry redirects).
+    pub fn serve_bytes(&self, path: &str, body: Vec<u8>) {
+        self.put(path.to_string(), "application/octet-stream", body);
     }
 
     fn put(&self, path: String, content_type: &str, body: Vec<u8>) {
@@ -463,6 +472,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
                 path: path.clone(),
                 query: query.clone(),
                 range: headers.get("content-range").cloned(),
+                authorized: headers.contains_key("authorization"),
             });
         return serve_write(&mut stream, reader, &method, &path, &query, &headers, state);
     }
@@ -480,6 +490,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             path: path.clone(),
             query: query.clone(),
             range: range.clone(),
+            authorized: headers.contains_key("authorization"),
         });
         let misbehavior = s.misbehave.get(&path).cloned();
         let first_get = !head && !s.dropped.contains(&path);
@@ -540,6 +551,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         }
         Some(Misbehavior::RedirectLoop) => {
             return respond(&mut stream, 307, &[("Location", target.clone())], b"", head)
+        }
+        Some(Misbehavior::RedirectTo(url)) => {
+            return respond(&mut stream, 307, &[("Location", url)], b"", head)
         }
         Some(Misbehavior::Stall) => {
             let text = format!(

@@ -313,6 +313,53 @@ fn an_interrupted_layer_resumes_where_it_stopped() {
 }
 
 #[test]
+fn blobs_redirected_to_another_host_are_fetched_there() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = FakeRegistry::start();
+    let cdn = FakeRegistry::start();
+    let big = layer(
+        &[("blob", &incompressible(1 << 20, 9))],
+        LayerCompression::Gzip,
+    );
+    let at_cdn = format!("/cdn/{}", &big.digest[7..]);
+    cdn.serve_bytes(&at_cdn, big.data.clone());
+    let path = format!("/v2/t/cdn/blobs/{}", big.digest);
+    registry.misbehave(
+        &path,
+        Misbehavior::RedirectTo(format!("http://{}{at_cdn}?signature=x", cdn.host())),
+    );
+    let pushed = registry.add_image("t/cdn", "1", host_arch(), std::slice::from_ref(&big));
+    let berthd = Berthd::start();
+    // Credentials for the registry, as `docker login` leaves them.
+    let cli = berthd.dir().join("cli");
+    std::fs::create_dir_all(&cli).expect("create cli dir");
+    std::fs::write(
+        cli.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"dXNlcjpzM2NyZXQ="}}}}}}"#,
+            registry.host()
+        ),
+    )
+    .expect("write config.json");
+    let image = format!("{}/t/cdn:1", registry.host());
+    let out = berthd.docker(&["pull", &image]);
+    assert!(out.status.success(), "pull: {}", describe(&out));
+    let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert_eq!(id.trim(), pushed.config_digest);
+    let fetched = cdn.gets_of(&at_cdn);
+    assert_eq!(fetched.len(), 1, "{:?}", cdn.requests());
+    assert_eq!(fetched[0].query, "signature=x");
+    assert!(
+        registry.gets_of(&path).iter().all(|r| r.authorized),
+        "the registry got no credentials"
+    );
+    assert!(!fetched[0].authorized, "credentials went to the other host");
+}
+
+#[test]
 fn two_pulls_sharing_a_layer_fetch_it_once() {
     if !is_root() {
         eprintln!("skipped: berthd needs root");

@@ -347,14 +347,32 @@ fn get_blob(
     } else {
         Vec::new()
     };
+    // A redirect to another host (a CDN) goes there without credentials.
+    let mut elsewhere: Option<Registry> = None;
     for _ in 0..=MAX_REDIRECTS {
-        let response = registry
+        let response = elsewhere
+            .as_ref()
+            .unwrap_or(registry)
             .send("GET", &target, &headers, Body::Empty)
             .map_err(|e| Failure::Transient(e.to_string()))?;
         match response.status {
             200 | 206 => return Ok(response),
             301 | 302 | 303 | 307 | 308 => match response.header("location") {
-                Some(location) => target = location.to_string(),
+                Some(location) => {
+                    if let Some((https, authority)) = url_origin(location) {
+                        elsewhere = if authority == registry.host {
+                            None
+                        } else {
+                            Some(Registry::at(authority, https, None).map_err(|e| {
+                                Failure::Permanent(Error::InvalidArgument(format!(
+                                    "registry {} redirected blob {digest} to {location}: {e}",
+                                    reference.domain()
+                                )))
+                            })?)
+                        };
+                    }
+                    target = location.to_string();
+                }
                 None => {
                     return Err(Failure::Permanent(Error::Internal(format!(
                         "registry {} redirected blob {digest} without a Location",
@@ -396,6 +414,17 @@ fn get_blob(
         "registry {} redirected blob {digest} more than {MAX_REDIRECTS} times (a redirect loop?)",
         reference.domain()
     ))))
+}
+
+/// `(is https, host[:port])` of an absolute http(s) URL.
+fn url_origin(url: &str) -> Option<(bool, &str)> {
+    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        (false, url.strip_prefix("http://")?)
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    (!authority.is_empty()).then_some((https, authority))
 }
 
 /// GETs a small blob (the config) whole, with the same retries as layers.
@@ -1187,6 +1216,19 @@ mod tests {
         );
         assert!(parse_platform("linux//v7").is_err());
         assert!(parse_platform("a/b/c/d").is_err());
+    }
+
+    #[test]
+    fn redirect_origins_are_split_from_their_path() {
+        assert_eq!(
+            url_origin("https://cdn.example/blobs/x?sig=1"),
+            Some((true, "cdn.example"))
+        );
+        assert_eq!(
+            url_origin("http://127.0.0.1:5001/b"),
+            Some((false, "127.0.0.1:5001"))
+        );
+        assert_eq!(url_origin("/v2/r/blobs/x"), None);
     }
 
     #[test]
