@@ -422,7 +422,7 @@ fn platform_picks_from_an_index_and_all_tags_pulls_every_tag() {
         "arm64",
         &[layer(&[("arch", b"arm64")], LayerCompression::Gzip)],
     );
-    registry.add_index(
+    let index = registry.add_index(
         "t/multi",
         "1",
         &[("linux/amd64", &amd), ("linux/arm64/v8", &arm)],
@@ -430,7 +430,9 @@ fn platform_picks_from_an_index_and_all_tags_pulls_every_tag() {
     let berthd = Berthd::start();
     let image = format!("{}/t/multi:1", registry.host());
 
-    berthd.docker_ok(&["pull", "--platform", "linux/arm64", &image]);
+    let out = berthd.docker_ok(&["pull", "--platform", "linux/arm64", &image]);
+    // As dockerd: the index's digest, which pulls the image again.
+    assert!(out.contains(&format!("Digest: {index}")), "{out}");
     let arch = berthd.docker_ok(&["image", "inspect", "--format", "{{.Architecture}}", &image]);
     assert_eq!(arch.trim(), "arm64");
     let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);

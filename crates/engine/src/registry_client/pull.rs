@@ -127,6 +127,8 @@ fn resolve_in(
     };
     let (bytes, declared, digest) = fetch_manifest(&registry, &reference, &wanted)?;
     let kind = parse_manifest(&reference, &bytes, declared.as_deref())?;
+    // As dockerd, an image from an index is known by the index's digest
+    // (`Digest:` line, RepoDigests), so `name@digest` pulls it again.
     let (manifest, manifest_digest) = match kind {
         ManifestKind::Manifest(m) => (*m, digest),
         ManifestKind::Index(index) => {
@@ -141,7 +143,7 @@ fn resolve_in(
                     }
                     (other, _) => image_error(other),
                 })?;
-            let (bytes, declared, digest) =
+            let (bytes, declared, _) =
                 fetch_manifest(&registry, &reference, chosen.digest.as_str())?;
             match parse_manifest(&reference, &bytes, declared.as_deref())? {
                 ManifestKind::Manifest(m) => (*m, digest),
@@ -1287,15 +1289,28 @@ mod tests {
             format!("/v2/t/idx/manifests/{manifest_digest}"),
             (200, media_type::DOCKER_MANIFEST.to_string(), manifest),
         );
+        let index_digest = Digest::sha256_of(index.as_bytes());
         routes.insert(
             "/v2/t/idx/manifests/1".to_string(),
             (200, media_type::OCI_INDEX.to_string(), index.into_bytes()),
         );
         let host = serve(routes);
         let resolved = resolve(&reference(&host, "t/idx:1"), None, None).expect("resolve");
-        pull(&images, resolved, &TransferLimits::default(), &mut |_| {}).expect("pull");
+        let mut lines = Vec::new();
+        pull(&images, resolved, &TransferLimits::default(), &mut |s| {
+            lines.push(s.status)
+        })
+        .expect("pull");
         let (id, _) = images.resolve(&format!("{host}/t/idx:1")).expect("tagged");
         assert_eq!(id, config_digest);
+        assert!(
+            lines.contains(&format!("Digest: {index_digest}")),
+            "{lines:?}"
+        );
+        assert_eq!(
+            images.list().expect("list")[0].repo_digests,
+            vec![format!("{host}/t/idx@{index_digest}")]
+        );
     }
 
     #[test]
