@@ -565,6 +565,12 @@ fn bad_registries_give_clear_errors_and_store_nothing() {
             error: "schema 1 manifest, which is not supported",
         },
         Case {
+            name: "manifeststall",
+            misbehave: Some(Misbehavior::Stall),
+            on_manifest: true,
+            error: "stalled",
+        },
+        Case {
             name: "manifest503",
             misbehave: Some(Misbehavior::Status(503)),
             on_manifest: true,
