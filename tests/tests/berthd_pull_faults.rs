@@ -597,6 +597,7 @@ fn bad_registries_give_clear_errors_and_store_nothing() {
         let out = berthd.docker(&["pull", &image]);
         assert!(!out.status.success(), "{}: {}", case.name, describe(&out));
         let stderr = text(&out.stderr);
+        eprintln!("{}: {}", case.name, stderr.trim());
         assert!(
             stderr.contains(case.error),
             "{}: wanted {:?} in: {}\n{}",

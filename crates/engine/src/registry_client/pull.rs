@@ -237,7 +237,13 @@ fn fetch_manifest(
         .header("content-type")
         .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
         .filter(|v| !v.is_empty() && v != "application/json");
-    let bytes = response.bytes(MANIFEST_LIMIT)?;
+    let bytes = response.bytes(MANIFEST_LIMIT).map_err(|e| {
+        Error::Internal(format!(
+            "reading manifest {wanted} of {} from registry {}: {e}",
+            reference.familiar_name(),
+            reference.domain()
+        ))
+    })?;
     let digest = Digest::sha256_of(&bytes);
     if wanted.starts_with("sha256:") && digest.as_str() != wanted {
         return Err(Error::InvalidArgument(format!(
