@@ -59,6 +59,7 @@ struct SpawnError {
 #[derive(Debug, Default)]
 pub struct BerthdBuilder {
     args: Vec<String>,
+    env: Vec<(String, String)>,
     tcp: bool,
     daemon_json: Option<String>,
 }
@@ -78,6 +79,12 @@ impl BerthdBuilder {
     /// The text of its `daemon.json` (else `{}`).
     pub fn daemon_json(mut self, text: impl Into<String>) -> BerthdBuilder {
         self.daemon_json = Some(text.into());
+        self
+    }
+
+    /// An environment variable for berthd (e.g. `BERTH_REGISTRY_TIMEOUT`).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> BerthdBuilder {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -102,6 +109,7 @@ impl BerthdBuilder {
             child: None,
             args: self.args,
             daemon_json: self.daemon_json,
+            env: self.env,
             port,
             cgroup_parent: crate::unique_name(),
         };
@@ -129,6 +137,7 @@ pub struct Berthd {
     child: Option<Child>,
     args: Vec<String>,
     daemon_json: Option<String>,
+    env: Vec<(String, String)>,
     port: Option<u16>,
     /// This daemon's own parent cgroup for its containers.
     cgroup_parent: String,
@@ -199,6 +208,7 @@ impl Berthd {
         }
         command
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

@@ -8,6 +8,7 @@
 
 pub mod berthd;
 pub mod dockerd;
+pub mod fake_registry;
 pub mod host;
 
 use std::fs::File;

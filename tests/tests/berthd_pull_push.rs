@@ -40,13 +40,18 @@ impl Registry {
 
     /// Debian's docker-registry with a minimal config.
     fn distribution() -> Registry {
+        Registry::distribution_logging("warn")
+    }
+
+    /// Debian's docker-registry logging at `level` (`info` logs each request).
+    fn distribution_logging(level: &str) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_loopback_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: {level}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
                 dir.path().join("root").display()
             ),
         )
@@ -428,4 +433,89 @@ fn push_and_pull_over_tls_with_a_certs_d_ca() {
     berthd.docker_ok(&["rmi", &image]);
     berthd.docker_ok(&["pull", &image]);
     assert_eq!(image_id(&berthd, &image), id);
+}
+
+/// A tar of one incompressible file of `len` bytes at `/big`.
+fn big_file_tar(dir: &Path, len: usize) -> PathBuf {
+    let data = berth_tests::fake_registry::incompressible(len, 42);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "big", &data[..])
+        .expect("append big file");
+    let path = dir.join("big.tar");
+    std::fs::write(&path, builder.into_inner().expect("finish tar")).expect("write big.tar");
+    path
+}
+
+#[test]
+fn big_layers_go_up_in_chunks_and_known_blobs_are_mounted() {
+    if !is_root() || !Path::new(DOCKER_REGISTRY).exists() {
+        eprintln!("skipped: needs root and {DOCKER_REGISTRY}");
+        return;
+    }
+    let registry = Registry::distribution_logging("info");
+    let berthd = Berthd::builder()
+        .arg("--max-concurrent-uploads")
+        .arg("2")
+        .start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let first = format!("{}/a/big:1", registry.host());
+    berthd.docker_ok(&[
+        "import",
+        &big_file_tar(scratch.path(), 40 << 20).to_string_lossy(),
+        &first,
+    ]);
+    let id = image_id(&berthd, &first);
+
+    let pushed = berthd.docker_ok(&["push", &first]);
+    assert!(pushed.contains("Pushed"), "{pushed}");
+    let digest = pushed
+        .lines()
+        .find_map(|l| l.strip_prefix("1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest line: {pushed}"))
+        .to_string();
+    // 40 MiB in 16 MiB chunks: three PATCHes with Content-Range.
+    let patches = registry
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"PATCH /v2/a/big/blobs/uploads/"))
+        .count();
+    assert_eq!(patches, 3, "PATCH requests:\n{}", registry.log());
+    // dockerd records the pushed digest.
+    let digests = berthd.docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &first,
+    ]);
+    assert!(
+        digests.contains(&format!("{}/a/big@{digest}", registry.host())),
+        "{digests}"
+    );
+
+    // Another repository on the same registry: the layer is mounted.
+    let second = format!("{}/b/big:1", registry.host());
+    berthd.docker_ok(&["tag", &first, &second]);
+    let pushed = berthd.docker_ok(&["push", &second]);
+    assert!(
+        pushed.contains(&format!("Mounted from {}/a/big", registry.host())),
+        "{pushed}"
+    );
+    assert!(
+        registry.log().contains("mount="),
+        "no mount request:\n{}",
+        registry.log()
+    );
+    berthd.docker_ok(&["rmi", &first, &second]);
+    berthd.docker_ok(&["pull", &second]);
+    // The same ID: the same config, whose diff_id the pulled layer matched.
+    assert_eq!(image_id(&berthd, &second), id);
 }

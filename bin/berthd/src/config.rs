@@ -54,6 +54,12 @@ pub struct Flags {
     /// Default log driver options (KEY=VALUE, repeatable)
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opt: Vec<String>,
+    /// Layers one pull downloads at a time [default: 3]
+    #[arg(long = "max-concurrent-downloads")]
+    pub max_concurrent_downloads: Option<usize>,
+    /// Layers one push uploads at a time [default: 5]
+    #[arg(long = "max-concurrent-uploads")]
+    pub max_concurrent_uploads: Option<usize>,
     /// Keep containers running when the daemon stops
     #[arg(long = "live-restore")]
     pub live_restore: bool,
@@ -151,6 +157,8 @@ pub struct DaemonConfig {
     pub live_restore: bool,
     /// `insecure-registries`, `registry-mirrors` and `registry-certs-dir`, checked.
     pub registry: berth_engine::registry_client::RegistrySettings,
+    pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
 }
 
 /// daemon.json keys dockerd knows that berthd accepts; the ones it does not
@@ -412,6 +420,30 @@ impl DaemonConfig {
             };
             log_opts.insert(k.to_string(), v.to_string());
         }
+        let pick_count = |key: &str, flag: Option<usize>, default: usize| -> Result<usize> {
+            let from_file = match file.get(key) {
+                Some(v) => Some(
+                    v.as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .with_context(|| format!("daemon.json: {key} must be a whole number"))?,
+                ),
+                None => None,
+            };
+            if let (Some(f), Some(v)) = (flag, from_file) {
+                bail!("the following directives are specified both as a flag and in the configuration file: {key}: (from flag: {f}, from file: {v})");
+            }
+            match flag.or(from_file).unwrap_or(default) {
+                0 => bail!("{key} must be at least 1"),
+                n => Ok(n),
+            }
+        };
+        let max_concurrent_downloads = pick_count(
+            "max-concurrent-downloads",
+            flags.max_concurrent_downloads,
+            3,
+        )?;
+        let max_concurrent_uploads =
+            pick_count("max-concurrent-uploads", flags.max_concurrent_uploads, 5)?;
         for key in file.keys() {
             if !matches!(
                 key.as_str(),
@@ -438,6 +470,8 @@ impl DaemonConfig {
                     | "insecure-registries"
                     | "registry-mirrors"
                     | "registry-certs-dir"
+                    | "max-concurrent-downloads"
+                    | "max-concurrent-uploads"
             ) {
                 eprintln!("berthd: daemon.json: {key} is accepted but not acted on yet");
             }
@@ -471,6 +505,8 @@ impl DaemonConfig {
             cgroup_parent,
             init_path,
             live_restore,
+            max_concurrent_downloads,
+            max_concurrent_uploads,
         })
     }
 }
@@ -614,6 +650,51 @@ mod tests {
             DaemonConfig::resolve(&flags(&["--config-file", missing.to_str().expect("utf8")]))
                 .expect_err("an explicit missing config file is an error");
         assert!(err.to_string().contains("none.json"));
+    }
+
+    #[test]
+    fn transfer_limits_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("daemon.json");
+        let path = file.to_str().expect("utf8");
+        std::fs::write(&file, "{}").expect("write");
+        let config = DaemonConfig::resolve(&flags(&["--config-file", path])).expect("defaults");
+        assert_eq!(
+            (
+                config.max_concurrent_downloads,
+                config.max_concurrent_uploads
+            ),
+            (3, 5)
+        );
+        std::fs::write(&file, r#"{"max-concurrent-downloads": 7}"#).expect("write");
+        let config = DaemonConfig::resolve(&flags(&[
+            "--config-file",
+            path,
+            "--max-concurrent-uploads",
+            "2",
+        ]))
+        .expect("file and flag");
+        assert_eq!(
+            (
+                config.max_concurrent_downloads,
+                config.max_concurrent_uploads
+            ),
+            (7, 2)
+        );
+        let err = DaemonConfig::resolve(&flags(&[
+            "--config-file",
+            path,
+            "--max-concurrent-downloads",
+            "2",
+        ]))
+        .expect_err("both ways");
+        assert!(
+            err.to_string().contains("max-concurrent-downloads"),
+            "{err}"
+        );
+        std::fs::write(&file, r#"{"max-concurrent-uploads": 0}"#).expect("write");
+        let err = DaemonConfig::resolve(&flags(&["--config-file", path])).expect_err("zero");
+        assert!(err.to_string().contains("at least 1"), "{err}");
     }
 
     #[test]

@@ -146,6 +146,10 @@ async fn run(config: DaemonConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Re
             storage_driver: config.storage_driver.clone(),
             containers: container_settings(&config)?,
             registry: config.registry.clone(),
+            transfers: berth_engine::registry_client::TransferLimits {
+                downloads: config.max_concurrent_downloads,
+                uploads: config.max_concurrent_uploads,
+            },
         })
         .context("open the engine")?,
     );

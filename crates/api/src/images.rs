@@ -984,27 +984,69 @@ fn stream_status(
         .into_response()
 }
 
-/// `fromImage` (+ `tag`, which the docker CLI also uses for a digest): the
-/// manifest is resolved before the stream starts, so a missing image is a
-/// 404 as with dockerd.
+/// `fromImage` (+ `tag`, which the docker CLI also uses for a digest,
+/// and `platform`): the manifest is resolved before the stream starts, so
+/// a missing image is a 404 as with dockerd. A repository with neither tag
+/// nor digest is `docker pull --all-tags`.
 async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<Response, ApiError> {
     let image = q.get("fromImage").unwrap_or("");
     if image.is_empty() {
         return Err(ApiError::bad_request("fromImage or fromSrc=- is required"));
     }
-    let name = match q.get("tag").filter(|t| !t.is_empty()) {
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(registry_client::parse_platform(p)?),
+        None => None,
+    };
+    let tag = q.get("tag").filter(|t| !t.is_empty());
+    let name = match tag {
         Some(digest) if digest.contains(':') => format!("{image}@{digest}"),
         Some(tag) => format!("{image}:{tag}"),
         None => image.to_string(),
     };
-    let reference = berth_engine::images::parse_reference(&name)?;
     let credentials = registry_credentials(headers)?;
+    let limits = state.engine.config().transfers;
+    let repository = match tag {
+        None => registry_client::repository_only(image)?,
+        Some(_) => None,
+    };
+    if let Some(repository) = repository {
+        // Check the repository has tags before the stream starts.
+        let (check, creds) = (repository.clone(), credentials.clone());
+        let tags = blocking(&state, move |e| {
+            registry_client::list_tags(&e.config().registry, &check, creds.as_ref())
+        })
+        .await?;
+        if tags.is_empty() {
+            return Err(ApiError::from(berth_engine::Error::NotFound(format!(
+                "repository {} has no tags",
+                repository.familiar_name()
+            ))));
+        }
+        return Ok(stream_status(state, move |e, emit| {
+            registry_client::pull_all_tags(
+                &e.config().registry,
+                e.images(),
+                &repository,
+                tags,
+                credentials.as_ref(),
+                platform.as_ref(),
+                &limits,
+                emit,
+            )
+        }));
+    }
+    let reference = berth_engine::images::parse_reference(&name)?;
     let resolved = blocking(&state, move |e| {
-        registry_client::resolve(&e.config().registry, &reference, credentials.as_ref())
+        registry_client::resolve(
+            &e.config().registry,
+            &reference,
+            credentials.as_ref(),
+            platform.as_ref(),
+        )
     })
     .await?;
     Ok(stream_status(state, move |e, emit| {
-        registry_client::pull(e.images(), resolved, emit)
+        registry_client::pull(e.images(), resolved, &limits, emit)
     }))
 }
 
@@ -1037,12 +1079,14 @@ async fn push(
             })
     })
     .await?;
+    let limits = state.engine.config().transfers;
     Ok(stream_status(state, move |e, emit| {
         registry_client::push(
             &e.config().registry,
             e.images(),
             &reference,
             credentials.as_ref(),
+            &limits,
             emit,
         )
     }))

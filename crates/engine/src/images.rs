@@ -30,6 +30,8 @@ pub struct ImageService {
     /// Serializes loads and removals: both decide from what exists.
     write_lock: Mutex<()>,
     driver: Driver,
+    /// Blobs pulls are downloading now (see `claim_blob`).
+    fetching: (Mutex<HashSet<Digest>>, std::sync::Condvar),
 }
 
 /// What a long operation reports while it runs.
@@ -240,6 +242,7 @@ impl ImageService {
             events,
             write_lock: Mutex::new(()),
             driver,
+            fetching: (Mutex::new(HashSet::new()), std::sync::Condvar::new()),
         };
         service.repair()?;
         Ok(service)
@@ -593,7 +596,20 @@ impl ImageService {
         counts_as_tagging: bool,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<(Reference, Digest)>> {
-        let result = self.store_steps(img, tags, counts_as_tagging, progress);
+        self.store_with(img, tags, counts_as_tagging, &StagedLayers::new(), progress)
+    }
+
+    /// `store`, committing the layers a pull already unpacked (`staged`)
+    /// instead of unpacking them from their blobs.
+    fn store_with(
+        &self,
+        img: &LoadedImage,
+        tags: &[Reference],
+        counts_as_tagging: bool,
+        staged: &StagedLayers,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<(Reference, Digest)>> {
+        let result = self.store_steps(img, tags, counts_as_tagging, staged, progress);
         if result.is_err() {
             // Undo what the failed load stored: layers no image uses, blobs
             // nothing refers to.
@@ -612,6 +628,7 @@ impl ImageService {
         img: &LoadedImage,
         tags: &[Reference],
         counts_as_tagging: bool,
+        staged: &StagedLayers,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<(Reference, Digest)>> {
         let id = img.id().clone();
@@ -627,7 +644,10 @@ impl ImageService {
                 Error::InvalidArgument(format!("image {id} has more layers than diff_ids"))
             })?;
             self.store_blob(layer, &lease)?;
-            let size = self.ensure_snapshot(&id, i, layer, &chain, parent.as_ref(), progress)?;
+            let size = match staged.get(&chain) {
+                Some(stage) => self.commit_staged(&id, i, layer, &chain, parent.as_ref(), stage)?,
+                None => self.ensure_snapshot(&id, i, layer, &chain, parent.as_ref(), progress)?,
+            };
             layers.push(ImageLayer {
                 diff_id: layer.diff_id.clone(),
                 chain_id: chain.clone(),
@@ -760,6 +780,57 @@ impl ImageService {
         let size = match self.driver {
             Driver::Overlay => self.snapshots.usage(&key).map_err(snapshot_err)?,
             Driver::Vfs => stats.file_bytes,
+        };
+        self.meta().transaction(|tx| -> Result<()> {
+            tx.insert_snapshot(&Snapshot {
+                chain_id: chain.clone(),
+                parent: parent.cloned(),
+                key: key.clone(),
+                size,
+                created_at: berth_metadata::now_nanos(),
+            })?;
+            Ok(())
+        })?;
+        Ok(size)
+    }
+
+    /// Commits a layer a pull unpacked while it downloaded (its blob
+    /// digest and diff_id were checked then) unless the snapshot exists
+    /// already; returns the layer's size as `ensure_snapshot` does.
+    fn commit_staged(
+        &self,
+        id: &Digest,
+        index: usize,
+        layer: &LoadedLayer,
+        chain: &Digest,
+        parent: Option<&Digest>,
+        stage: &StagedLayer,
+    ) -> Result<u64> {
+        let key = chain.to_string();
+        if let Ok(snap) = self.meta().read(|tx| tx.get_snapshot(chain)) {
+            if self.snapshots.exists(&key) {
+                let _ = self.snapshots.abort_staged(&key, &stage.name);
+                return Ok(snap.size);
+            }
+        }
+        if stage.diff_id != layer.diff_id {
+            let _ = self.snapshots.abort_staged(&key, &stage.name);
+            return Err(Error::InvalidArgument(format!(
+                "layer {index} of image {id}: content does not match diff_id {}",
+                layer.diff_id
+            )));
+        }
+        if self.snapshots.exists(&key) {
+            // Left by an interrupted load: not trusted, replaced.
+            self.snapshots.remove_layer(&key).map_err(snapshot_err)?;
+        }
+        let parent_key = parent.map(|p| p.to_string());
+        self.snapshots
+            .commit_staged(&key, parent_key.as_deref(), &stage.name)
+            .map_err(snapshot_err)?;
+        let size = match self.driver {
+            Driver::Overlay => self.snapshots.usage(&key).map_err(snapshot_err)?,
+            Driver::Vfs => stage.file_bytes,
         };
         self.meta().transaction(|tx| -> Result<()> {
             tx.insert_snapshot(&Snapshot {
@@ -1274,21 +1345,98 @@ impl ImageService {
             .map_err(content_err)
     }
 
+    /// Waits until no other pull of this daemon downloads `digest`, then
+    /// holds it until the claim is dropped: two pulls of images sharing a
+    /// layer fetch it once. `on_wait` runs when it has to wait.
+    pub(crate) fn claim_blob(&self, digest: &Digest, on_wait: impl FnOnce()) -> BlobClaim<'_> {
+        let mut fetching = self.fetching.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut on_wait = Some(on_wait);
+        while fetching.contains(digest) {
+            if let Some(f) = on_wait.take() {
+                f();
+            }
+            fetching = self
+                .fetching
+                .1
+                .wait(fetching)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        fetching.insert(digest.clone());
+        BlobClaim {
+            service: self,
+            digest: digest.clone(),
+        }
+    }
+
+    /// Whether layers can be unpacked before their parent is committed
+    /// (overlay2: each layer is its own directory).
+    pub(crate) fn stages_layers_in_parallel(&self) -> bool {
+        self.driver == Driver::Overlay
+    }
+
+    /// Whether the snapshot of `chain` is committed and recorded.
+    pub(crate) fn has_snapshot(&self, chain: &Digest) -> bool {
+        self.meta().read(|tx| tx.get_snapshot(chain)).is_ok()
+            && self.snapshots.exists(chain.as_ref())
+    }
+
+    /// Unpacks the uncompressed layer `tar` of snapshot `chain` into a
+    /// staging directory named `stage`, not yet visible; `store_pulled`
+    /// commits it. Returns the diff_id of what was read and the file bytes.
+    pub(crate) fn stage_layer(
+        &self,
+        chain: &Digest,
+        parent: Option<&Digest>,
+        stage: &str,
+        tar: impl Read,
+    ) -> Result<StagedLayer> {
+        let parent_key = parent.map(|p| p.to_string());
+        let stats = self
+            .snapshots
+            .stage_layer(chain.as_ref(), parent_key.as_deref(), stage, tar)
+            .map_err(|e| match e {
+                berth_snapshot::Error::Io { .. } | berth_snapshot::Error::Mount { .. } => {
+                    snapshot_err(e)
+                }
+                other => Error::InvalidArgument(other.to_string()),
+            })?;
+        let diff_id = Digest::parse(&stats.diff_id).map_err(|e| {
+            Error::Internal(format!(
+                "unpacking computed a bad diff_id {}: {e}",
+                stats.diff_id
+            ))
+        })?;
+        Ok(StagedLayer {
+            name: stage.to_string(),
+            diff_id,
+            file_bytes: stats.file_bytes,
+        })
+    }
+
+    /// Drops a staged layer that will not be committed.
+    pub(crate) fn abort_staged(&self, chain: &Digest, stage: &str) {
+        if let Err(e) = self.snapshots.abort_staged(chain.as_ref(), stage) {
+            tracing::warn!("removing staged layer {chain}: {e}");
+        }
+    }
+
     /// Stores a pulled image whose blobs are already in the content store
-    /// (pinned by the caller's lease) as `load` does, then points `tag` and
-    /// `repo_digest` at it. Returns false when `tag` already named it.
+    /// (pinned by the caller's lease) as `load` does, committing the layers
+    /// the pull staged, then points `tag` and `repo_digest` at it. Returns
+    /// false when `tag` already named it.
     pub(crate) fn store_pulled(
         &self,
         img: &LoadedImage,
         tag: Option<&Reference>,
         repo_digest: &Reference,
+        staged: &StagedLayers,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<bool> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let id = img.id().clone();
         let before = tag.and_then(|t| self.meta().resolve_reference(&t.to_string()).ok());
         let tags: Vec<Reference> = tag.into_iter().cloned().collect();
-        self.store(img, &tags, false, progress)?;
+        self.store_with(img, &tags, false, staged, progress)?;
         self.meta().transaction(|tx| -> Result<()> {
             tx.add_repo_digest(&repo_digest.to_string(), &id)?;
             Ok(())
@@ -1306,6 +1454,39 @@ impl ImageService {
         if let Err(e) = self.collect_garbage() {
             tracing::error!("cleaning up after a failed pull: {e}");
         }
+    }
+
+    /// Repositories on registry `domain` that held an image with layer
+    /// `blob` (from the images' repo digests): a push can mount the blob
+    /// from there instead of uploading it.
+    pub(crate) fn mount_sources(&self, blob: &Digest, domain: &str) -> Vec<String> {
+        let Ok(images) = self.meta().list_images() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = images
+            .iter()
+            .filter(|img| {
+                img.layers
+                    .iter()
+                    .any(|l| l.blob_digest.as_ref() == Some(blob))
+            })
+            .flat_map(|img| img.repo_digests.iter())
+            .filter_map(|r| Reference::parse_normalized(r).ok())
+            .filter(|r| r.domain() == domain)
+            .map(|r| r.path().to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// After a push: `repo_digest` names image `id`, as dockerd records it.
+    pub(crate) fn record_pushed(&self, id: &Digest, repo_digest: &Reference) -> Result<()> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.meta().transaction(|tx| -> Result<()> {
+            tx.add_repo_digest(&repo_digest.to_string(), id)?;
+            Ok(())
+        })
     }
 
     /// The config and layer blobs of the local image `reference`, for a push.
@@ -1327,6 +1508,37 @@ impl ImageService {
         let config = self.config_of(&id)?;
         let layers = self.stored_layers(&id, &image)?;
         Ok((config, layers))
+    }
+}
+
+/// A layer a pull unpacked while downloading it, waiting to be committed.
+#[derive(Debug, Clone)]
+pub(crate) struct StagedLayer {
+    /// The staging directory's name (unique to the pull).
+    pub(crate) name: String,
+    pub(crate) diff_id: Digest,
+    pub(crate) file_bytes: u64,
+}
+
+/// Staged layers by chain id.
+pub(crate) type StagedLayers = std::collections::HashMap<Digest, StagedLayer>;
+
+/// A pull's hold on a blob it downloads (see `ImageService::claim_blob`).
+pub(crate) struct BlobClaim<'a> {
+    service: &'a ImageService,
+    digest: Digest,
+}
+
+impl Drop for BlobClaim<'_> {
+    fn drop(&mut self) {
+        let mut fetching = self
+            .service
+            .fetching
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        fetching.remove(&self.digest);
+        self.service.fetching.1.notify_all();
     }
 }
 

@@ -26,6 +26,8 @@ pub struct EngineConfig {
     pub containers: containers::ContainerSettings,
     /// Insecure registries, mirrors and the certs.d directory.
     pub registry: registry_client::RegistrySettings,
+    /// Layers moved at once by one pull or push.
+    pub transfers: registry_client::TransferLimits,
 }
 
 pub struct Engine {

@@ -387,12 +387,24 @@ impl SnapshotStore {
             self.expect_kind(p, SnapshotKind::Layer)?;
         }
         let tmp = self.tmp_dir(id)?;
+        self.prepare_in(&tmp, id, parent, kind)
+    }
+
+    /// Fills `tmp` as a new snapshot `id` (meta, content dir; vfs copies the
+    /// parent) and returns its content dir.
+    fn prepare_in(
+        &self,
+        tmp: &Path,
+        id: &str,
+        parent: Option<&str>,
+        kind: SnapshotKind,
+    ) -> Result<PathBuf> {
         if tmp.exists() {
-            fs::remove_dir_all(&tmp)
+            fs::remove_dir_all(tmp)
                 .map_err(|e| Error::io(format!("removing stale {}", tmp.display()), e))?;
         }
-        create_dir(&tmp)?;
-        let content = self.content_dir(&tmp);
+        create_dir(tmp)?;
+        let content = self.content_dir(tmp);
         match (self.driver, parent) {
             (Driver::Vfs, Some(p)) => copy_tree(&self.content_dir(&self.snap_dir(p)?), &content)?,
             _ => create_dir(&content)?,
@@ -417,6 +429,10 @@ impl SnapshotStore {
     /// `<id>.tmp` is renamed to `<id>`.
     pub fn commit_layer(&self, id: &str) -> Result<()> {
         let tmp = self.tmp_dir(id)?;
+        self.commit_from(&tmp, id)
+    }
+
+    fn commit_from(&self, tmp: &Path, id: &str) -> Result<()> {
         if !tmp.join(META_FILE).exists() {
             return Err(Error::NotFound { id: id.to_owned() });
         }
@@ -430,10 +446,10 @@ impl SnapshotStore {
             std::os::unix::fs::symlink(format!("../{name}/diff"), &link)
                 .map_err(|e| Error::io(format!("creating {}", link.display()), e))?;
         }
-        let fd = open_dir(&tmp).map_err(|e| Error::io(format!("opening {}", tmp.display()), e))?;
+        let fd = open_dir(tmp).map_err(|e| Error::io(format!("opening {}", tmp.display()), e))?;
         nix::unistd::syncfs(&fd).map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
         drop(fd);
-        fs::rename(&tmp, self.dir.join(&name))
+        fs::rename(tmp, self.dir.join(&name))
             .map_err(|e| Error::io(format!("committing {}", tmp.display()), e))?;
         fsync_dir(&self.dir)
     }
@@ -448,6 +464,90 @@ impl SnapshotStore {
         }
     }
 
+    /// Where a staged layer is unpacked: `<id>-<stage>.tmp`, private to one
+    /// stager (so two pulls of the same layer never share a directory), and
+    /// removed by `open` like any `.tmp`.
+    fn staging_dir(&self, id: &str, stage: &str) -> Result<PathBuf> {
+        if stage.is_empty()
+            || !stage
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Error::InvalidId {
+                id: stage.to_owned(),
+                reason: "a stage name holds only letters, digits and `-`",
+            });
+        }
+        Ok(self
+            .dir
+            .join(format!("{}-{stage}{TMP_SUFFIX}", dir_name(id)?)))
+    }
+
+    /// Unpacks the uncompressed layer tar `reader` for snapshot `id` into a
+    /// staging directory of its own, without committing it: the caller
+    /// checks what it read (digests) first, then calls
+    /// [`commit_staged`](Self::commit_staged) or
+    /// [`abort_staged`](Self::abort_staged). An overlay layer does not need
+    /// its parent to exist yet, so layers can be staged in parallel; a vfs
+    /// layer copies its parent, which must be committed.
+    pub fn stage_layer<R: Read>(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        stage: &str,
+        reader: R,
+    ) -> Result<UnpackStats> {
+        let tmp = self.staging_dir(id, stage)?;
+        if self.driver == Driver::Vfs {
+            if let Some(p) = parent {
+                self.expect_kind(p, SnapshotKind::Layer)?;
+            }
+        }
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)
+                .map_err(|e| Error::io(format!("removing stale {}", tmp.display()), e))?;
+        }
+        let result = self
+            .prepare_in(&tmp, id, parent, SnapshotKind::Layer)
+            .and_then(|dest| unpack_layer(reader, &dest, &self.unpack_options()));
+        if result.is_err() {
+            let _ = self.abort_staged(id, stage);
+        }
+        result
+    }
+
+    /// Commits a staged layer once its parent is committed. When another
+    /// stager committed `id` meanwhile, this one's copy is dropped.
+    pub fn commit_staged(&self, id: &str, parent: Option<&str>, stage: &str) -> Result<()> {
+        let tmp = self.staging_dir(id, stage)?;
+        if self.exists(id) {
+            return self.abort_staged(id, stage);
+        }
+        if let Some(p) = parent {
+            self.expect_kind(p, SnapshotKind::Layer)?;
+        }
+        self.commit_from(&tmp, id)
+    }
+
+    /// Drops a staged layer.
+    pub fn abort_staged(&self, id: &str, stage: &str) -> Result<()> {
+        let tmp = self.staging_dir(id, stage)?;
+        match fs::remove_dir_all(&tmp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", tmp.display()), e)),
+        }
+    }
+
+    fn unpack_options(&self) -> UnpackOptions {
+        UnpackOptions {
+            whiteouts: match self.driver {
+                Driver::Overlay => WhiteoutForm::Overlay,
+                Driver::Vfs => WhiteoutForm::Apply,
+            },
+        }
+    }
+
     /// Prepares, unpacks the uncompressed layer tar `reader` in this
     /// driver's whiteout form, and commits; nothing stays behind on error.
     pub fn apply_layer<R: Read>(
@@ -457,11 +557,7 @@ impl SnapshotStore {
         reader: R,
     ) -> Result<UnpackStats> {
         let dest = self.prepare_layer(id, parent)?;
-        let whiteouts = match self.driver {
-            Driver::Overlay => WhiteoutForm::Overlay,
-            Driver::Vfs => WhiteoutForm::Apply,
-        };
-        let result = unpack_layer(reader, &dest, &UnpackOptions { whiteouts }).and_then(|stats| {
+        let result = unpack_layer(reader, &dest, &self.unpack_options()).and_then(|stats| {
             self.commit_layer(id)?;
             Ok(stats)
         });

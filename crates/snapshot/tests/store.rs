@@ -131,6 +131,82 @@ fn three_layers_merge_the_same_with_overlay_and_vfs() {
 }
 
 #[test]
+fn staged_layers_stay_invisible_until_committed_in_order() {
+    if !is_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let stacked = Scratch::new();
+    for driver in [Driver::Overlay, Driver::Vfs] {
+        let store = SnapshotStore::open(s.path(), driver).expect("open");
+        let [a, b, c] = layers();
+        // Overlay stages every layer before any parent exists; vfs needs
+        // the parent committed first.
+        store.stage_layer(L1, None, "p-1", &a[..]).expect("stage 1");
+        if driver == Driver::Overlay {
+            store
+                .stage_layer(L3, Some(L2), "p-1", &c[..])
+                .expect("stage 3");
+            store
+                .stage_layer(L2, Some(L1), "p-1", &b[..])
+                .expect("stage 2");
+        }
+        assert!(!store.exists(L1), "a staged layer is visible");
+        assert!(store.list().expect("list").is_empty());
+        let err = store
+            .commit_staged(L2, Some(L1), "p-1")
+            .expect_err("committed before its parent");
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        store.commit_staged(L1, None, "p-1").expect("commit 1");
+        if driver == Driver::Vfs {
+            store
+                .stage_layer(L2, Some(L1), "p-1", &b[..])
+                .expect("stage 2");
+        }
+        store.commit_staged(L2, Some(L1), "p-1").expect("commit 2");
+        if driver == Driver::Vfs {
+            store
+                .stage_layer(L3, Some(L2), "p-1", &c[..])
+                .expect("stage 3");
+        }
+        // A second stager of the same layer loses quietly.
+        store
+            .stage_layer(L3, Some(L2), "p-2", &c[..])
+            .expect("stage 3 again");
+        store.commit_staged(L3, Some(L2), "p-1").expect("commit 3");
+        store
+            .commit_staged(L3, Some(L2), "p-2")
+            .expect("commit 3 again");
+        let leftovers: Vec<_> = fs::read_dir(store.dir())
+            .expect("list")
+            .map(|e| e.expect("e").file_name().into_string().expect("utf8"))
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // The same tree as layers applied one by one.
+        let reference = SnapshotStore::open(stacked.path(), driver).expect("open");
+        stack(&reference);
+        reference
+            .create_container("c", Some(L3))
+            .expect("container");
+        store.create_container("c", Some(L3)).expect("container");
+        let want = manifest(&reference.mount_container("c").expect("mount"));
+        let got = manifest(&store.mount_container("c").expect("mount"));
+        reference.unmount_container("c").expect("unmount");
+        store.unmount_container("c").expect("unmount");
+        assert_eq!(want, got, "{driver:?}");
+        reference.remove_container("c").expect("remove");
+        store.remove_container("c").expect("remove");
+        for id in [L3, L2, L1] {
+            store.remove_layer(id).expect("remove");
+            reference.remove_layer(id).expect("remove");
+        }
+        // A bad stage name is refused.
+        assert!(store.stage_layer(L1, None, "../x", &a[..]).is_err());
+    }
+}
+
+#[test]
 fn a_crash_leaves_only_tmp_dirs_which_open_removes() {
     if !is_root() {
         return;

@@ -29,7 +29,10 @@ use crate::error::{Error, Result};
 pub use auth::{parse_auth_config, Credentials};
 pub use hosts::{registry_name, Mirror, RegistrySettings, DEFAULT_CERTS_DIR, DOCKER_HUB};
 pub use login::login;
-pub use pull::{pull, resolve, ResolvedPull};
+pub use pull::{
+    list_tags, parse_platform, pull, pull_all_tags, repository_only, resolve, ResolvedPull,
+    TransferLimits,
+};
 pub use push::push;
 
 /// One progress message, as dockerd streams them (`id` is a layer's short
@@ -65,6 +68,8 @@ pub(crate) struct Registry {
     authorization: Option<String>,
     /// `None`: plain HTTP.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// What reaching another host from here (a redirect) may use.
+    settings: Arc<RegistrySettings>,
 }
 
 type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -154,7 +159,18 @@ pub(crate) enum Body<'a> {
     Reader(&'a mut dyn Read, u64),
 }
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a registry may stay silent (connect, answer, each read of a
+/// body): 60 s, or `BERTH_REGISTRY_TIMEOUT` seconds.
+fn timeout() -> Duration {
+    static TIMEOUT: OnceLock<Duration> = OnceLock::new();
+    *TIMEOUT.get_or_init(|| {
+        std::env::var("BERTH_REGISTRY_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+    })
+}
 
 impl Registry {
     /// A registry over HTTPS, or over plain HTTP when it is on a loopback
@@ -195,6 +211,7 @@ impl Registry {
             } else {
                 None
             },
+            settings: Arc::new(settings.clone()),
         };
         let response = registry.send("GET", "/v2/", &[], Body::Empty)?;
         registry.authorization = match (response.status, response.header("www-authenticate")) {
@@ -256,6 +273,7 @@ impl Registry {
             } else {
                 None
             },
+            settings: Arc::new(settings.clone()),
         })
     }
 
@@ -340,9 +358,9 @@ impl Registry {
             if streaming {
                 answer.await.map_err(|e| error_chain(&e))
             } else {
-                tokio::time::timeout(TIMEOUT, answer)
+                tokio::time::timeout(timeout(), answer)
                     .await
-                    .map_err(|_| format!("no answer in {TIMEOUT:?}"))?
+                    .map_err(|_| format!("no answer in {:?}", timeout()))?
                     .map_err(|e| error_chain(&e))
             }
         };
@@ -422,7 +440,7 @@ async fn dial(
     authority: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> std::result::Result<SendRequest<RequestBody>, String> {
-    let stream = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(authority))
+    let stream = tokio::time::timeout(timeout(), tokio::net::TcpStream::connect(authority))
         .await
         .map_err(|_| format!("connect to registry {host}: timed out"))?
         .map_err(|e| format!("connect to registry {host}: {e}"))?;
@@ -438,7 +456,7 @@ async fn dial(
             let name = ServerName::try_from(hostname(host).to_string())
                 .map_err(|e| format!("registry {host}: {e}"))?;
             let stream = tokio::time::timeout(
-                TIMEOUT,
+                timeout(),
                 tokio_rustls::TlsConnector::from(config).connect(name, stream),
             )
             .await
@@ -477,7 +495,7 @@ impl Read for IncomingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pending.is_empty() {
             let frame = runtime()
-                .block_on(async { tokio::time::timeout(TIMEOUT, self.body.frame()).await })
+                .block_on(async { tokio::time::timeout(timeout(), self.body.frame()).await })
                 .map_err(|_| {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "registry stalled")
                 })?;

@@ -1,8 +1,15 @@
-//! `docker pull`: resolve the manifest (an index picks linux/<host arch>),
-//! fetch the config and the missing layer blobs, each verified against its
-//! digest while it streams into the content store, then store the image.
+//! `docker pull`: resolve the manifest (an index picks the requested
+//! platform, or linux/<host arch>), fetch the config, then download the
+//! missing layers in parallel (`max-concurrent-downloads`). Each layer
+//! streams into the content store's ingest and, at the same time, through
+//! the decompressor into a staging snapshot; a dropped connection resumes
+//! with a Range request. Only after its size, digest and diff_id are checked
+//! is a layer committed; nothing unverified becomes visible.
 
-use std::io::Write;
+use std::io::{BufReader, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use berth_content::Digest;
 use berth_image::manifest::media_type;
@@ -10,13 +17,39 @@ use berth_image::{
     Compression, ImageConfig, LoadedImage, LoadedLayer, Manifest, ManifestKind, Platform, Reference,
 };
 
-use super::{Body, Credentials, Registry, RegistrySettings, Status};
+use super::{Body, Credentials, Registry, RegistrySettings, Response, Status};
 use crate::error::{Error, Result};
-use crate::images::{ImageService, Progress};
+use crate::images::{ImageService, Progress, StagedLayer, StagedLayers};
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 const MANIFEST_LIMIT: u64 = 4 << 20;
 const CONFIG_LIMIT: u64 = 8 << 20;
+/// Tries per blob (the first request and the resumptions), as dockerd.
+pub(super) const ATTEMPTS: u32 = 5;
+/// The first pause before another try; doubled each time.
+pub(super) const BACKOFF: Duration = Duration::from_millis(200);
+/// Redirects followed for one blob request.
+const MAX_REDIRECTS: usize = 10;
+/// Pages of `tags/list` followed for `--all-tags`.
+const MAX_TAG_PAGES: usize = 1000;
+
+/// How many layers one pull or push moves at a time (daemon.json
+/// `max-concurrent-downloads`, `max-concurrent-uploads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferLimits {
+    pub downloads: usize,
+    pub uploads: usize,
+}
+
+impl Default for TransferLimits {
+    /// dockerd's defaults.
+    fn default() -> Self {
+        TransferLimits {
+            downloads: 3,
+            uploads: 5,
+        }
+    }
+}
 
 /// A manifest found in the registry, ready to be fetched.
 pub struct ResolvedPull {
@@ -24,6 +57,8 @@ pub struct ResolvedPull {
     reference: Reference,
     manifest_digest: Digest,
     manifest: Manifest,
+    /// The platform asked for with `--platform`.
+    platform: Option<Platform>,
 }
 
 impl std::fmt::Debug for ResolvedPull {
@@ -39,14 +74,40 @@ fn image_error(e: berth_image::ImageError) -> Error {
     Error::InvalidArgument(e.to_string())
 }
 
+/// Parses `--platform`: `os[/arch[/variant]]`, or just an architecture
+/// (linux assumed), as dockerd accepts it.
+pub fn parse_platform(text: &str) -> Result<Platform> {
+    let parts: Vec<&str> = text.trim().split('/').collect();
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "invalid platform {text:?}: expected os/arch[/variant], e.g. linux/arm64/v8"
+        ))
+    };
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(bad());
+    }
+    let platform = match parts.as_slice() {
+        [os @ ("linux" | "windows" | "darwin" | "freebsd")] => {
+            Platform::new(os, &Platform::host().architecture, None)
+        }
+        [arch] => Platform::new("linux", arch, None),
+        [os, arch] => Platform::new(os, arch, None),
+        [os, arch, variant] => Platform::new(os, arch, Some(variant)),
+        _ => return Err(bad()),
+    };
+    Ok(platform.normalized())
+}
+
 /// Finds the image manifest `reference` names (a tag defaults to `latest`),
 /// on the registry's mirrors first, in order: a mirror that fails or lacks
-/// the manifest passes the pull on, the origin answers last. Errors here
-/// come before any output, so the API can answer with a status.
+/// the manifest passes the pull on, the origin answers last. From an index,
+/// the entry for `platform` (default: this host's). Errors here come before
+/// any output, so the API can answer with a status.
 pub fn resolve(
     settings: &RegistrySettings,
     reference: &Reference,
     credentials: Option<&Credentials>,
+    platform: Option<&Platform>,
 ) -> Result<ResolvedPull> {
     let reference = if reference.tag().is_none() && reference.digest().is_none() {
         reference.clone().with_default_tag()
@@ -55,7 +116,7 @@ pub fn resolve(
     };
     for mirror in settings.mirrors_of(reference.domain()) {
         match Registry::open_mirror(settings, mirror, reference.path())
-            .and_then(|registry| resolve_at(registry, reference.clone()))
+            .and_then(|registry| resolve_in(registry, reference.clone(), platform))
         {
             Ok(resolved) => return Ok(resolved),
             Err(e) => tracing::info!(
@@ -72,32 +133,41 @@ pub fn resolve(
         reference.path(),
         "pull",
     )?;
-    resolve_at(registry, reference)
+    resolve_in(registry, reference, platform)
 }
 
 /// [`resolve`] on one registry.
-fn resolve_at(registry: Registry, reference: Reference) -> Result<ResolvedPull> {
+fn resolve_in(
+    registry: Registry,
+    reference: Reference,
+    platform: Option<&Platform>,
+) -> Result<ResolvedPull> {
     let wanted = match (reference.digest(), reference.tag()) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.to_string(),
         (None, None) => "latest".to_string(),
     };
     let (bytes, declared, digest) = fetch_manifest(&registry, &reference, &wanted)?;
-    let kind = berth_image::parse_manifest(&bytes, declared.as_deref()).map_err(|e| match e {
-        berth_image::ImageError::Schema1Manifest { .. } => Error::InvalidArgument(format!(
-            "{}: the registry serves a Docker schema 1 manifest, which berthd does not pull (push the image again with a current client)",
-            reference.familiar()
-        )),
-        other => image_error(other),
-    })?;
+    let kind = parse_manifest(&reference, &bytes, declared.as_deref())?;
+    // As dockerd, an image from an index is known by the index's digest
+    // (`Digest:` line, RepoDigests), so `name@digest` pulls it again.
     let (manifest, manifest_digest) = match kind {
         ManifestKind::Manifest(m) => (*m, digest),
         ManifestKind::Index(index) => {
-            let chosen = berth_image::choose_platform(&index.manifests, &Platform::host())
-                .map_err(image_error)?;
-            let (bytes, declared, digest) =
+            let host = Platform::host();
+            let chosen = berth_image::choose_platform(&index.manifests, platform.unwrap_or(&host))
+                .map_err(|e| match (e, platform) {
+                    (berth_image::ImageError::NoMatchingPlatform { available, .. }, Some(p)) => {
+                        Error::NotFound(format!(
+                            "no matching manifest for {p} in the manifest list entries of {} (it has {available})",
+                            reference.familiar()
+                        ))
+                    }
+                    (other, _) => image_error(other),
+                })?;
+            let (bytes, declared, _) =
                 fetch_manifest(&registry, &reference, chosen.digest.as_str())?;
-            match berth_image::parse_manifest(&bytes, declared.as_deref()).map_err(image_error)? {
+            match parse_manifest(&reference, &bytes, declared.as_deref())? {
                 ManifestKind::Manifest(m) => (*m, digest),
                 ManifestKind::Index(_) => {
                     return Err(Error::InvalidArgument(format!(
@@ -131,6 +201,24 @@ fn resolve_at(registry: Registry, reference: Reference) -> Result<ResolvedPull> 
         reference,
         manifest_digest,
         manifest,
+        platform: platform.cloned(),
+    })
+}
+
+fn parse_manifest(
+    reference: &Reference,
+    bytes: &[u8],
+    declared: Option<&str>,
+) -> Result<ManifestKind> {
+    berth_image::parse_manifest(bytes, declared).map_err(|e| match e {
+        berth_image::ImageError::Schema1Manifest { .. } => Error::InvalidArgument(format!(
+            "{}: the registry serves a Docker schema 1 manifest, which is not supported (push the image again with a current client)",
+            reference.familiar()
+        )),
+        other => Error::InvalidArgument(format!(
+            "{}: the registry sent a manifest that can't be used: {other}",
+            reference.familiar()
+        )),
     })
 }
 
@@ -171,7 +259,13 @@ fn fetch_manifest(
         .header("content-type")
         .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
         .filter(|v| !v.is_empty() && v != "application/json");
-    let bytes = response.bytes(MANIFEST_LIMIT)?;
+    let bytes = response.bytes(MANIFEST_LIMIT).map_err(|e| {
+        Error::Internal(format!(
+            "reading manifest {wanted} of {} from registry {}: {e}",
+            reference.familiar_name(),
+            reference.domain()
+        ))
+    })?;
     let digest = Digest::sha256_of(&bytes);
     if wanted.starts_with("sha256:") && digest.as_str() != wanted {
         return Err(Error::InvalidArgument(format!(
@@ -182,32 +276,537 @@ fn fetch_manifest(
     Ok((bytes, declared, digest))
 }
 
+/// `name` as a repository when it has neither tag nor digest (what the
+/// docker CLI sends for `docker pull --all-tags`), else `None`.
+pub fn repository_only(name: &str) -> Result<Option<Reference>> {
+    let reference = Reference::parse_normalized(name).map_err(image_error)?;
+    Ok((reference.tag().is_none() && reference.digest().is_none()).then_some(reference))
+}
+
+/// The tags of `reference`'s repository (`docker pull --all-tags`), every
+/// page of `tags/list`.
+pub fn list_tags(
+    settings: &RegistrySettings,
+    reference: &Reference,
+    credentials: Option<&Credentials>,
+) -> Result<Vec<String>> {
+    let registry = Registry::open(
+        settings,
+        reference.domain(),
+        credentials,
+        reference.path(),
+        "pull",
+    )?;
+    let mut tags = Vec::new();
+    let mut next = Some(format!("/v2/{}/tags/list?n=100", reference.path()));
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        pages += 1;
+        if pages > MAX_TAG_PAGES {
+            return Err(Error::Internal(format!(
+                "registry {}: more than {MAX_TAG_PAGES} pages of tags for {}",
+                reference.domain(),
+                reference.familiar_name()
+            )));
+        }
+        let response = registry.send("GET", &path, &[], Body::Empty)?;
+        match response.status {
+            200 => {}
+            404 => {
+                return Err(Error::NotFound(format!(
+                    "repository {} not found: {}",
+                    reference.familiar_name(),
+                    response.error_text()
+                )))
+            }
+            status => {
+                return Err(Error::Internal(format!(
+                    "registry {} answered {status} listing the tags of {}: {}",
+                    reference.domain(),
+                    reference.familiar_name(),
+                    response.error_text()
+                )))
+            }
+        }
+        next = response.header("link").and_then(next_link);
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let body = response.bytes(MANIFEST_LIMIT)?;
+        let page: TagList = serde_json::from_slice(&body).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "registry {}: the tag list of {} is not valid JSON: {e}",
+                reference.domain(),
+                reference.familiar_name()
+            ))
+        })?;
+        tags.extend(page.tags.unwrap_or_default());
+    }
+    tags.sort();
+    tags.dedup();
+    Ok(tags)
+}
+
+/// The target of a `Link: <…>; rel="next"` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
 fn short(d: &Digest) -> String {
     d.hex().get(..12).unwrap_or_default().to_string()
 }
 
-/// GETs a blob, following one redirect (registries may send blobs elsewhere
-/// on the same host).
+/// Why a blob request failed: worth another try, or not.
+enum Failure {
+    Transient(String),
+    Permanent(Error),
+}
+
+/// GETs a blob from `offset` on (a Range request past 0), following
+/// redirects.
 fn get_blob(
     registry: &Registry,
     reference: &Reference,
     digest: &Digest,
-) -> Result<super::Response> {
-    let path = format!("/v2/{}/blobs/{digest}", reference.path());
-    let mut response = registry.send("GET", &path, &[], Body::Empty)?;
-    if matches!(response.status, 301 | 302 | 303 | 307 | 308) {
-        if let Some(location) = response.header("location").map(str::to_string) {
-            response = registry.send("GET", &location, &[], Body::Empty)?;
+    offset: u64,
+) -> std::result::Result<Response, Failure> {
+    let mut target = format!("/v2/{}/blobs/{digest}", reference.path());
+    let range = format!("bytes={offset}-");
+    let headers: Vec<(&str, &str)> = if offset > 0 {
+        vec![("Range", range.as_str())]
+    } else {
+        Vec::new()
+    };
+    // A redirect to another host (a CDN) goes there without credentials.
+    let mut elsewhere: Option<Registry> = None;
+    for _ in 0..=MAX_REDIRECTS {
+        let response = elsewhere
+            .as_ref()
+            .unwrap_or(registry)
+            .send("GET", &target, &headers, Body::Empty)
+            .map_err(|e| Failure::Transient(e.to_string()))?;
+        match response.status {
+            200 | 206 => return Ok(response),
+            301 | 302 | 303 | 307 | 308 => match response.header("location") {
+                Some(location) => {
+                    if let Some((https, authority)) = url_origin(location) {
+                        elsewhere = if authority == registry.host {
+                            None
+                        } else {
+                            Some(
+                                Registry::at(&registry.settings, authority, https, None).map_err(
+                                    |e| {
+                                        Failure::Permanent(Error::InvalidArgument(format!(
+                                    "registry {} redirected blob {digest} to {location}: {e}",
+                                    reference.domain()
+                                )))
+                                    },
+                                )?,
+                            )
+                        };
+                    }
+                    target = location.to_string();
+                }
+                None => {
+                    return Err(Failure::Permanent(Error::Internal(format!(
+                        "registry {} redirected blob {digest} without a Location",
+                        reference.domain()
+                    ))))
+                }
+            },
+            404 => {
+                return Err(Failure::Permanent(Error::NotFound(format!(
+                    "blob {digest} of {} not found: {}",
+                    reference.familiar(),
+                    response.error_text()
+                ))))
+            }
+            401 | 403 => {
+                return Err(Failure::Permanent(Error::InvalidArgument(format!(
+                    "pull access denied for {}: {}",
+                    reference.familiar_name(),
+                    response.error_text()
+                ))))
+            }
+            status if status >= 500 || status == 429 => {
+                return Err(Failure::Transient(format!(
+                    "registry {} answered {status} for blob {digest}: {}",
+                    reference.domain(),
+                    response.error_text()
+                )))
+            }
+            status => {
+                return Err(Failure::Permanent(Error::Internal(format!(
+                    "registry {} answered {status} for blob {digest}: {}",
+                    reference.domain(),
+                    response.error_text()
+                ))))
+            }
         }
     }
-    if response.status != 200 {
-        return Err(Error::Internal(format!(
-            "fetching blob {digest} of {}: {}",
-            reference.familiar(),
-            response.error_text()
-        )));
+    Err(Failure::Permanent(Error::Internal(format!(
+        "registry {} redirected blob {digest} more than {MAX_REDIRECTS} times (a redirect loop?)",
+        reference.domain()
+    ))))
+}
+
+/// `(is https, host[:port])` of an absolute http(s) URL.
+fn url_origin(url: &str) -> Option<(bool, &str)> {
+    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        (false, url.strip_prefix("http://")?)
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    (!authority.is_empty()).then_some((https, authority))
+}
+
+/// GETs a small blob (the config) whole, with the same retries as layers.
+fn get_small_blob(
+    registry: &Registry,
+    reference: &Reference,
+    digest: &Digest,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let mut last = String::new();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(BACKOFF * 2u32.pow(attempt - 1));
+        }
+        match get_blob(registry, reference, digest, 0) {
+            Ok(response) => match response.bytes(limit) {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => last = e.to_string(),
+            },
+            Err(Failure::Permanent(e)) => return Err(e),
+            Err(Failure::Transient(e)) => last = e,
+        }
     }
-    Ok(response)
+    Err(Error::Internal(format!(
+        "fetching blob {digest} of {}: {last} (gave up after {ATTEMPTS} tries)",
+        reference.familiar()
+    )))
+}
+
+/// One layer's download: reading it yields the blob's bytes, which are
+/// also written to the content store's ingest (`writer`) as they pass. A
+/// dropped or stalled connection is resumed from the bytes received with a
+/// Range request, a few times with back-off.
+struct BlobDownload<'a> {
+    registry: &'a Registry,
+    reference: &'a Reference,
+    digest: &'a Digest,
+    size: u64,
+    id: String,
+    response: Option<Response>,
+    writer: berth_content::Writer,
+    attempts: u32,
+    reported: u64,
+    /// Bytes to drop from a response that ignored the Range.
+    skip: u64,
+    /// Why reading failed, in the engine's terms.
+    failure: Option<Error>,
+    status: mpsc::Sender<Status>,
+    cancel: &'a AtomicBool,
+}
+
+impl BlobDownload<'_> {
+    fn done(&self) -> u64 {
+        self.writer.offset()
+    }
+
+    fn fail(&mut self, e: Error) -> std::io::Error {
+        let message = e.to_string();
+        self.failure = Some(e);
+        std::io::Error::other(message)
+    }
+
+    /// (Re)connects from what has been received; `why` is the previous failure.
+    fn connect(&mut self, why: Option<String>) -> std::io::Result<()> {
+        let mut last = why;
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(self.fail(Error::Internal("pull cancelled".into())));
+            }
+            if self.attempts >= ATTEMPTS {
+                let e = Error::Internal(format!(
+                    "downloading layer {} of {}: {} (gave up after {ATTEMPTS} tries, {} of {} bytes received)",
+                    self.digest,
+                    self.reference.familiar(),
+                    last.unwrap_or_default(),
+                    self.done(),
+                    self.size
+                ));
+                return Err(self.fail(e));
+            }
+            if self.attempts > 0 {
+                let pause = BACKOFF * 2u32.pow(self.attempts - 1);
+                tracing::info!(
+                    "layer {}: {} ; trying again from byte {} in {pause:?}",
+                    self.digest,
+                    last.as_deref().unwrap_or(""),
+                    self.done()
+                );
+                let _ = self.status.send(Status::layer(
+                    &self.id,
+                    format!("Retrying in {} seconds", pause.as_secs().max(1)),
+                ));
+                std::thread::sleep(pause);
+            }
+            self.attempts += 1;
+            let offset = self.done();
+            match get_blob(self.registry, self.reference, self.digest, offset) {
+                Ok(response) => {
+                    self.skip = 0;
+                    if offset > 0 {
+                        if response.status == 206 {
+                            let start = response
+                                .header("content-range")
+                                .and_then(|r| r.trim().strip_prefix("bytes "))
+                                .and_then(|r| r.split('-').next())
+                                .and_then(|s| s.parse::<u64>().ok());
+                            if start != Some(offset) {
+                                last = Some(format!(
+                                    "asked for bytes from {offset}, the registry sent Content-Range {:?}",
+                                    response.header("content-range")
+                                ));
+                                continue;
+                            }
+                        } else {
+                            // The whole blob again: what was received is skipped.
+                            self.skip = offset;
+                        }
+                    }
+                    self.response = Some(response);
+                    return Ok(());
+                }
+                Err(Failure::Permanent(e)) => return Err(self.fail(e)),
+                Err(Failure::Transient(e)) => last = Some(e),
+            }
+        }
+    }
+
+    /// Reads what is left (after the unpacker stopped) and returns the
+    /// writer, ready to be verified and committed.
+    fn finish(mut self) -> Result<berth_content::Writer> {
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(self.failure.take().unwrap_or_else(|| {
+                        Error::io(format!("download layer {}", self.digest), e)
+                    }))
+                }
+            }
+        }
+        Ok(self.writer)
+    }
+}
+
+impl Read for BlobDownload<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = &self.failure {
+            return Err(std::io::Error::other(e.to_string()));
+        }
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(self.fail(Error::Internal("pull cancelled".into())));
+            }
+            let Some(response) = self.response.as_mut() else {
+                self.connect(None)?;
+                continue;
+            };
+            let got = response.body().read(buf);
+            match got {
+                Ok(0) if self.done() >= self.size => return Ok(0),
+                Ok(0) => {
+                    let why = format!(
+                        "the registry ended the body after {} of {} bytes",
+                        self.done(),
+                        self.size
+                    );
+                    self.response = None;
+                    self.connect(Some(why))?;
+                }
+                Ok(n) => {
+                    let dropped = (n as u64).min(self.skip) as usize;
+                    self.skip -= dropped as u64;
+                    if dropped == n {
+                        continue;
+                    }
+                    buf.copy_within(dropped..n, 0);
+                    let n = n - dropped;
+                    if let Err(e) = self.writer.write_all(&buf[..n]) {
+                        let e = Error::InvalidArgument(format!(
+                            "layer {} of {}: {e}",
+                            self.digest,
+                            self.reference.familiar()
+                        ));
+                        return Err(self.fail(e));
+                    }
+                    let done = self.done();
+                    if done - self.reported >= 512 << 10 || done == self.size {
+                        self.reported = done;
+                        let _ = self.status.send(Status {
+                            id: Some(self.id.clone()),
+                            status: "Downloading".into(),
+                            progress: Some((done, self.size)),
+                        });
+                    }
+                    return Ok(n);
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    self.response = None;
+                    self.connect(Some(why))?;
+                }
+            }
+        }
+    }
+}
+
+/// Distinct names for staging directories of this process.
+static STAGES: AtomicU64 = AtomicU64::new(0);
+
+/// What one pull shares with its download workers.
+struct LayerJob<'a> {
+    images: &'a ImageService,
+    registry: &'a Registry,
+    reference: &'a Reference,
+    manifest: &'a Manifest,
+    diff_ids: &'a [Digest],
+    chain_ids: &'a [Digest],
+    lease: &'a berth_content::Lease,
+    cancel: &'a AtomicBool,
+}
+
+/// What became of one layer.
+enum Fetched {
+    /// The content store had the blob (or another pull fetched it).
+    Present,
+    /// Downloaded and verified; unpacked too when `Some`.
+    Downloaded(Option<StagedLayer>),
+}
+
+impl LayerJob<'_> {
+    /// Downloads layer `i` unless the content store has it; unpacks it
+    /// meanwhile when its snapshot can be made now.
+    fn fetch(&self, i: usize, status: &mpsc::Sender<Status>) -> Result<Fetched> {
+        let layer = &self.manifest.layers[i];
+        let id = short(&layer.digest);
+        let _claim = self.images.claim_blob(&layer.digest, || {
+            let _ = status.send(Status::layer(&id, "Waiting"));
+        });
+        self.lease.pin(&layer.digest);
+        if self.images.has_blob(&layer.digest) {
+            let _ = status.send(Status::layer(&id, "Already exists"));
+            return Ok(Fetched::Present);
+        }
+        let chain = &self.chain_ids[i];
+        let parent = i.checked_sub(1).map(|p| &self.chain_ids[p]);
+        // vfs copies the parent into a new layer, so it must be committed.
+        let stage = (self.images.stages_layers_in_parallel()
+            || parent.is_none_or(|p| self.images.has_snapshot(p)))
+            && !self.images.has_snapshot(chain);
+        let writer = self.images.blob_writer(&layer.digest, layer.size)?;
+        let mut download = BlobDownload {
+            registry: self.registry,
+            reference: self.reference,
+            digest: &layer.digest,
+            size: layer.size,
+            id: id.clone(),
+            response: None,
+            writer,
+            attempts: 0,
+            reported: 0,
+            skip: 0,
+            failure: None,
+            status: status.clone(),
+            cancel: self.cancel,
+        };
+        let mut staged = None;
+        let mut unpack_error = None;
+        if stage {
+            let name = format!(
+                "pull-{}-{}",
+                std::process::id(),
+                STAGES.fetch_add(1, Ordering::Relaxed)
+            );
+            let result =
+                berth_snapshot::decompress(BufReader::with_capacity(256 << 10, &mut download))
+                    .map_err(|e| Error::InvalidArgument(format!("layer {}: {e}", layer.digest)))
+                    .and_then(|tar| self.images.stage_layer(chain, parent, &name, tar));
+            match result {
+                Ok(s) => staged = Some(s),
+                // A download failure explains an unpack failure best; a
+                // digest mismatch found below does too.
+                Err(e) => match download.failure.take() {
+                    Some(failure) => return Err(failure),
+                    None => {
+                        unpack_error = Some(Error::InvalidArgument(format!(
+                            "layer {} of {}: {e}",
+                            layer.digest,
+                            self.reference.familiar()
+                        )))
+                    }
+                },
+            }
+        }
+        let abort = |staged: &Option<StagedLayer>| {
+            if let Some(s) = staged {
+                self.images.abort_staged(chain, &s.name);
+            }
+        };
+        let writer = match download.finish() {
+            Ok(w) => w,
+            Err(e) => {
+                abort(&staged);
+                return Err(e);
+            }
+        };
+        let _ = status.send(Status::layer(&id, "Verifying Checksum"));
+        if let Err(e) = writer.commit_pinned(self.lease) {
+            abort(&staged);
+            return Err(Error::InvalidArgument(format!(
+                "layer {} of {}: {e}",
+                layer.digest,
+                self.reference.familiar()
+            )));
+        }
+        if let Some(e) = unpack_error {
+            return Err(e);
+        }
+        let _ = status.send(Status::layer(&id, "Download complete"));
+        if let Some(s) = &staged {
+            if s.diff_id != self.diff_ids[i] {
+                abort(&staged);
+                return Err(Error::InvalidArgument(format!(
+                    "layer {} of {}: content does not match diff_id {}",
+                    layer.digest,
+                    self.reference.familiar(),
+                    self.diff_ids[i]
+                )));
+            }
+            let _ = status.send(Status {
+                id: Some(id.clone()),
+                status: "Extracting".into(),
+                progress: Some((layer.size, layer.size)),
+            });
+        }
+        Ok(Fetched::Downloaded(staged))
+    }
 }
 
 /// Fetches what is missing and stores the image, reporting dockerd's
@@ -215,13 +814,68 @@ fn get_blob(
 pub fn pull(
     images: &ImageService,
     resolved: ResolvedPull,
+    limits: &TransferLimits,
     progress: &mut dyn FnMut(Status),
 ) -> Result<()> {
+    let familiar = resolved.reference.familiar();
+    let updated = pull_one(images, resolved, limits, progress)?;
+    progress(Status::line(if updated {
+        format!("Status: Downloaded newer image for {familiar}")
+    } else {
+        format!("Status: Image is up to date for {familiar}")
+    }));
+    Ok(())
+}
+
+/// `docker pull --all-tags`: every tag of the repository (`tags`, from
+/// [`list_tags`]), one after the other, with one status line at the end
+/// as dockerd.
+#[allow(clippy::too_many_arguments)]
+pub fn pull_all_tags(
+    settings: &RegistrySettings,
+    images: &ImageService,
+    repository: &Reference,
+    tags: Vec<String>,
+    credentials: Option<&Credentials>,
+    platform: Option<&Platform>,
+    limits: &TransferLimits,
+    progress: &mut dyn FnMut(Status),
+) -> Result<()> {
+    if tags.is_empty() {
+        return Err(Error::NotFound(format!(
+            "repository {} has no tags",
+            repository.familiar_name()
+        )));
+    }
+    let mut updated = false;
+    for tag in tags {
+        let reference = Reference::parse_normalized(&format!("{}:{tag}", repository.name()))
+            .map_err(image_error)?;
+        let resolved = resolve(settings, &reference, credentials, platform)?;
+        updated |= pull_one(images, resolved, limits, progress)?;
+    }
+    let name = repository.familiar_name();
+    progress(Status::line(if updated {
+        format!("Status: Downloaded newer image for {name}")
+    } else {
+        format!("Status: Image is up to date for {name}")
+    }));
+    Ok(())
+}
+
+/// One manifest's pull; returns whether the tag now names another image.
+fn pull_one(
+    images: &ImageService,
+    resolved: ResolvedPull,
+    limits: &TransferLimits,
+    progress: &mut dyn FnMut(Status),
+) -> Result<bool> {
     let ResolvedPull {
         registry,
         reference,
         manifest_digest,
         manifest,
+        platform,
     } = resolved;
     let label = reference
         .tag()
@@ -233,8 +887,7 @@ pub fn pull(
         progress: None,
     });
 
-    let config_raw =
-        get_blob(&registry, &reference, &manifest.config.digest)?.bytes(CONFIG_LIMIT)?;
+    let config_raw = get_small_blob(&registry, &reference, &manifest.config.digest, CONFIG_LIMIT)?;
     if Digest::sha256_of(&config_raw) != manifest.config.digest {
         return Err(Error::InvalidArgument(format!(
             "image config verification failed for digest {}",
@@ -242,6 +895,25 @@ pub fn pull(
         )));
     }
     let config = ImageConfig::from_bytes(config_raw).map_err(image_error)?;
+    if let Some(wanted) = &platform {
+        let parsed = config.parsed();
+        let got = Platform::new(
+            parsed.os.as_deref().unwrap_or("linux"),
+            parsed.architecture.as_deref().unwrap_or(""),
+            parsed.variant.as_deref(),
+        )
+        .normalized();
+        let wanted = wanted.normalized();
+        if got.os != wanted.os
+            || got.architecture != wanted.architecture
+            || (wanted.variant.is_some() && got.variant != wanted.variant)
+        {
+            return Err(Error::NotFound(format!(
+                "image with reference {} was found but does not provide the specified platform ({wanted}): it is {got}",
+                reference.familiar()
+            )));
+        }
+    }
     let diff_ids = config.diff_ids().to_vec();
     if diff_ids.len() != manifest.layers.len() {
         return Err(Error::InvalidArgument(format!(
@@ -251,11 +923,34 @@ pub fn pull(
             diff_ids.len()
         )));
     }
+    let chain_ids = config.chain_ids();
 
     let lease = images.blob_lease();
-    let fetched = match fetch_layers(images, &registry, &reference, &manifest, &lease, progress) {
+    let mut staged = StagedLayers::new();
+    let fetched = fetch_layers(
+        &LayerJob {
+            images,
+            registry: &registry,
+            reference: &reference,
+            manifest: &manifest,
+            diff_ids: &diff_ids,
+            chain_ids: &chain_ids,
+            lease: &lease,
+            cancel: &AtomicBool::new(false),
+        },
+        limits.downloads.max(1),
+        &mut staged,
+        progress,
+    );
+    let abort_staged = |staged: &StagedLayers| {
+        for (chain, s) in staged {
+            images.abort_staged(chain, &s.name);
+        }
+    };
+    let fetched = match fetched {
         Ok(fetched) => fetched,
         Err(e) => {
+            abort_staged(&staged);
             drop(lease);
             images.discard_unreferenced_blobs();
             return Err(e);
@@ -302,7 +997,8 @@ pub fn pull(
             });
         }
     };
-    let stored = images.store_pulled(&img, tag.as_ref(), &repo_digest, &mut extracting);
+    let stored = images.store_pulled(&img, tag.as_ref(), &repo_digest, &staged, &mut extracting);
+    abort_staged(&staged);
     drop(lease);
     if stored.is_err() {
         images.discard_unreferenced_blobs();
@@ -312,76 +1008,107 @@ pub fn pull(
         progress(Status::layer(id, "Pull complete"));
     }
     progress(Status::line(format!("Digest: {manifest_digest}")));
-    progress(Status::line(if updated {
-        format!(
-            "Status: Downloaded newer image for {}",
-            reference.familiar()
-        )
-    } else {
-        format!("Status: Image is up to date for {}", reference.familiar())
-    }));
-    Ok(())
+    Ok(updated)
 }
 
-/// Downloads the layers the content store lacks, each verified against its
-/// digest and pinned in `lease`; returns the short ids of those fetched.
+/// Downloads the layers the content store lacks, `parallel` at a time,
+/// each verified against its digest and pinned in `job.lease`; fills
+/// `staged` with the layers unpacked on the way and returns the short ids
+/// of those fetched. The first failure stops the others.
 fn fetch_layers(
-    images: &ImageService,
-    registry: &Registry,
-    reference: &Reference,
-    manifest: &Manifest,
-    lease: &berth_content::Lease,
+    job: &LayerJob<'_>,
+    parallel: usize,
+    staged: &mut StagedLayers,
     progress: &mut dyn FnMut(Status),
 ) -> Result<Vec<String>> {
-    for layer in &manifest.layers {
-        progress(Status::layer(&short(&layer.digest), "Pulling fs layer"));
-    }
-    let mut fetched = Vec::new();
-    for layer in &manifest.layers {
+    let layers = &job.manifest.layers;
+    let mut todo = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
         let id = short(&layer.digest);
-        lease.pin(&layer.digest);
-        if images.has_blob(&layer.digest) {
-            progress(Status::layer(&id, "Already exists"));
-            continue;
-        }
-        let mut response = get_blob(registry, reference, &layer.digest)?;
-        let mut writer = images.blob_writer(&layer.digest, layer.size)?;
-        let mut buf = vec![0u8; 256 << 10];
-        let mut done = 0u64;
-        let mut reported = 0u64;
-        loop {
-            let n = response
-                .body()
-                .read(&mut buf)
-                .map_err(|e| Error::io(format!("download layer {}", layer.digest), e))?;
-            if n == 0 {
-                break;
-            }
-            writer
-                .write_all(&buf[..n])
-                .map_err(|e| Error::io(format!("store layer {}", layer.digest), e))?;
-            done += n as u64;
-            if done - reported >= 512 << 10 || done == layer.size {
-                reported = done;
-                progress(Status {
-                    id: Some(id.clone()),
-                    status: "Downloading".into(),
-                    progress: Some((done, layer.size)),
-                });
+        if job.images.has_blob(&layer.digest) {
+            job.lease.pin(&layer.digest);
+            if job.images.has_blob(&layer.digest) {
+                progress(Status::layer(&id, "Already exists"));
+                continue;
             }
         }
-        progress(Status::layer(&id, "Verifying Checksum"));
-        writer.commit_pinned(lease).map_err(|e| {
-            Error::InvalidArgument(format!(
-                "layer {} of {}: {e}",
-                layer.digest,
-                reference.familiar()
-            ))
-        })?;
-        progress(Status::layer(&id, "Download complete"));
-        fetched.push(id);
+        progress(Status::layer(&id, "Pulling fs layer"));
+        todo.push(i);
     }
-    Ok(fetched)
+    for &i in todo.iter().skip(parallel) {
+        progress(Status::layer(&short(&layers[i].digest), "Waiting"));
+    }
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::channel::<Status>();
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..parallel.min(todo.len()))
+            .map(|_| {
+                let sender = sender.clone();
+                let (todo, next) = (&todo, &next);
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = todo.get(n) else { break };
+                        if job.cancel.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let result = job.fetch(i, &sender);
+                        if result.is_err() {
+                            job.cancel.store(true, Ordering::Relaxed);
+                        }
+                        out.push((i, result));
+                    }
+                    out
+                })
+            })
+            .collect();
+        drop(sender);
+        for status in receiver {
+            progress(status);
+        }
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    vec![(
+                        usize::MAX,
+                        Err(Error::Internal("a download worker panicked".into())),
+                    )]
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut first_error = None;
+    let mut fetched = Vec::new();
+    let mut results = results;
+    results.sort_by_key(|(i, _)| *i);
+    for (i, result) in results {
+        match result {
+            Ok(Fetched::Present) => {}
+            Ok(Fetched::Downloaded(stage)) => {
+                fetched.push(short(&layers[i].digest));
+                if let Some(s) = stage {
+                    staged.insert(job.chain_ids[i].clone(), s);
+                }
+            }
+            // The first failure is the cause; the others were cancelled.
+            Err(e) => {
+                let cancelled = e.to_string().contains("pull cancelled");
+                match &first_error {
+                    None => first_error = Some(e),
+                    Some(prev) if prev.to_string().contains("pull cancelled") && !cancelled => {
+                        first_error = Some(e)
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(fetched),
+    }
 }
 
 fn compression_of(media_type: &str) -> Compression {
@@ -393,7 +1120,6 @@ fn compression_of(media_type: &str) -> Compression {
         Compression::None
     }
 }
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -523,6 +1249,44 @@ mod tests {
     }
 
     #[test]
+    fn platforms_parse_as_dockerd_takes_them() {
+        let p = parse_platform("linux/arm64/v8").expect("arm64");
+        assert_eq!(p.to_string(), "linux/arm64");
+        assert_eq!(
+            parse_platform("linux/arm/v6").expect("arm").to_string(),
+            "linux/arm/v6"
+        );
+        assert_eq!(
+            parse_platform("s390x").expect("arch").to_string(),
+            "linux/s390x"
+        );
+        assert!(parse_platform("linux//v7").is_err());
+        assert!(parse_platform("a/b/c/d").is_err());
+    }
+
+    #[test]
+    fn redirect_origins_are_split_from_their_path() {
+        assert_eq!(
+            url_origin("https://cdn.example/blobs/x?sig=1"),
+            Some((true, "cdn.example"))
+        );
+        assert_eq!(
+            url_origin("http://127.0.0.1:5001/b"),
+            Some((false, "127.0.0.1:5001"))
+        );
+        assert_eq!(url_origin("/v2/r/blobs/x"), None);
+    }
+
+    #[test]
+    fn the_next_tags_page_comes_from_the_link_header() {
+        assert_eq!(
+            next_link(r#"</v2/r/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/r/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+    }
+
+    #[test]
     fn pulls_tags_and_records_the_repo_digest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let images = service(dir.path());
@@ -532,10 +1296,14 @@ mod tests {
             &RegistrySettings::default(),
             &reference(&host, "t/ok:1"),
             None,
+            None,
         )
         .expect("resolve");
         let mut lines = Vec::new();
-        pull(&images, resolved, &mut |s| lines.push(s.status)).expect("pull");
+        pull(&images, resolved, &TransferLimits::default(), &mut |s| {
+            lines.push(s.status)
+        })
+        .expect("pull");
         let (id, _) = images.resolve(&format!("{host}/t/ok:1")).expect("tagged");
         assert_eq!(id, config_digest);
         let details = images.list().expect("list");
@@ -571,6 +1339,7 @@ mod tests {
             format!("/v2/t/idx/manifests/{manifest_digest}"),
             (200, media_type::DOCKER_MANIFEST.to_string(), manifest),
         );
+        let index_digest = Digest::sha256_of(index.as_bytes());
         routes.insert(
             "/v2/t/idx/manifests/1".to_string(),
             (200, media_type::OCI_INDEX.to_string(), index.into_bytes()),
@@ -580,11 +1349,24 @@ mod tests {
             &RegistrySettings::default(),
             &reference(&host, "t/idx:1"),
             None,
+            None,
         )
         .expect("resolve");
-        pull(&images, resolved, &mut |_| {}).expect("pull");
+        let mut lines = Vec::new();
+        pull(&images, resolved, &TransferLimits::default(), &mut |s| {
+            lines.push(s.status)
+        })
+        .expect("pull");
         let (id, _) = images.resolve(&format!("{host}/t/idx:1")).expect("tagged");
         assert_eq!(id, config_digest);
+        assert!(
+            lines.contains(&format!("Digest: {index_digest}")),
+            "{lines:?}"
+        );
+        assert_eq!(
+            images.list().expect("list")[0].repo_digests,
+            vec![format!("{host}/t/idx@{index_digest}")]
+        );
     }
 
     #[test]
@@ -599,9 +1381,11 @@ mod tests {
             &RegistrySettings::default(),
             &reference(&host, "t/bad:1"),
             None,
+            None,
         )
         .expect("resolve");
-        let err = pull(&images, resolved, &mut |_| {}).expect_err("tampered layer");
+        let err = pull(&images, resolved, &TransferLimits::default(), &mut |_| {})
+            .expect_err("tampered layer");
         assert!(err.to_string().contains("digest"), "{err}");
         assert!(images.list().expect("list").is_empty());
     }
@@ -618,9 +1402,11 @@ mod tests {
             &RegistrySettings::default(),
             &reference(&host, "t/diff:1"),
             None,
+            None,
         )
         .expect("resolve");
-        let err = pull(&images, resolved, &mut |_| {}).expect_err("wrong diff_id");
+        let err = pull(&images, resolved, &TransferLimits::default(), &mut |_| {})
+            .expect_err("wrong diff_id");
         assert!(err.to_string().contains("diff_id"), "{err}");
         assert!(images.list().expect("list").is_empty());
         assert!(
@@ -654,6 +1440,7 @@ mod tests {
             &RegistrySettings::default(),
             &reference(&host, "t/none:1"),
             None,
+            None,
         )
         .expect_err("missing");
         assert!(matches!(err, Error::NotFound(_)), "{err:?}");
@@ -664,6 +1451,7 @@ mod tests {
         let err = resolve(
             &RegistrySettings::default(),
             &reference(&host, "t/old:1"),
+            None,
             None,
         )
         .expect_err("schema 1");
@@ -680,9 +1468,10 @@ mod tests {
             &RegistrySettings::default(),
             &reference(&host, "t/tok:1"),
             None,
+            None,
         )
         .expect("resolve");
-        pull(&images, resolved, &mut |_| {}).expect("pull");
+        pull(&images, resolved, &TransferLimits::default(), &mut |_| {}).expect("pull");
         let (id, _) = images.resolve(&format!("{host}/t/tok:1")).expect("tagged");
         assert_eq!(id, config_digest);
     }

@@ -1,18 +1,29 @@
-//! `docker push`: upload the layer and config blobs the registry lacks
-//! (monolithic POST + PUT), then PUT a manifest built from the config and
-//! the layer blobs berthd keeps (Docker schema 2; OCI when a layer is zstd).
+//! `docker push`: upload the layer and config blobs the registry lacks,
+//! `max-concurrent-uploads` layers at a time (a blob the registry has is
+//! skipped after a HEAD; one it has in another repository that an image
+//! here came from is mounted with `?mount=&from=`; a small one goes in one
+//! PUT, a big one in PATCH chunks with Content-Range), then PUT a manifest
+//! built from the config and the layer blobs berthd keeps (Docker schema
+//! 2; OCI when a layer is zstd) and record the repo digest. A layer that
+//! fails on the registry's side (connection, 5xx) is tried again.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use berth_content::Digest;
 use berth_image::manifest::media_type;
-use berth_image::{Compression, Descriptor, Manifest, Reference};
+use berth_image::{Compression, Descriptor, LoadedLayer, Manifest, Reference};
 
-use super::{Body, Credentials, Registry, RegistrySettings, Status};
+use super::pull::{ATTEMPTS, BACKOFF};
+use super::{Body, Credentials, Registry, RegistrySettings, Status, TransferLimits};
 use crate::error::{Error, Result};
 use crate::images::ImageService;
 
-/// Reports bytes read every `step` bytes.
+/// Blobs larger than this go up in PATCH chunks of this size.
+const CHUNK_SIZE: u64 = 16 << 20;
+
+/// Reports bytes read every 512 KiB.
 struct Counted<'a, R> {
     inner: R,
     done: u64,
@@ -43,6 +54,7 @@ pub fn push(
     images: &ImageService,
     reference: &Reference,
     credentials: Option<&Credentials>,
+    limits: &TransferLimits,
     progress: &mut dyn FnMut(Status),
 ) -> Result<()> {
     let reference = if reference.tag().is_none() {
@@ -67,40 +79,64 @@ pub fn push(
     for id in ids.iter().rev() {
         progress(Status::layer(id, "Preparing"));
     }
-    for (layer, id) in layers.iter().zip(&ids).rev() {
-        if blob_exists(&registry, &reference, &layer.blob_digest)? {
-            progress(Status::layer(id, "Layer already exists"));
-            continue;
-        }
-        let file = std::fs::File::open(&layer.blob_path)
-            .map_err(|e| Error::io(format!("open layer blob {}", layer.blob_digest), e))?;
-        let total = layer.size;
-        let mut report = |done: u64| {
-            progress(Status {
-                id: Some(id.clone()),
-                status: "Pushing".into(),
-                progress: Some((done, total)),
+    let parallel = limits.uploads.max(1);
+    for id in ids.iter().rev().skip(parallel) {
+        progress(Status::layer(id, "Waiting"));
+    }
+    let job = PushJob {
+        images,
+        registry: &registry,
+        reference: &reference,
+        cancel: AtomicBool::new(false),
+    };
+    // Top layer first, as dockerd lists them.
+    let order: Vec<usize> = (0..layers.len()).rev().collect();
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::channel::<Status>();
+    let failures: Vec<Error> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..parallel.min(order.len()))
+            .map(|_| {
+                let sender = sender.clone();
+                let (order, next, job, layers, ids) = (&order, &next, &job, &layers, &ids);
+                scope.spawn(move || {
+                    let mut failures = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = order.get(n) else { break };
+                        if job.cancel.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if let Err(e) = job.push_layer(&layers[i], &ids[i], &sender) {
+                            job.cancel.store(true, Ordering::Relaxed);
+                            failures.push(e);
+                        }
+                    }
+                    failures
+                })
             })
-        };
-        let mut counted = Counted {
-            inner: file,
-            done: 0,
-            reported: 0,
-            report: &mut report,
-        };
-        upload(
-            &registry,
-            &reference,
-            &layer.blob_digest,
-            Body::Reader(&mut counted, total),
-        )?;
-        progress(Status::layer(id, "Pushed"));
+            .collect();
+        drop(sender);
+        for status in receiver {
+            progress(status);
+        }
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| vec![Error::Internal("an upload worker panicked".into())])
+            })
+            .collect()
+    });
+    if let Some(e) = failures.into_iter().next() {
+        return Err(e);
     }
     let config_digest = config.digest().clone();
     if !blob_exists(&registry, &reference, &config_digest)? {
-        upload(
+        let location = new_upload(&registry, &reference)?;
+        upload_monolithic(
             &registry,
             &reference,
+            &location,
             &config_digest,
             Body::Bytes(config.raw()),
         )?;
@@ -123,7 +159,7 @@ pub fn push(
             } else {
                 media_type::DOCKER_CONFIG
             },
-            config_digest,
+            config_digest.clone(),
             config.raw().len() as u64,
         ),
         layers: layers
@@ -159,11 +195,121 @@ pub fn push(
         )));
     }
     let digest = Digest::sha256_of(&body);
+    if let Ok(name) = Reference::parse_normalized(&reference.name()) {
+        if let Err(e) = images.record_pushed(&config_digest, &name.with_digest(digest.clone())) {
+            tracing::warn!("recording the repo digest of {}: {e}", reference.familiar());
+        }
+    }
     progress(Status::line(format!(
         "{tag}: digest: {digest} size: {}",
         body.len()
     )));
     Ok(())
+}
+
+/// What one push shares with its upload workers.
+struct PushJob<'a> {
+    images: &'a ImageService,
+    registry: &'a Registry,
+    reference: &'a Reference,
+    /// Set by the first failure: the other workers start nothing new.
+    cancel: AtomicBool,
+}
+
+impl PushJob<'_> {
+    /// Pushes one layer; a failure the registry may get over (a dropped
+    /// connection, a 5xx) starts the layer again, a few times with back-off.
+    fn push_layer(
+        &self,
+        layer: &LoadedLayer,
+        id: &str,
+        status: &mpsc::Sender<Status>,
+    ) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.try_push_layer(layer, id, status) {
+                Err(Error::Internal(e))
+                    if attempt < ATTEMPTS && !self.cancel.load(Ordering::Relaxed) =>
+                {
+                    let pause = BACKOFF * 2u32.pow(attempt - 1);
+                    tracing::info!(
+                        "pushing layer {}: {e}; again in {pause:?}",
+                        layer.blob_digest
+                    );
+                    let _ = status.send(Status::layer(
+                        id,
+                        format!("Retrying in {} seconds", pause.as_secs().max(1)),
+                    ));
+                    std::thread::sleep(pause);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_push_layer(
+        &self,
+        layer: &LoadedLayer,
+        id: &str,
+        status: &mpsc::Sender<Status>,
+    ) -> Result<()> {
+        let (registry, reference) = (self.registry, self.reference);
+        let digest = &layer.blob_digest;
+        if blob_exists(registry, reference, digest)? {
+            let _ = status.send(Status::layer(id, "Layer already exists"));
+            return Ok(());
+        }
+        // A registry that can't mount answers with a plain upload session.
+        let source = self
+            .images
+            .mount_sources(digest, reference.domain())
+            .into_iter()
+            .find(|from| from != reference.path());
+        let location = match source {
+            Some(from) => match start_upload(registry, reference, Some((digest, &from)))? {
+                Upload::Mounted => {
+                    let name = format!("{}/{from}", reference.domain());
+                    let shown = Reference::parse_normalized(&name)
+                        .map(|r| r.familiar_name())
+                        .unwrap_or(name);
+                    let _ = status.send(Status::layer(id, format!("Mounted from {shown}")));
+                    return Ok(());
+                }
+                Upload::Started(at) => at,
+            },
+            None => new_upload(registry, reference)?,
+        };
+        let file = std::fs::File::open(&layer.blob_path)
+            .map_err(|e| Error::io(format!("open layer blob {digest}"), e))?;
+        let total = layer.size;
+        let mut report = |done: u64| {
+            let _ = status.send(Status {
+                id: Some(id.to_string()),
+                status: "Pushing".into(),
+                progress: Some((done, total)),
+            });
+        };
+        let mut counted = Counted {
+            inner: file,
+            done: 0,
+            reported: 0,
+            report: &mut report,
+        };
+        if total > CHUNK_SIZE {
+            upload_chunked(registry, reference, location, digest, &mut counted, total)?;
+        } else {
+            upload_monolithic(
+                registry,
+                reference,
+                &location,
+                digest,
+                Body::Reader(&mut counted, total),
+            )?;
+        }
+        let _ = status.send(Status::layer(id, "Pushed"));
+        Ok(())
+    }
 }
 
 fn blob_exists(registry: &Registry, reference: &Reference, digest: &Digest) -> Result<bool> {
@@ -183,36 +329,77 @@ fn blob_exists(registry: &Registry, reference: &Reference, digest: &Digest) -> R
     }
 }
 
-fn upload(
+/// What POST `/blobs/uploads/` gave.
+enum Upload {
+    /// The blob was mounted from another repository; nothing to send.
+    Mounted,
+    /// An upload session at this location.
+    Started(String),
+}
+
+/// Starts an upload session; with `mount`, asks the registry to mount the
+/// blob from another repository first.
+fn start_upload(
     registry: &Registry,
     reference: &Reference,
-    digest: &Digest,
-    body: Body<'_>,
-) -> Result<()> {
-    let start = format!("/v2/{}/blobs/uploads/", reference.path());
-    let response = registry.send("POST", &start, &[], Body::Empty)?;
-    if response.status != 202 {
-        return Err(Error::Internal(format!(
-            "registry {} refused an upload to {}: {}",
-            reference.domain(),
-            reference.familiar_name(),
-            response.error_text()
-        )));
+    mount: Option<(&Digest, &str)>,
+) -> Result<Upload> {
+    let mut start = format!("/v2/{}/blobs/uploads/", reference.path());
+    if let Some((digest, from)) = mount {
+        start.push_str(&format!("?mount={digest}&from={from}"));
     }
-    let location = response
+    let response = registry.send("POST", &start, &[], Body::Empty)?;
+    match response.status {
+        201 if mount.is_some() => return Ok(Upload::Mounted),
+        202 => {}
+        _ => {
+            return Err(Error::Internal(format!(
+                "registry {} refused an upload to {}: {}",
+                reference.domain(),
+                reference.familiar_name(),
+                response.error_text()
+            )))
+        }
+    }
+    response
         .header("location")
-        .map(str::to_string)
+        .map(|l| Upload::Started(l.to_string()))
         .ok_or_else(|| {
             Error::Internal(format!(
                 "registry {} started an upload without a Location",
                 reference.domain()
             ))
-        })?;
+        })
+}
+
+/// Starts a plain upload session; returns its location.
+fn new_upload(registry: &Registry, reference: &Reference) -> Result<String> {
+    match start_upload(registry, reference, None)? {
+        Upload::Started(location) => Ok(location),
+        Upload::Mounted => Err(Error::Internal(format!(
+            "registry {} answered a plain upload with a mount",
+            reference.domain()
+        ))),
+    }
+}
+
+/// `location` with `digest=` added to its query.
+fn with_digest(location: &str, digest: &Digest) -> String {
     let separator = if location.contains('?') { '&' } else { '?' };
-    let target = format!("{location}{separator}digest={digest}");
+    format!("{location}{separator}digest={digest}")
+}
+
+/// The whole blob in one PUT.
+fn upload_monolithic(
+    registry: &Registry,
+    reference: &Reference,
+    location: &str,
+    digest: &Digest,
+    body: Body<'_>,
+) -> Result<()> {
     let response = registry.send(
         "PUT",
-        &target,
+        &with_digest(location, digest),
         &[("Content-Type", "application/octet-stream")],
         body,
     )?;
@@ -224,4 +411,43 @@ fn upload(
         )));
     }
     Ok(())
+}
+
+/// The blob in PATCH chunks of `CHUNK_SIZE` (each with its Content-Range,
+/// each answer giving the next location), then a PUT that closes it.
+fn upload_chunked(
+    registry: &Registry,
+    reference: &Reference,
+    mut location: String,
+    digest: &Digest,
+    reader: &mut dyn Read,
+    total: u64,
+) -> Result<()> {
+    let mut offset = 0u64;
+    while offset < total {
+        let len = CHUNK_SIZE.min(total - offset);
+        let range = format!("{}-{}", offset, offset + len - 1);
+        let mut chunk = reader.take(len);
+        let response = registry.send(
+            "PATCH",
+            &location,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", range.as_str()),
+            ],
+            Body::Reader(&mut chunk, len),
+        )?;
+        if response.status != 202 {
+            return Err(Error::Internal(format!(
+                "registry {} refused bytes {range} of blob {digest}: {}",
+                reference.domain(),
+                response.error_text()
+            )));
+        }
+        if let Some(next) = response.header("location") {
+            location = next.to_string();
+        }
+        offset += len;
+    }
+    upload_monolithic(registry, reference, &location, digest, Body::Empty)
 }
