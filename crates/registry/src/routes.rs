@@ -369,6 +369,9 @@ fn paginate(
     (items, link)
 }
 
+/// The bytes one read of a blob file hands to the response.
+const BLOB_CHUNK: usize = 1 << 20;
+
 async fn get_blob(
     store: &Storage,
     name: &str,
@@ -393,8 +396,10 @@ async fn get_blob(
     } else {
         let mut file = store.open_blob(digest).await?;
         file.seek(std::io::SeekFrom::Start(start)).await?;
+        // Big chunks: each read of a tokio file is a hop to a blocking
+        // thread, so few large reads serve a layer fastest.
         Body::from_stream(stream::unfold(file.take(length), |mut file| async move {
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; BLOB_CHUNK];
             match file.read(&mut buf).await {
                 Ok(0) => None,
                 Ok(n) => {
