@@ -356,21 +356,27 @@ fn drive_create(
     chan.send(&Msg::Proceed)?;
     let mut console = None;
     loop {
-        let Some((msg, mut fds)) = chan.recv()? else {
-            return Err(Error::Init(
-                "container init exited before it was ready".into(),
-            ));
-        };
+        let (msg, mut fds) = receive(chan)?;
+        // The first child and init share the channel: a first child that
+        // is slow to report init's pid (a busy host) lets init's messages
+        // come first. Hooks and the state need the pid: wait for it.
+        if st.pid == 0 && matches!(msg, Msg::RuntimeHooks | Msg::Ready) {
+            match receive(chan)?.0 {
+                Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid),
+                Msg::Failed(why) => return Err(Error::Init(why)),
+                other => {
+                    return Err(Error::Init(format!(
+                        "unexpected message {other:?} before init's pid"
+                    )))
+                }
+            }
+        }
         match msg {
             Msg::IdMapRequest(pid) => {
                 write_id_maps(&bundle.spec, pid)?;
                 chan.send(&Msg::Proceed)?;
             }
-            Msg::Pid(pid) => {
-                st.pid = pid;
-                guard.pids.push(pid);
-                let _ = nix::sys::wait::waitpid(stage1, None);
-            }
+            Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid),
             Msg::RuntimeHooks => {
                 let hooks = bundle.spec.hooks().as_ref();
                 let json = serde_json::to_vec(&st.hook_state(Status::Creating))
@@ -409,6 +415,19 @@ fn drive_create(
             Msg::Proceed => return Err(Error::Init("unexpected message from init".into())),
         }
     }
+}
+
+/// The next message from the first child or init.
+fn receive(chan: &Channel) -> Result<(Msg, Vec<OwnedFd>)> {
+    chan.recv()?
+        .ok_or_else(|| Error::Init("container init exited before it was ready".into()))
+}
+
+/// The first child reported init's pid and exits: reap it.
+fn init_pid_known(st: &mut ContainerState, guard: &mut CreateGuard, stage1: Pid, pid: i32) {
+    st.pid = pid;
+    guard.pids.push(pid);
+    let _ = nix::sys::wait::waitpid(stage1, None);
 }
 
 /// Sends the pty master to the console socket as runc does: SCM_RIGHTS with
