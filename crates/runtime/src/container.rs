@@ -8,7 +8,7 @@
 //! opening the exec fifo until `start` opens its other end.
 
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,6 +34,12 @@ pub struct CreateOptions<'a> {
     pub console_socket: Option<&'a Path>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// The container process's stdin, stdout and stderr when they are not
+    /// the caller's own 0, 1 and 2 (a monitor that embeds the runtime).
+    pub stdio: Option<[BorrowedFd<'a>; 3]>,
+    /// A directory of compiled seccomp programs to reuse
+    /// ([`crate::process::compile_seccomp_cached`]).
+    pub seccomp_cache: Option<&'a Path>,
 }
 
 pub struct Created {
@@ -146,7 +152,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             )));
         }
     }
-    let seccomp = crate::process::compile_seccomp(spec)?;
+    let seccomp = crate::process::compile_seccomp_cached(spec, opts.seccomp_cache)?;
 
     std::fs::create_dir_all(opts.root)
         .context(|| format!("create root {}", opts.root.display()))?;
@@ -214,17 +220,19 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let stage1 = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
             drop(parent_chan);
-            let code = match first_child(
-                &child_chan,
-                &bundle,
-                &InitInputs {
-                    fifo: &fifo_fd,
-                    agent: agent.as_ref(),
-                    seccomp: seccomp.as_ref(),
-                    cgroups: &view,
-                },
-                opts,
-            ) {
+            let code = match install_stdio(opts.stdio).and_then(|()| {
+                first_child(
+                    &child_chan,
+                    &bundle,
+                    &InitInputs {
+                        fifo: &fifo_fd,
+                        agent: agent.as_ref(),
+                        seccomp: seccomp.as_ref(),
+                        cgroups: &view,
+                    },
+                    opts,
+                )
+            }) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child_chan.send(&Msg::Failed(e.to_string()));
@@ -257,6 +265,23 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     }
     guard.armed = false;
     Ok(Created { state: st, console })
+}
+
+/// Makes the given fds this process's 0, 1 and 2 (copied above 2 first,
+/// so a source that is itself 0, 1 or 2 is not overwritten before use).
+fn install_stdio(stdio: Option<[BorrowedFd<'_>; 3]>) -> Result<()> {
+    let Some(stdio) = stdio else {
+        return Ok(());
+    };
+    let copies = stdio
+        .iter()
+        .map(|fd| fd.try_clone_to_owned())
+        .collect::<std::io::Result<Vec<OwnedFd>>>()
+        .context(|| "copy the container's stdio".to_string())?;
+    nix::unistd::dup2_stdin(&copies[0]).context(|| "set the container's stdin".to_string())?;
+    nix::unistd::dup2_stdout(&copies[1]).context(|| "set the container's stdout".to_string())?;
+    nix::unistd::dup2_stderr(&copies[2]).context(|| "set the container's stderr".to_string())?;
+    Ok(())
 }
 
 /// The config's resources with the device rules every container needs

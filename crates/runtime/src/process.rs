@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{setrlimit, Resource};
@@ -116,6 +117,57 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<berth_sys::seccomp::Seccomp
         }
         None => Ok(None),
     }
+}
+
+/// [`compile_seccomp`] through `cache`, a directory of compiled programs
+/// named by the profile, libseccomp's version and the architecture:
+/// containers with the same profile (most of them: Docker's default) skip
+/// libseccomp, which takes milliseconds. A missing or unreadable entry is
+/// compiled and written (temporary file, rename). The directory must be the
+/// caller's own (created 0700): a program read from it is loaded as is.
+pub fn compile_seccomp_cached(
+    spec: &Spec,
+    cache: Option<&Path>,
+) -> Result<Option<berth_sys::seccomp::SeccompProgram>> {
+    use sha2::Digest;
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let (Some(dir), Some(profile)) = (cache, profile) else {
+        return compile_seccomp(spec);
+    };
+    let json =
+        serde_json::to_vec(profile).map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?;
+    let mut key = sha2::Sha256::new();
+    for part in [
+        b"berth-seccomp-1".as_slice(),
+        berth_sys::seccomp::library_version().as_bytes(),
+        std::env::consts::ARCH.as_bytes(),
+        &json,
+    ] {
+        key.update((part.len() as u64).to_le_bytes());
+        key.update(part);
+    }
+    let name = hex::encode(key.finalize());
+    let path = dir.join(&name);
+    if let Some(program) = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| berth_sys::seccomp::SeccompProgram::decode(&bytes))
+    {
+        return Ok(Some(program));
+    }
+    let program = compile_seccomp(spec)?;
+    if let Some(program) = &program {
+        // A cache that cannot be written only costs the next container time.
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .and_then(|()| {
+                let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+                std::fs::write(&tmp, program.encode())?;
+                std::fs::rename(&tmp, &path)
+            });
+    }
+    Ok(program)
 }
 
 /// Finds the program and builds argv/envp. Must run with the container's root
