@@ -4,14 +4,13 @@
 //! the log, reaps, records the exit status (atomically), and serves the daemon
 //! over a UNIX socket under the exec-root. The daemon is never its parent.
 //!
-//! Process model: [`spawn`] runs `berth-shim start` (stage 1) with the
-//! options as JSON on its stdin. Stage 1 starts `berth-shim serve <state_dir>`
-//! (stage 2), relays its one-line report ("created" or the error) and exits,
-//! so stage 2 is reparented to init. Stage 2 calls `setsid()`, becomes a child
-//! subreaper, creates the container (before it starts any thread: the
-//! runtime library forks) and serves
-//! `<state_dir>/shim.sock` until the container has exited and the last client
-//! is gone (see [`LINGER`]).
+//! Process model: [`spawn`] runs `berth-shim serve <state_dir>` with the
+//! options as JSON on its stdin, through a fork that exits right before the
+//! exec, so the shim is reparented to init from the start. The shim calls
+//! `setsid()`, becomes a child subreaper, creates the container (before it
+//! starts any thread: the runtime library forks), reports "created" or the
+//! error on stdout, and serves `<state_dir>/shim.sock` until the container
+//! has exited and the last client is gone (see [`LINGER`]).
 //!
 //! Files in the state dir: `shim.sock` (0600, removed when the shim exits),
 //! `shim.log` (the shim's own diagnostics), `runtime.log` (the runtime's
@@ -191,7 +190,6 @@ pub fn recorded_exit(state_dir: &Path) -> Option<ExitStatus> {
 pub fn main() -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("start") if args.len() == 2 => launch::first_stage(),
         Some("serve") if args.len() == 3 => server::serve(Path::new(&args[2])),
         Some("--version") => {
             println!("berth-shim {}", env!("CARGO_PKG_VERSION"));
@@ -199,7 +197,7 @@ pub fn main() -> i32 {
         }
         _ => {
             eprintln!(
-                "usage: berth-shim start  (started by berthd with the options as JSON on stdin)"
+                "usage: berth-shim serve <state dir>  (started by berthd with the options as JSON on stdin)"
             );
             2
         }

@@ -1,4 +1,4 @@
-//! Stage 2, the long-lived shim: creates the container, then serves
+//! The long-lived shim: creates the container, then serves
 //! `shim.sock` (one thread per connection) while its threads copy output,
 //! reap, and record the exit. It exits once the container has exited and no
 //! client has been connected for [`LINGER`], or right after `shutdown`.
@@ -57,7 +57,7 @@ fn wait_on<'a, T>(cond: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T>
     cond.wait(guard).unwrap_or_else(|e| e.into_inner())
 }
 
-/// Stage 2's main: report "created" (or the error) on stdout, then serve.
+/// The shim's main: report "created" (or the error) on stdout, then serve.
 pub(crate) fn serve(state_dir: &Path) -> i32 {
     // A new session: no terminal, no signals meant for the daemon's group.
     let _ = nix::unistd::setsid();
@@ -70,7 +70,7 @@ pub(crate) fn serve(state_dir: &Path) -> i32 {
         Err(e) => Err(clone_error(e)),
     };
     let code = crate::launch::report(&reported);
-    // Stage 1 reads until EOF: let go of its pipes.
+    // Let go of the pipes from the daemon: nothing more goes to it.
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -84,7 +84,7 @@ pub(crate) fn serve(state_dir: &Path) -> i32 {
             shim.run(listener);
             0
         }
-        // The error went to the report; stage 1 removes shim.log.
+        // The error went to the report; `spawn` removes shim.log.
         Err(_) => code,
     }
 }

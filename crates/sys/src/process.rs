@@ -15,13 +15,38 @@ pub enum Forked {
 /// Forks the calling process.
 ///
 /// Only call this from a single-threaded process: the runtime CLI never starts
-/// threads, which is what makes the child's use of the allocator sound.
+/// threads, and the shim creates containers before it starts any, which is
+/// what makes the child's use of the allocator sound.
 pub fn fork() -> Result<Forked, Errno> {
     // SAFETY: the runtime binary is single-threaded (no thread is ever spawned),
     // so the child inherits no lock held by another thread.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Makes the program `command` runs an orphan: in the forked child, right
+/// before exec, it forks once more and the middle process exits at once, so
+/// the program runs in a grandchild that init (or the nearest child
+/// subreaper) adopts. The `Child` that `spawn` then returns is the middle
+/// process: wait for it to reap it. A failed exec is still reported by
+/// `spawn` (the grandchild holds the error pipe).
+pub fn detach_on_exec(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the child between fork and exec and makes only
+    // async-signal-safe calls: a raw clone without CLONE_VM (a fork that runs
+    // no atfork handlers, as the child of a multithreaded process must) and
+    // _exit. The grandchild goes straight on to exec.
+    unsafe {
+        command.pre_exec(|| {
+            let flags = libc::SIGCHLD as libc::c_ulong;
+            match libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
     }
 }
 
