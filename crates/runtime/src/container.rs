@@ -366,8 +366,16 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, path).context(|| format!("write pid file {}", path.display()))
 }
 
-/// The runtime's side of create: places the first child in the cgroup, writes
+/// The runtime's side of create: places the container in its cgroup, writes
 /// id maps, runs runtime-namespace hooks, relays the console, until init is ready.
+///
+/// Joining a cgroup v1 hierarchy waits for an RCU grace period (the first
+/// write to cgroup.procs after a quiet moment takes 8-18 ms here), so it is
+/// not done on the first child, which waits: init is placed once its pid is
+/// known, while it builds the rootfs, and before it is let past the runtime
+/// hooks (nothing of the container runs before). Only a new cgroup
+/// namespace needs the first child placed first (it takes its root from the
+/// cgroup the unsharing process is in).
 fn drive_create(
     chan: &Channel,
     bundle: &Bundle,
@@ -377,7 +385,21 @@ fn drive_create(
     st: &mut ContainerState,
     guard: &mut CreateGuard,
 ) -> Result<Option<OwnedFd>> {
-    cgroup.add_process(stage1.as_raw())?;
+    let new_cgroupns = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none())
+        });
+    let place_init = if new_cgroupns {
+        cgroup.add_process(stage1.as_raw())?;
+        None
+    } else {
+        Some(cgroup)
+    };
     chan.send(&Msg::Proceed)?;
     let mut console = None;
     loop {
@@ -387,7 +409,7 @@ fn drive_create(
         // come first. Hooks and the state need the pid: wait for it.
         if st.pid == 0 && matches!(msg, Msg::RuntimeHooks | Msg::Ready) {
             match receive(chan)?.0 {
-                Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid),
+                Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid, place_init)?,
                 Msg::Failed(why) => return Err(Error::Init(why)),
                 other => {
                     return Err(Error::Init(format!(
@@ -401,7 +423,7 @@ fn drive_create(
                 write_id_maps(&bundle.spec, pid)?;
                 chan.send(&Msg::Proceed)?;
             }
-            Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid),
+            Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid, place_init)?,
             Msg::RuntimeHooks => {
                 let hooks = bundle.spec.hooks().as_ref();
                 let json = serde_json::to_vec(&st.hook_state(Status::Creating))
@@ -448,11 +470,22 @@ fn receive(chan: &Channel) -> Result<(Msg, Vec<OwnedFd>)> {
         .ok_or_else(|| Error::Init("container init exited before it was ready".into()))
 }
 
-/// The first child reported init's pid and exits: reap it.
-fn init_pid_known(st: &mut ContainerState, guard: &mut CreateGuard, stage1: Pid, pid: i32) {
+/// The first child reported init's pid and exits: reap it, and place init
+/// in `cgroup` when the first child was not.
+fn init_pid_known(
+    st: &mut ContainerState,
+    guard: &mut CreateGuard,
+    stage1: Pid,
+    pid: i32,
+    cgroup: Option<&berth_cgroups::Cgroup>,
+) -> Result<()> {
     st.pid = pid;
     guard.pids.push(pid);
     let _ = nix::sys::wait::waitpid(stage1, None);
+    if let Some(cgroup) = cgroup {
+        cgroup.add_process(pid)?;
+    }
+    Ok(())
 }
 
 /// Sends the pty master to the console socket as runc does: SCM_RIGHTS with
