@@ -741,8 +741,9 @@ fn init(
         Mode::empty(),
     )
     .context(|| "open exec fifo for writing".to_string())?;
-    nix::unistd::write(&fifo_write, b"0").context(|| "write exec fifo".to_string())?;
-    drop(fifo_write);
+    // `start` is under way (it opened the fifo): startContainer hooks run
+    // now, and only then does `start` read its byte and go on to the
+    // poststart hooks, so the two kinds never overlap.
     if let Some(hooks) = spec
         .hooks()
         .as_ref()
@@ -751,6 +752,8 @@ fn init(
         let st = hook_state_json(bundle, opts.id, Status::Created, host_pid)?;
         crate::hooks::run_hooks("startContainer", Some(hooks), &st)?;
     }
+    nix::unistd::write(&fifo_write, b"0").context(|| "write exec fifo".to_string())?;
+    drop(fifo_write);
     crate::process::finish_and_exec(process, &prepared, opts.preserve_fds)
 }
 
