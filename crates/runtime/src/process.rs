@@ -386,6 +386,8 @@ pub fn finish_and_exec(
         nix::sys::prctl::set_no_new_privs().context(|| "PR_SET_NO_NEW_PRIVS".to_string())?;
         load_seccomp(prepared)?;
     }
+    // The runtime's ignored signals (SIGPIPE at least) are not the program's.
+    berth_sys::process::reset_signal_dispositions();
     if prepared.init {
         run_as_init()?;
     }

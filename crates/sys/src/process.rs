@@ -57,6 +57,36 @@ pub fn set_domainname(name: &str) -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
+/// Sets the disposition of every signal back to the default, as a program
+/// expects to start: the runtime's processes ignore SIGPIPE (every Rust
+/// program does) and may inherit more ignored signals from whoever started
+/// them, and exec keeps what is ignored.
+pub fn reset_signal_dispositions() {
+    // The kernel's struct sigaction with every field zero: SIG_DFL, no
+    // flags, empty mask. Made through the raw call, as the C library
+    // refuses the real-time signals it reserves for itself (32, 33), which
+    // a caller may still have left ignored.
+    let default = [0u64; 4];
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: `default` outlives the call and is at least as large as
+        // the kernel's struct sigaction; no old action is asked for; the
+        // mask size is the kernel's (8 bytes). A refused signal number
+        // changes nothing.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                8usize,
+            );
+        }
+    }
+}
+
 /// Marks every fd from `first` upwards close-on-exec, so nothing of the
 /// runtime leaks into the container's process.
 pub fn cloexec_from(first: RawFd) -> Result<(), Errno> {
