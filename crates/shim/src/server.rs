@@ -81,6 +81,9 @@ pub(crate) fn serve(state_dir: &Path) -> i32 {
     }
     match setup {
         Ok((shim, listener)) => {
+            // Creating the container (config.json, seccomp) left free heap
+            // that would stay private memory for the container's life.
+            berth_sys::process::release_free_heap();
             shim.run(listener);
             0
         }
