@@ -372,8 +372,9 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 /// Joining a cgroup v1 hierarchy waits for an RCU grace period (the first
 /// write to cgroup.procs after a quiet moment takes 8-18 ms here), so it is
 /// not done on the first child, which waits: init is placed once its pid is
-/// known, while it builds the rootfs, and before it is let past the runtime
-/// hooks (nothing of the container runs before). Only a new cgroup
+/// known, while it builds the rootfs (and, without hooks, goes on to its
+/// last step), and before it is let past the runtime hooks or create
+/// returns (nothing of the container runs before). Only a new cgroup
 /// namespace needs the first child placed first (it takes its root from the
 /// cgroup the unsharing process is in).
 fn drive_create(
@@ -684,8 +685,17 @@ fn init(
         in_userns,
         cgroups: inputs.cgroups,
     })?;
-    chan.send(&Msg::RuntimeHooks)?;
-    chan.wait_proceed()?;
+    // The runtime answers once its hooks ran and init is in the cgroup
+    // (see drive_create). Without hooks that wait is not needed: nothing
+    // runs before `start`, which comes after create has placed init, and
+    // init goes on while the runtime waits out the cgroup attach.
+    let hooks_before_pivot = spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().is_some() || h.create_runtime().is_some() || h.create_container().is_some()
+    });
+    if hooks_before_pivot {
+        chan.send(&Msg::RuntimeHooks)?;
+        chan.wait_proceed()?;
+    }
     if let Some(hooks) = spec
         .hooks()
         .as_ref()

@@ -17,7 +17,8 @@ pub enum Msg {
     Proceed,
     /// First child → parent: the container process (host pid).
     Pid(i32),
-    /// Init → parent: run prestart and createRuntime hooks now.
+    /// Init → parent: run prestart and createRuntime hooks now (only sent
+    /// when the config has hooks that run before pivot_root).
     RuntimeHooks,
     /// Child → parent: here is the pty master (attached fd).
     Console,
