@@ -26,6 +26,10 @@ use crate::rootfs::{CgroupMountEntry, CgroupView, RootfsContext};
 use crate::state::{self, ContainerState, Status, EXEC_FIFO};
 use crate::sync::{channel_pair, Channel, Msg};
 
+/// The longest the runtime waits for the next message from the first
+/// child or init during create (each step, hooks in init included).
+const CREATE_MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub struct CreateOptions<'a> {
     pub root: &'a Path,
     pub id: &'a str,
@@ -216,6 +220,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .context(|| format!("open {}", fifo.display()))?;
     let agent = crate::process::connect_seccomp_agent(spec)?;
     let (parent_chan, child_chan) = channel_pair()?;
+    // A child that hangs (a mount that never returns, a first child gone
+    // without a word while init waits) fails the create instead of
+    // holding its caller forever.
+    parent_chan.set_receive_timeout(CREATE_MESSAGE_TIMEOUT)?;
     let view = cgroup_view(&cgroup);
     let stage1 = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
