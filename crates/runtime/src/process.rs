@@ -3,8 +3,9 @@
 //! seccomp, working directory, fd hygiene and execve.
 
 use std::ffi::CString;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{setrlimit, Resource};
@@ -163,7 +164,13 @@ pub fn compile_seccomp_cached(
             .create(dir)
             .and_then(|()| {
                 let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-                std::fs::write(&tmp, program.encode())?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .and_then(|mut file| file.write_all(&program.encode()))?;
                 std::fs::rename(&tmp, &path)
             });
     }
@@ -436,6 +443,34 @@ fn run_as_init() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seccomp_programs_are_cached_by_profile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("seccomp");
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_seccomp(Some(berth_sys::seccomp::default_docker_profile()));
+        spec.set_linux(Some(linux));
+        let fresh = compile_seccomp(&spec).expect("compile").expect("a program");
+        let first = compile_seccomp_cached(&spec, Some(&cache))
+            .expect("compile")
+            .expect("a program");
+        assert_eq!(first.encode(), fresh.encode());
+        let entries: Vec<_> = std::fs::read_dir(&cache)
+            .expect("cache dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        // A damaged entry is compiled again and replaced.
+        std::fs::write(&entries[0], b"junk").expect("damage");
+        let again = compile_seccomp_cached(&spec, Some(&cache))
+            .expect("compile")
+            .expect("a program");
+        assert_eq!(again.encode(), fresh.encode());
+        assert_eq!(std::fs::read(&entries[0]).expect("entry"), fresh.encode());
+    }
 
     #[test]
     fn executables_are_found_in_path_with_runc_messages() {
