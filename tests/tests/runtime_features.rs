@@ -228,6 +228,20 @@ fn ipc_and_uts_namespaces_are_new() {
 }
 
 #[test]
+fn the_process_starts_with_no_ignored_signal() {
+    // The runtime's own process ignores SIGPIPE (as every Rust program
+    // does); exec would hand that on to the container's program. runc
+    // passes on what its caller ignored: the runtime under test alone.
+    let output = run_tested(|b| {
+        b.set(
+            "/process/args",
+            json!(["grep", "SigIgn", "/proc/self/status"]),
+        );
+    });
+    assert_eq!(text(&output.stdout), "SigIgn:\t0000000000000000\n");
+}
+
+#[test]
 fn domainname_is_set() {
     // runc 1.1 ignores `domainname`: the runtime under test alone.
     let output = run_tested(|b| {

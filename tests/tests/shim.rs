@@ -77,6 +77,9 @@ impl ShimUnderTest {
             id: self.id.clone(),
             bundle: bundle.path().to_path_buf(),
             state_dir: self.state_dir.clone(),
+            // Berth's own runtime runs in the shim, as berthd runs it.
+            in_process: self.runtime.path() == workspace_binary("berth-runtime"),
+            seccomp_cache: None,
             runtime: self.runtime.path().to_path_buf(),
             runtime_args: Vec::new(),
             runtime_root: self.runtime_root.clone(),
@@ -105,15 +108,26 @@ impl ShimUnderTest {
     }
 
     /// The shim processes serving this state dir: `berth-shim serve <dir>`
-    /// (berth-runtime's init, forked from `create`, names the dir too).
+    /// (berth-runtime's init, forked from `create`, names the dir too; so
+    /// does a created container's init forked by the shim itself, which is
+    /// left out as a child of another).
     fn shim_pids(&self) -> Vec<nix::unistd::Pid> {
-        processes_naming(&self.state_dir)
+        let serving: Vec<nix::unistd::Pid> = processes_naming(&self.state_dir)
             .into_iter()
             .filter(|pid| {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
                 args.get(1) == Some(&&b"serve"[..])
                     && args.get(2) == Some(&self.state_dir.as_os_str().as_encoded_bytes())
+            })
+            .collect();
+        serving
+            .iter()
+            .copied()
+            .filter(|pid| {
+                !serving
+                    .iter()
+                    .any(|other| parent_of(*pid) == Some(other.as_raw()))
             })
             .collect()
     }

@@ -431,6 +431,8 @@ fn create(root: &Path, a: &CreateArgs, keep_console: bool) -> Result<container::
         console_socket: a.console_socket.as_deref(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
+        stdio: None,
+        seccomp_cache: None,
     })?;
     if created.console.is_some() && !keep_console {
         let _ = container::delete(root, &a.container_id, true);

@@ -8,7 +8,7 @@
 //! opening the exec fifo until `start` opens its other end.
 
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,6 +26,10 @@ use crate::rootfs::{CgroupMountEntry, CgroupView, RootfsContext};
 use crate::state::{self, ContainerState, Status, EXEC_FIFO};
 use crate::sync::{channel_pair, Channel, Msg};
 
+/// The longest the runtime waits for the next message from the first
+/// child or init during create (each step, hooks in init included).
+const CREATE_MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub struct CreateOptions<'a> {
     pub root: &'a Path,
     pub id: &'a str,
@@ -34,6 +38,12 @@ pub struct CreateOptions<'a> {
     pub console_socket: Option<&'a Path>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// The container process's stdin, stdout and stderr when they are not
+    /// the caller's own 0, 1 and 2 (a monitor that embeds the runtime).
+    pub stdio: Option<[BorrowedFd<'a>; 3]>,
+    /// A directory of compiled seccomp programs to reuse
+    /// ([`crate::process::compile_seccomp_cached`]).
+    pub seccomp_cache: Option<&'a Path>,
 }
 
 pub struct Created {
@@ -146,7 +156,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             )));
         }
     }
-    let seccomp = crate::process::compile_seccomp(spec)?;
+    let seccomp = crate::process::compile_seccomp_cached(spec, opts.seccomp_cache)?;
 
     std::fs::create_dir_all(opts.root)
         .context(|| format!("create root {}", opts.root.display()))?;
@@ -210,21 +220,27 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .context(|| format!("open {}", fifo.display()))?;
     let agent = crate::process::connect_seccomp_agent(spec)?;
     let (parent_chan, child_chan) = channel_pair()?;
+    // A child that hangs (a mount that never returns, a first child gone
+    // without a word while init waits) fails the create instead of
+    // holding its caller forever.
+    parent_chan.set_receive_timeout(CREATE_MESSAGE_TIMEOUT)?;
     let view = cgroup_view(&cgroup);
     let stage1 = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
             drop(parent_chan);
-            let code = match first_child(
-                &child_chan,
-                &bundle,
-                &InitInputs {
-                    fifo: &fifo_fd,
-                    agent: agent.as_ref(),
-                    seccomp: seccomp.as_ref(),
-                    cgroups: &view,
-                },
-                opts,
-            ) {
+            let code = match install_stdio(opts.stdio).and_then(|()| {
+                first_child(
+                    &child_chan,
+                    &bundle,
+                    &InitInputs {
+                        fifo: &fifo_fd,
+                        agent: agent.as_ref(),
+                        seccomp: seccomp.as_ref(),
+                        cgroups: &view,
+                    },
+                    opts,
+                )
+            }) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child_chan.send(&Msg::Failed(e.to_string()));
@@ -257,6 +273,23 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     }
     guard.armed = false;
     Ok(Created { state: st, console })
+}
+
+/// Makes the given fds this process's 0, 1 and 2 (copied above 2 first,
+/// so a source that is itself 0, 1 or 2 is not overwritten before use).
+fn install_stdio(stdio: Option<[BorrowedFd<'_>; 3]>) -> Result<()> {
+    let Some(stdio) = stdio else {
+        return Ok(());
+    };
+    let copies = stdio
+        .iter()
+        .map(|fd| fd.try_clone_to_owned())
+        .collect::<std::io::Result<Vec<OwnedFd>>>()
+        .context(|| "copy the container's stdio".to_string())?;
+    nix::unistd::dup2_stdin(&copies[0]).context(|| "set the container's stdin".to_string())?;
+    nix::unistd::dup2_stdout(&copies[1]).context(|| "set the container's stdout".to_string())?;
+    nix::unistd::dup2_stderr(&copies[2]).context(|| "set the container's stderr".to_string())?;
+    Ok(())
 }
 
 /// The config's resources with the device rules every container needs
@@ -341,8 +374,17 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, path).context(|| format!("write pid file {}", path.display()))
 }
 
-/// The runtime's side of create: places the first child in the cgroup, writes
+/// The runtime's side of create: places the container in its cgroup, writes
 /// id maps, runs runtime-namespace hooks, relays the console, until init is ready.
+///
+/// Joining a cgroup v1 hierarchy waits for an RCU grace period (the first
+/// write to cgroup.procs after a quiet moment takes 8-18 ms here), so it is
+/// not done on the first child, which waits: init is placed once its pid is
+/// known, while it builds the rootfs (and, without hooks, goes on to its
+/// last step), and before it is let past the runtime hooks or create
+/// returns (nothing of the container runs before). Only a new cgroup
+/// namespace needs the first child placed first (it takes its root from the
+/// cgroup the unsharing process is in).
 fn drive_create(
     chan: &Channel,
     bundle: &Bundle,
@@ -352,25 +394,45 @@ fn drive_create(
     st: &mut ContainerState,
     guard: &mut CreateGuard,
 ) -> Result<Option<OwnedFd>> {
-    cgroup.add_process(stage1.as_raw())?;
+    let new_cgroupns = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none())
+        });
+    let place_init = if new_cgroupns {
+        cgroup.add_process(stage1.as_raw())?;
+        None
+    } else {
+        Some(cgroup)
+    };
     chan.send(&Msg::Proceed)?;
     let mut console = None;
     loop {
-        let Some((msg, mut fds)) = chan.recv()? else {
-            return Err(Error::Init(
-                "container init exited before it was ready".into(),
-            ));
-        };
+        let (msg, mut fds) = receive(chan)?;
+        // The first child and init share the channel: a first child that
+        // is slow to report init's pid (a busy host) lets init's messages
+        // come first. Hooks and the state need the pid: wait for it.
+        if st.pid == 0 && matches!(msg, Msg::RuntimeHooks | Msg::Ready) {
+            match receive(chan)?.0 {
+                Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid, place_init)?,
+                Msg::Failed(why) => return Err(Error::Init(why)),
+                other => {
+                    return Err(Error::Init(format!(
+                        "unexpected message {other:?} before init's pid"
+                    )))
+                }
+            }
+        }
         match msg {
             Msg::IdMapRequest(pid) => {
                 write_id_maps(&bundle.spec, pid)?;
                 chan.send(&Msg::Proceed)?;
             }
-            Msg::Pid(pid) => {
-                st.pid = pid;
-                guard.pids.push(pid);
-                let _ = nix::sys::wait::waitpid(stage1, None);
-            }
+            Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid, place_init)?,
             Msg::RuntimeHooks => {
                 let hooks = bundle.spec.hooks().as_ref();
                 let json = serde_json::to_vec(&st.hook_state(Status::Creating))
@@ -409,6 +471,30 @@ fn drive_create(
             Msg::Proceed => return Err(Error::Init("unexpected message from init".into())),
         }
     }
+}
+
+/// The next message from the first child or init.
+fn receive(chan: &Channel) -> Result<(Msg, Vec<OwnedFd>)> {
+    chan.recv()?
+        .ok_or_else(|| Error::Init("container init exited before it was ready".into()))
+}
+
+/// The first child reported init's pid and exits: reap it, and place init
+/// in `cgroup` when the first child was not.
+fn init_pid_known(
+    st: &mut ContainerState,
+    guard: &mut CreateGuard,
+    stage1: Pid,
+    pid: i32,
+    cgroup: Option<&berth_cgroups::Cgroup>,
+) -> Result<()> {
+    st.pid = pid;
+    guard.pids.push(pid);
+    let _ = nix::sys::wait::waitpid(stage1, None);
+    if let Some(cgroup) = cgroup {
+        cgroup.add_process(pid)?;
+    }
+    Ok(())
 }
 
 /// Sends the pty master to the console socket as runc does: SCM_RIGHTS with
@@ -607,8 +693,17 @@ fn init(
         in_userns,
         cgroups: inputs.cgroups,
     })?;
-    chan.send(&Msg::RuntimeHooks)?;
-    chan.wait_proceed()?;
+    // The runtime answers once its hooks ran and init is in the cgroup
+    // (see drive_create). Without hooks that wait is not needed: nothing
+    // runs before `start`, which comes after create has placed init, and
+    // init goes on while the runtime waits out the cgroup attach.
+    let hooks_before_pivot = spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().is_some() || h.create_runtime().is_some() || h.create_container().is_some()
+    });
+    if hooks_before_pivot {
+        chan.send(&Msg::RuntimeHooks)?;
+        chan.wait_proceed()?;
+    }
     if let Some(hooks) = spec
         .hooks()
         .as_ref()
@@ -664,8 +759,9 @@ fn init(
         Mode::empty(),
     )
     .context(|| "open exec fifo for writing".to_string())?;
-    nix::unistd::write(&fifo_write, b"0").context(|| "write exec fifo".to_string())?;
-    drop(fifo_write);
+    // `start` is under way (it opened the fifo): startContainer hooks run
+    // now, and only then does `start` read its byte and go on to the
+    // poststart hooks, so the two kinds never overlap.
     if let Some(hooks) = spec
         .hooks()
         .as_ref()
@@ -674,6 +770,8 @@ fn init(
         let st = hook_state_json(bundle, opts.id, Status::Created, host_pid)?;
         crate::hooks::run_hooks("startContainer", Some(hooks), &st)?;
     }
+    nix::unistd::write(&fifo_write, b"0").context(|| "write exec fifo".to_string())?;
+    drop(fifo_write);
     crate::process::finish_and_exec(process, &prepared, opts.preserve_fds)
 }
 

@@ -3,7 +3,9 @@
 //! seccomp, working directory, fd hygiene and execve.
 
 use std::ffi::CString;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{setrlimit, Resource};
@@ -116,6 +118,63 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<berth_sys::seccomp::Seccomp
         }
         None => Ok(None),
     }
+}
+
+/// [`compile_seccomp`] through `cache`, a directory of compiled programs
+/// named by the profile, libseccomp's version and the architecture:
+/// containers with the same profile (most of them: Docker's default) skip
+/// libseccomp, which takes milliseconds. A missing or unreadable entry is
+/// compiled and written (temporary file, rename). The directory must be the
+/// caller's own (created 0700): a program read from it is loaded as is.
+pub fn compile_seccomp_cached(
+    spec: &Spec,
+    cache: Option<&Path>,
+) -> Result<Option<berth_sys::seccomp::SeccompProgram>> {
+    use sha2::Digest;
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let (Some(dir), Some(profile)) = (cache, profile) else {
+        return compile_seccomp(spec);
+    };
+    let json =
+        serde_json::to_vec(profile).map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?;
+    let mut key = sha2::Sha256::new();
+    for part in [
+        b"berth-seccomp-1".as_slice(),
+        berth_sys::seccomp::library_version().as_bytes(),
+        std::env::consts::ARCH.as_bytes(),
+        &json,
+    ] {
+        key.update((part.len() as u64).to_le_bytes());
+        key.update(part);
+    }
+    let name = hex::encode(key.finalize());
+    let path = dir.join(&name);
+    if let Some(program) = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| berth_sys::seccomp::SeccompProgram::decode(&bytes))
+    {
+        return Ok(Some(program));
+    }
+    let program = compile_seccomp(spec)?;
+    if let Some(program) = &program {
+        // A cache that cannot be written only costs the next container time.
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .and_then(|()| {
+                let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .and_then(|mut file| file.write_all(&program.encode()))?;
+                std::fs::rename(&tmp, &path)
+            });
+    }
+    Ok(program)
 }
 
 /// Finds the program and builds argv/envp. Must run with the container's root
@@ -334,6 +393,8 @@ pub fn finish_and_exec(
         nix::sys::prctl::set_no_new_privs().context(|| "PR_SET_NO_NEW_PRIVS".to_string())?;
         load_seccomp(prepared)?;
     }
+    // The runtime's ignored signals (SIGPIPE at least) are not the program's.
+    berth_sys::process::reset_signal_dispositions();
     if prepared.init {
         run_as_init()?;
     }
@@ -382,6 +443,34 @@ fn run_as_init() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seccomp_programs_are_cached_by_profile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("seccomp");
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_seccomp(Some(berth_sys::seccomp::default_docker_profile()));
+        spec.set_linux(Some(linux));
+        let fresh = compile_seccomp(&spec).expect("compile").expect("a program");
+        let first = compile_seccomp_cached(&spec, Some(&cache))
+            .expect("compile")
+            .expect("a program");
+        assert_eq!(first.encode(), fresh.encode());
+        let entries: Vec<_> = std::fs::read_dir(&cache)
+            .expect("cache dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        // A damaged entry is compiled again and replaced.
+        std::fs::write(&entries[0], b"junk").expect("damage");
+        let again = compile_seccomp_cached(&spec, Some(&cache))
+            .expect("compile")
+            .expect("a program");
+        assert_eq!(again.encode(), fresh.encode());
+        assert_eq!(std::fs::read(&entries[0]).expect("entry"), fresh.encode());
+    }
 
     #[test]
     fn executables_are_found_in_path_with_runc_messages() {

@@ -138,19 +138,15 @@ impl ContainerState {
         })
     }
 
-    /// Writes state.json atomically (temp file, fsync, rename).
+    /// Writes state.json atomically (temp file, rename). No fsync, as runc:
+    /// the state describes live processes, which a power loss ends too
+    /// (the root is meant to be on tmpfs); a crashed caller leaves the old
+    /// or the new file, never a torn one.
     pub fn save(&self, root: &Path) -> Result<()> {
         let dir = container_dir(root, &self.id);
         let tmp = dir.join(".state.json.tmp");
         let data = serde_json::to_vec(self).map_err(|e| Error::Init(e.to_string()))?;
-        {
-            use std::io::Write;
-            let mut f =
-                std::fs::File::create(&tmp).context(|| format!("create {}", tmp.display()))?;
-            f.write_all(&data)
-                .and_then(|_| f.sync_all())
-                .context(|| format!("write {}", tmp.display()))?;
-        }
+        std::fs::write(&tmp, data).context(|| format!("write {}", tmp.display()))?;
         std::fs::rename(&tmp, dir.join(STATE_FILE)).context(|| format!("rename {}", tmp.display()))
     }
 

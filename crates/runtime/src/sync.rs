@@ -17,7 +17,8 @@ pub enum Msg {
     Proceed,
     /// First child → parent: the container process (host pid).
     Pid(i32),
-    /// Init → parent: run prestart and createRuntime hooks now.
+    /// Init → parent: run prestart and createRuntime hooks now (only sent
+    /// when the config has hooks that run before pivot_root).
     RuntimeHooks,
     /// Child → parent: here is the pty master (attached fd).
     Console,
@@ -54,12 +55,27 @@ impl Channel {
         Ok(())
     }
 
+    /// Makes [`Channel::recv`] fail when nothing comes for `timeout`.
+    pub fn set_receive_timeout(&self, timeout: std::time::Duration) -> Result<()> {
+        let tv = nix::sys::time::TimeVal::new(
+            timeout.as_secs() as nix::sys::time::time_t,
+            timeout.subsec_micros() as nix::sys::time::suseconds_t,
+        );
+        nix::sys::socket::setsockopt(&self.fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+            .context(|| "set the receive timeout of the sync socket".to_string())
+    }
+
     /// Receives the next message; `None` when the other side closed.
     pub fn recv(&self) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
         let (n, fds) = loop {
             match berth_sys::socket::recv_with_fds(&self.fd, &mut buf) {
                 Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    return Err(Error::Init(
+                        "the container's processes sent nothing within the timeout".into(),
+                    ))
+                }
                 other => break other.context(|| "receive from child".to_string())?,
             }
         };

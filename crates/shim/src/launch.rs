@@ -1,7 +1,8 @@
 //! Starting a shim so that the daemon never parents it: the daemon runs
-//! stage 1 (`berth-shim start`, options as JSON on stdin), stage 1 runs
-//! stage 2 (`berth-shim serve <state_dir>`), relays stage 2's one-line report
-//! and exits. Stage 2 is then an orphan, adopted by init.
+//! `berth-shim serve <state_dir>` (options as JSON on stdin) through a
+//! fork that exits right before the exec (`detach_on_exec`), so the shim is
+//! an orphan, adopted by init, from its first instruction; the daemon reads
+//! its one-line report ("created" or the error) and is done.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -9,45 +10,76 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::protocol::{read_line, ErrorReply, Response};
+use crate::protocol::{ErrorReply, Response};
 use crate::{Error, Result, ShimClient, SpawnOptions};
 
 /// The shim's own stderr (panics, failures it cannot report to a client).
 pub(crate) const SHIM_LOG: &str = "shim.log";
 
-/// The most option JSON read from stdin.
-const MAX_OPTIONS: u64 = 16 << 20;
-
-/// The daemon's side: runs stage 1 and waits for its report.
+/// The daemon's side: starts the shim and waits for its report.
 pub(crate) fn spawn(options: &SpawnOptions) -> Result<ShimClient> {
     check_state_dir(&options.state_dir)?;
     let json =
         serde_json::to_vec(options).map_err(|e| Error::Protocol(format!("spawn options: {e}")))?;
-    let mut child = Command::new(&options.shim_binary)
-        .arg("start")
+    let log_path = options.state_dir.join(SHIM_LOG);
+    let open_log = |create_new: bool| {
+        OpenOptions::new()
+            .create_new(create_new)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+    };
+    // A shim that already serves this dir (refused by the new one) keeps its log.
+    let (log, created_log) = match open_log(true) {
+        Ok(log) => (Ok(log), true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (open_log(false), false),
+        Err(e) => (Err(e), false),
+    };
+    let log = log.map_err(|e| Error::io(format!("open {}", log_path.display()), e))?;
+    let mut command = Command::new(&options.shim_binary);
+    command
+        .arg("serve")
+        .arg(&options.state_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(log)
+        // One malloc arena: the shim's threads mostly sleep, and every
+        // extra arena is private memory per container.
+        .env("MALLOC_ARENA_MAX", "1");
+    berth_sys::process::detach_on_exec(&mut command);
+    let mut middle = command
         .spawn()
         .map_err(|e| Error::io(format!("run {}", options.shim_binary.display()), e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A stage 1 that died early shows up in its output below.
-        let _ = stdin.write_all(&json);
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| Error::io(format!("wait for {}", options.shim_binary.display()), e))?;
-    let mut stdout = &output.stdout[..];
-    let report = read_line(&mut stdout).ok().flatten();
-    match report.and_then(|line| serde_json::from_slice::<Response>(&line).ok()) {
-        Some(response) => response.into_result().map(|_| ShimClient {
-            socket: crate::socket_path(&options.state_dir),
-        }),
+    let (Some(mut stdin), Some(stdout)) = (middle.stdin.take(), middle.stdout.take()) else {
+        return Err(Error::Protocol("no pipe to the shim".into()));
+    };
+    // The process spawn returns is the fork that exited right away.
+    let _ = middle.wait();
+    // A shim that died early shows up in its report below.
+    let _ = stdin.write_all(&json);
+    drop(stdin);
+    let mut line = Vec::new();
+    let read = BufReader::new(stdout)
+        .take(crate::protocol::MAX_LINE as u64)
+        .read_until(b'\n', &mut line);
+    let response = match read {
+        Ok(n) if n > 0 && line.ends_with(b"\n") => serde_json::from_slice::<Response>(&line).ok(),
+        _ => None,
+    };
+    match response {
+        Some(response) => {
+            // A failed spawn leaves nothing; the report carries the error.
+            if created_log && matches!(response, Response::Error(_)) {
+                let _ = std::fs::remove_file(&log_path);
+            }
+            response.into_result().map(|_| ShimClient {
+                socket: crate::socket_path(&options.state_dir),
+            })
+        }
         None => Err(Error::Protocol(format!(
-            "{} start ended ({}) without a report: {}",
+            "{} serve ended without a report: {}",
             options.shim_binary.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            tail(&log_path)
         ))),
     }
 }
@@ -88,90 +120,6 @@ pub(crate) fn check_state_dir(state_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Stage 1: reads the options, starts stage 2 and relays its report.
-pub(crate) fn first_stage() -> i32 {
-    if let Err(e) = berth_sys::process::cloexec_from(3) {
-        return report(&Err(Error::io(
-            "mark inherited fds close-on-exec",
-            e.into(),
-        )));
-    }
-    let mut json = Vec::new();
-    if let Err(e) = io::stdin().take(MAX_OPTIONS).read_to_end(&mut json) {
-        return report(&Err(Error::io("read the spawn options", e)));
-    }
-    let options: SpawnOptions = match serde_json::from_slice(&json) {
-        Ok(options) => options,
-        Err(e) => return report(&Err(Error::Protocol(format!("spawn options: {e}")))),
-    };
-    if let Err(e) = check_state_dir(&options.state_dir) {
-        return report(&Err(e));
-    }
-    match start_second_stage(&options, &json) {
-        Ok(line) => {
-            let mut stdout = io::stdout().lock();
-            let _ = stdout.write_all(&line).and_then(|()| stdout.flush());
-            0
-        }
-        Err(e) => report(&Err(e)),
-    }
-}
-
-/// Runs stage 2 and returns its report line (newline included).
-fn start_second_stage(options: &SpawnOptions, json: &[u8]) -> Result<Vec<u8>> {
-    let log_path = options.state_dir.join(SHIM_LOG);
-    let open_log = |create_new: bool| {
-        OpenOptions::new()
-            .create_new(create_new)
-            .append(true)
-            .mode(0o600)
-            .open(&log_path)
-    };
-    // A shim that already serves this dir (refused below) keeps its log.
-    let (log, created_log) = match open_log(true) {
-        Ok(log) => (Ok(log), true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (open_log(false), false),
-        Err(e) => (Err(e), false),
-    };
-    let log = log.map_err(|e| Error::io(format!("open {}", log_path.display()), e))?;
-    let mut child = Command::new(&options.shim_binary)
-        .arg("serve")
-        .arg(&options.state_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        // One malloc arena: the shim's threads mostly sleep, and every
-        // extra arena is private memory per container.
-        .env("MALLOC_ARENA_MAX", "1")
-        .spawn()
-        .map_err(|e| Error::io(format!("run {} serve", options.shim_binary.display()), e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(json);
-    }
-    let Some(stdout) = child.stdout.take() else {
-        return Err(Error::Protocol("no pipe from the shim".into()));
-    };
-    let mut reader = BufReader::new(stdout);
-    let mut line = Vec::new();
-    let read = reader
-        .by_ref()
-        .take(crate::protocol::MAX_LINE as u64)
-        .read_until(b'\n', &mut line);
-    if matches!(read, Ok(n) if n > 0) && line.ends_with(b"\n") {
-        // A failed spawn leaves nothing; the report carries the error.
-        if created_log && matches!(serde_json::from_slice(&line), Ok(Response::Error(_))) {
-            let _ = std::fs::remove_file(&log_path);
-        }
-        // Stage 2 lives on; it is not waited for.
-        return Ok(line);
-    }
-    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-    Err(Error::Protocol(format!(
-        "the shim exited ({status}) before reporting: {}",
-        tail(&log_path)
-    )))
-}
-
 /// The end of the shim's log, for an error message.
 fn tail(path: &Path) -> String {
     let mut text = String::new();
@@ -182,7 +130,7 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
-/// Writes a report line on stdout; the exit code of stage 1.
+/// Writes the report line on stdout; the exit code of a shim that failed.
 pub(crate) fn report(result: &Result<serde_json::Value>) -> i32 {
     let response = match result {
         Ok(value) => Response::Ok(value.clone()),

@@ -1,15 +1,16 @@
-//! berth-shim: one small synchronous process per container. It runs the OCI
-//! runtime (runc's command line), holds the container's stdio or pty, writes
-//! the log, reaps, records the exit status durably, and serves the daemon
+//! berth-shim: one small synchronous process per container. It creates the
+//! container with Berth's runtime library in-process, or runs another OCI
+//! runtime by runc's command line, holds the container's stdio or pty, writes
+//! the log, reaps, records the exit status (atomically), and serves the daemon
 //! over a UNIX socket under the exec-root. The daemon is never its parent.
 //!
-//! Process model: [`spawn`] runs `berth-shim start` (stage 1) with the
-//! options as JSON on its stdin. Stage 1 starts `berth-shim serve <state_dir>`
-//! (stage 2), relays its one-line report ("created" or the error) and exits,
-//! so stage 2 is reparented to init. Stage 2 calls `setsid()`, becomes a child
-//! subreaper, creates the container with the runtime and serves
-//! `<state_dir>/shim.sock` until the container has exited and the last client
-//! is gone (see [`LINGER`]).
+//! Process model: [`spawn`] runs `berth-shim serve <state_dir>` with the
+//! options as JSON on its stdin, through a fork that exits right before the
+//! exec, so the shim is reparented to init from the start. The shim calls
+//! `setsid()`, becomes a child subreaper, creates the container (before it
+//! starts any thread: the runtime library forks), reports "created" or the
+//! error on stdout, and serves `<state_dir>/shim.sock` until the container
+//! has exited and the last client is gone (see [`LINGER`]).
 //!
 //! Files in the state dir: `shim.sock` (0600, removed when the shim exits),
 //! `shim.log` (the shim's own diagnostics), `runtime.log` (the runtime's
@@ -56,6 +57,15 @@ pub struct SpawnOptions {
     pub state_dir: PathBuf,
     /// OCI runtime executable with runc's command line.
     pub runtime: PathBuf,
+    /// The runtime is Berth's own: create, start and delete run in the shim
+    /// through the runtime library (no runtime process; `runtime` is still
+    /// run for kill, pause, exec, ps and update, on the same `runtime_root`).
+    #[serde(default)]
+    pub in_process: bool,
+    /// With `in_process`: a directory (the caller's, 0700) where compiled
+    /// seccomp programs are kept for the next container with the same profile.
+    #[serde(default)]
+    pub seccomp_cache: Option<PathBuf>,
     /// Extra global arguments for the runtime (daemon.json `runtimeArgs`).
     pub runtime_args: Vec<String>,
     /// The runtime's `--root`.
@@ -170,7 +180,7 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join("shim.sock")
 }
 
-/// The exit status the shim recorded (durably) in a state dir, if the
+/// The exit status the shim recorded in a state dir, if the
 /// container exited; read when the shim is gone (daemon restart).
 pub fn recorded_exit(state_dir: &Path) -> Option<ExitStatus> {
     record::read_exit(state_dir)
@@ -180,7 +190,6 @@ pub fn recorded_exit(state_dir: &Path) -> Option<ExitStatus> {
 pub fn main() -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("start") if args.len() == 2 => launch::first_stage(),
         Some("serve") if args.len() == 3 => server::serve(Path::new(&args[2])),
         Some("--version") => {
             println!("berth-shim {}", env!("CARGO_PKG_VERSION"));
@@ -188,7 +197,7 @@ pub fn main() -> i32 {
         }
         _ => {
             eprintln!(
-                "usage: berth-shim start  (started by berthd with the options as JSON on stdin)"
+                "usage: berth-shim serve <state dir>  (started by berthd with the options as JSON on stdin)"
             );
             2
         }

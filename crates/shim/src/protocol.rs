@@ -2,7 +2,7 @@
 //! request line and gets one JSON response line (`{"ok":…}` or
 //! `{"error":{"kind":…,"message":…}}`). After a successful `attach` the
 //! connection carries Docker's multiplexed frames from the shim and raw stdin
-//! bytes to it. Stage 1 reports to `spawn` with the same response line.
+//! bytes to it. A starting shim reports to `spawn` with the same response line.
 
 use std::io::{self, BufRead, Read};
 

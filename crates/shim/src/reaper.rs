@@ -27,6 +27,8 @@ pub(crate) struct Reaper {
 
 #[derive(Default)]
 struct State {
+    /// The reaper thread was started.
+    running: bool,
     /// Bumped by every spawn, so the reaper thread knows children may exist.
     spawns: u64,
     /// Bumped by every reaped exit; [`Reaper::mark`] hands it out.
@@ -38,18 +40,37 @@ struct State {
 }
 
 impl Reaper {
-    /// Starts the reaper thread. Call after becoming a child subreaper.
-    pub(crate) fn start() -> std::io::Result<Arc<Reaper>> {
-        let reaper = Arc::new(Reaper {
+    /// A reaper whose thread is not running yet: until [`Reaper::start`],
+    /// the process stays single-threaded (the runtime library forks) and
+    /// exits wait as zombies.
+    pub(crate) fn new() -> Arc<Reaper> {
+        Arc::new(Reaper {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
-        });
-        let thread_reaper = reaper.clone();
+        })
+    }
+
+    /// Starts the reaper thread (once). Call after becoming a child subreaper.
+    pub(crate) fn start(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut state = self.lock();
+        if state.running {
+            return Ok(());
+        }
+        let thread_reaper = self.clone();
         std::thread::Builder::new()
             .name("reaper".into())
             .stack_size(crate::server::THREAD_STACK)
             .spawn(move || thread_reaper.run())?;
-        Ok(reaper)
+        state.running = true;
+        Ok(())
+    }
+
+    /// Runs `f` while no exit is reaped here, for a library call that waits
+    /// for children of its own (the runtime's hooks): their exits stay
+    /// theirs, as with [`Reaper::spawn`].
+    pub(crate) fn exclusive<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _state = self.lock();
+        f()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

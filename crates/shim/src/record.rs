@@ -1,7 +1,7 @@
-//! The durable exit record (`<state_dir>/exit.json`) and the timestamps the
+//! The exit record (`<state_dir>/exit.json`) and the timestamps the
 //! shim reports.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -26,8 +26,11 @@ pub(crate) fn exit_code(status: nix::sys::wait::WaitStatus) -> i32 {
     }
 }
 
-/// Writes `exit.json` so that a crash at any instant leaves either no file
-/// or the whole record: temporary file, fsync, rename, fsync of the directory.
+/// Writes `exit.json` so that a crash of the shim or the daemon at any
+/// instant leaves either no file or the whole record: temporary file, then
+/// rename. No fsync: the record is for a daemon that restarts while the
+/// host stays up (the page cache survives a process crash), and after a
+/// power loss the exec-root (tmpfs, as /run) describes no live process.
 pub(crate) fn write_exit(state_dir: &Path, exit: &ExitStatus) -> io::Result<()> {
     let tmp = state_dir.join(".exit.json.tmp");
     let data = serde_json::to_vec(exit).map_err(io::Error::other)?;
@@ -38,10 +41,8 @@ pub(crate) fn write_exit(state_dir: &Path, exit: &ExitStatus) -> io::Result<()> 
         .mode(0o600)
         .open(&tmp)?;
     file.write_all(&data)?;
-    file.sync_all()?;
     drop(file);
-    std::fs::rename(&tmp, state_dir.join(EXIT_FILE))?;
-    File::open(state_dir)?.sync_all()
+    std::fs::rename(&tmp, state_dir.join(EXIT_FILE))
 }
 
 pub(crate) fn read_exit(state_dir: &Path) -> Option<ExitStatus> {

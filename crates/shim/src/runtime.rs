@@ -2,11 +2,17 @@
 //! --root R --log <state_dir>/runtime.log --log-format json <op> …`. A failed
 //! call becomes `Error::Runtime` with the runtime's own message (its JSON log
 //! first, then its stderr), which the daemon maps to exit codes 126/127.
+//!
+//! With Berth's own runtime (`SpawnOptions::in_process`), create, start and
+//! delete are calls into the runtime library instead, with the same state
+//! under the same root (so `berth-runtime state/kill/ps…` and the other
+//! operations, which still go through the command line, see the container)
+//! and the same error messages as the command line logs.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,6 +52,8 @@ pub(crate) struct Runtime {
     id: String,
     state_dir: PathBuf,
     reaper: Arc<Reaper>,
+    in_process: bool,
+    seccomp_cache: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -57,7 +65,39 @@ impl Runtime {
             id: options.id.clone(),
             state_dir: options.state_dir.clone(),
             reaper,
+            in_process: options.in_process,
+            seccomp_cache: options.seccomp_cache.clone(),
         }
+    }
+
+    pub(crate) fn in_process(&self) -> bool {
+        self.in_process
+    }
+
+    /// Creates the container with the runtime library: init gets `stdio`
+    /// as its 0, 1 and 2; its pid, and the pty master when the process has
+    /// a terminal. The library forks, so the calling process must have no
+    /// other thread (see [`single_threaded`]).
+    pub(crate) fn create_in_process(
+        &self,
+        bundle: &Path,
+        pid_file: &Path,
+        stdio: [BorrowedFd<'_>; 3],
+    ) -> Result<(i32, Option<OwnedFd>)> {
+        single_threaded()?;
+        let created = berth_runtime::container::create(&berth_runtime::container::CreateOptions {
+            root: &self.root,
+            id: &self.id,
+            bundle,
+            pid_file: Some(pid_file),
+            console_socket: None,
+            no_pivot: false,
+            preserve_fds: 0,
+            stdio: Some(stdio),
+            seccomp_cache: self.seccomp_cache.as_deref(),
+        })
+        .map_err(library_error)?;
+        Ok((created.state.pid, created.console))
     }
 
     fn log_path(&self) -> PathBuf {
@@ -99,6 +139,14 @@ impl Runtime {
     }
 
     pub(crate) fn start(&self) -> Result<()> {
+        if self.in_process {
+            // Poststart hooks are the library's children: not reaped here.
+            return self
+                .reaper
+                .exclusive(|| berth_runtime::container::start(&self.root, &self.id))
+                .map(drop)
+                .map_err(library_error);
+        }
         self.simple(&["start", &self.id])
     }
 
@@ -120,6 +168,13 @@ impl Runtime {
     }
 
     pub(crate) fn delete(&self, force: bool) -> Result<()> {
+        if self.in_process {
+            // Poststop hooks are the library's children: not reaped here.
+            return self
+                .reaper
+                .exclusive(|| berth_runtime::container::delete(&self.root, &self.id, force))
+                .map_err(library_error);
+        }
         if force {
             self.simple(&["delete", "--force", &self.id])
         } else {
@@ -257,6 +312,37 @@ impl Runtime {
     fn scratch_file(&self) -> Result<File> {
         scratch_file(&self.state_dir).map_err(|e| Error::io("runtime output file", e))
     }
+}
+
+/// A library error as the command line logs it (anyhow's `{:#}`: the
+/// error and its sources joined by ": "), so messages do not depend on how
+/// the runtime ran.
+fn library_error(e: berth_runtime::Error) -> Error {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Error::Runtime(text)
+}
+
+/// Refuses to fork from a process with other threads (a lock one of them
+/// held would stay locked forever in the child).
+fn single_threaded() -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::io("read /proc/self/status", e))?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<u32>().ok());
+    if threads != Some(1) {
+        return Err(Error::Protocol(format!(
+            "the runtime library forks: the shim must have one thread, it has {threads:?}"
+        )));
+    }
+    Ok(())
 }
 
 fn clone_file(file: &File) -> Result<File> {

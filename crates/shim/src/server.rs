@@ -1,4 +1,4 @@
-//! Stage 2, the long-lived shim: creates the container, then serves
+//! The long-lived shim: creates the container, then serves
 //! `shim.sock` (one thread per connection) while its threads copy output,
 //! reap, and record the exit. It exits once the container has exited and no
 //! client has been connected for [`LINGER`], or right after `shutdown`.
@@ -57,7 +57,7 @@ fn wait_on<'a, T>(cond: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T>
     cond.wait(guard).unwrap_or_else(|e| e.into_inner())
 }
 
-/// Stage 2's main: report "created" (or the error) on stdout, then serve.
+/// The shim's main: report "created" (or the error) on stdout, then serve.
 pub(crate) fn serve(state_dir: &Path) -> i32 {
     // A new session: no terminal, no signals meant for the daemon's group.
     let _ = nix::unistd::setsid();
@@ -70,7 +70,7 @@ pub(crate) fn serve(state_dir: &Path) -> i32 {
         Err(e) => Err(clone_error(e)),
     };
     let code = crate::launch::report(&reported);
-    // Stage 1 reads until EOF: let go of its pipes.
+    // Let go of the pipes from the daemon: nothing more goes to it.
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -81,10 +81,13 @@ pub(crate) fn serve(state_dir: &Path) -> i32 {
     }
     match setup {
         Ok((shim, listener)) => {
+            // Creating the container (config.json, seccomp) left free heap
+            // that would stay private memory for the container's life.
+            berth_sys::process::release_free_heap();
             shim.run(listener);
             0
         }
-        // The error went to the report; stage 1 removes shim.log.
+        // The error went to the report; `spawn` removes shim.log.
         Err(_) => code,
     }
 }
@@ -329,7 +332,8 @@ impl Shim {
         ] {
             remove_file(&stale);
         }
-        let reaper = Reaper::start().map_err(|e| Error::io("start the reaper", e))?;
+        // Its thread starts after an in-process create (which forks).
+        let reaper = Reaper::new();
         let runtime = Runtime::new(&options, reaper.clone());
         let mut guard = SetupGuard {
             files: vec![state_dir.join(RUNTIME_LOG), state_dir.join(INIT_PID_FILE)],
@@ -350,7 +354,7 @@ impl Shim {
         let pid_file = state_dir.join(INIT_PID_FILE);
         let since = reaper.mark();
         let (init_pid, oom) = {
-            let created = create(&options, &runtime, &pid_file, &hub, log.as_ref());
+            let created = create(&options, &runtime, &reaper, &pid_file, &hub, log.as_ref());
             guard.runtime = Some(&runtime);
             let init_pid = created?;
             reaper.watch(init_pid, since);
@@ -825,7 +829,7 @@ impl Shim {
     }
 
     /// The container's end: drain output, close the log, delete it in the
-    /// runtime, record the exit durably, answer the waiters.
+    /// runtime, record the exit, answer the waiters.
     fn monitor_init(&self) {
         let status = self.reaper.wait(self.init_pid, None);
         let finished_at = now_rfc3339();
@@ -906,14 +910,23 @@ impl Shim {
 }
 
 /// Creates the container in the runtime with the stdio the hub serves;
-/// the init's pid.
+/// the init's pid. Starts the reaper thread (after the runtime library's
+/// fork when it runs in-process).
 fn create(
     options: &SpawnOptions,
     runtime: &Runtime,
+    reaper: &Arc<Reaper>,
     pid_file: &Path,
     hub: &Arc<Hub>,
     log: Option<&Arc<ContainerLog>>,
 ) -> Result<i32> {
+    let start_reaper = || reaper.start().map_err(|e| Error::io("start the reaper", e));
+    if runtime.in_process() {
+        let created = create_in_process(options, runtime, pid_file, hub, log);
+        start_reaper()?;
+        return created;
+    }
+    start_reaper()?;
     let (err_read, err_write) = pipe()?;
     if options.tty {
         let console = ConsoleSocket::bind(options.state_dir.join(CONSOLE_SOCKET))
@@ -953,6 +966,67 @@ fn create(
     };
     runtime.create(&options.bundle, pid_file, None, stdio)?;
     let pid = read_pid(pid_file)?;
+    hub.set_stdin(stdin_sink);
+    for (stream, source) in [(Stream::Stdout, out_read), (Stream::Stderr, err_read)] {
+        hub.pump(stream, Arc::new(source), log.cloned())
+            .map_err(|e| Error::io("start an output thread", e))?;
+    }
+    Ok(pid)
+}
+
+/// [`create`] with the runtime library: the same stdio as the command
+/// line gets, and the pty master straight from the library (no console
+/// socket). Runs while the shim has one thread; the output threads start
+/// only once the container exists.
+fn create_in_process(
+    options: &SpawnOptions,
+    runtime: &Runtime,
+    pid_file: &Path,
+    hub: &Arc<Hub>,
+    log: Option<&Arc<ContainerLog>>,
+) -> Result<i32> {
+    let null = || {
+        File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| Error::io("open /dev/null", e))
+    };
+    let (err_read, err_write) = pipe()?;
+    if options.tty {
+        let (stdin, stdout) = (null()?, null()?);
+        let (pid, console) = runtime.create_in_process(
+            &options.bundle,
+            pid_file,
+            [stdin.as_fd(), stdout.as_fd(), err_write.as_fd()],
+        )?;
+        let Some(master) = console else {
+            return Err(Error::Runtime(
+                "the runtime made no terminal for a process with a tty".into(),
+            ));
+        };
+        let master = Arc::new(File::from(master));
+        hub.set_master(master.clone())
+            .map_err(|e| Error::io("size the terminal", e))?;
+        hub.set_stdin(options.open_stdin.then(|| master.clone()));
+        hub.pump(Stream::Stdout, master, log.cloned())
+            .map_err(|e| Error::io("start an output thread", e))?;
+        return Ok(pid);
+    }
+    let (stdin, stdin_sink) = if options.open_stdin {
+        let (read, write) = pipe()?;
+        (read, Some(Arc::new(write)))
+    } else {
+        (null()?, None)
+    };
+    let (out_read, out_write) = pipe()?;
+    let (pid, _) = runtime.create_in_process(
+        &options.bundle,
+        pid_file,
+        [stdin.as_fd(), out_write.as_fd(), err_write.as_fd()],
+    )?;
+    // Only the container holds the write ends now: EOF means it closed them.
+    drop((stdin, out_write, err_write));
     hub.set_stdin(stdin_sink);
     for (stream, source) in [(Stream::Stdout, out_read), (Stream::Stderr, err_read)] {
         hub.pump(stream, Arc::new(source), log.cloned())

@@ -15,7 +15,8 @@ pub enum Forked {
 /// Forks the calling process.
 ///
 /// Only call this from a single-threaded process: the runtime CLI never starts
-/// threads, which is what makes the child's use of the allocator sound.
+/// threads, and the shim creates containers before it starts any, which is
+/// what makes the child's use of the allocator sound.
 pub fn fork() -> Result<Forked, Errno> {
     // SAFETY: the runtime binary is single-threaded (no thread is ever spawned),
     // so the child inherits no lock held by another thread.
@@ -25,11 +26,75 @@ pub fn fork() -> Result<Forked, Errno> {
     }
 }
 
+/// Makes the program `command` runs an orphan: in the forked child, right
+/// before exec, it forks once more and the middle process exits at once, so
+/// the program runs in a grandchild that init (or the nearest child
+/// subreaper) adopts. The `Child` that `spawn` then returns is the middle
+/// process: wait for it to reap it. A failed exec is still reported by
+/// `spawn` (the grandchild holds the error pipe).
+pub fn detach_on_exec(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the child between fork and exec and makes only
+    // async-signal-safe calls: a raw clone without CLONE_VM (a fork that runs
+    // no atfork handlers, as the child of a multithreaded process must) and
+    // _exit. The grandchild goes straight on to exec.
+    unsafe {
+        command.pre_exec(|| {
+            let flags = libc::SIGCHLD as libc::c_ulong;
+            match libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
+    }
+}
+
 /// Sets the NIS domain name of the current UTS namespace.
 pub fn set_domainname(name: &str) -> Result<(), Errno> {
     // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
     let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
     Errno::result(rc).map(drop)
+}
+
+/// Sets the disposition of every signal back to the default, as a program
+/// expects to start: the runtime's processes ignore SIGPIPE (every Rust
+/// program does) and may inherit more ignored signals from whoever started
+/// them, and exec keeps what is ignored.
+pub fn reset_signal_dispositions() {
+    // The kernel's struct sigaction with every field zero: SIG_DFL, no
+    // flags, empty mask. Made through the raw call, as the C library
+    // refuses the real-time signals it reserves for itself (32, 33), which
+    // a caller may still have left ignored.
+    let default = [0u64; 4];
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: `default` outlives the call and is at least as large as
+        // the kernel's struct sigaction; no old action is asked for; the
+        // mask size is the kernel's (8 bytes). A refused signal number
+        // changes nothing.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                8usize,
+            );
+        }
+    }
+}
+
+/// Gives the free memory of the C allocator's heap back to the kernel
+/// (malloc_trim): for a long-lived process after a burst of allocations.
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim only returns free pages of the allocator's own
+    // heap; it takes the allocator's lock like any malloc call.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Marks every fd from `first` upwards close-on-exec, so nothing of the

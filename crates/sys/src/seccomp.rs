@@ -217,6 +217,83 @@ impl SeccompProgram {
     pub fn has_listener(&self) -> bool {
         self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
     }
+
+    /// The program as bytes, for a cache of compiled profiles ([`SeccompProgram::decode`]):
+    /// flags, the instructions, the allowed and the skipped names, little-endian
+    /// (for the architecture that made them: a cache key names it).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.instructions.len() * 8);
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        out.extend_from_slice(&(self.instructions.len() as u32).to_le_bytes());
+        for insn in &self.instructions {
+            out.extend_from_slice(&insn.code.to_le_bytes());
+            out.extend_from_slice(&[insn.jt, insn.jf]);
+            out.extend_from_slice(&insn.k.to_le_bytes());
+        }
+        for names in [&self.allowed, &self.skipped] {
+            out.extend_from_slice(&(names.len() as u32).to_le_bytes());
+            for name in names {
+                out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+                out.extend_from_slice(name.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// A program from [`SeccompProgram::encode`]'s bytes; `None` unless they
+    /// are exactly one whole encoding within the kernel's limits.
+    pub fn decode(bytes: &[u8]) -> Option<SeccompProgram> {
+        let mut input = bytes;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, rest) = input.split_at_checked(n)?;
+            input = rest;
+            Some(head)
+        };
+        let flags = libc::c_ulong::from_le_bytes(
+            take(std::mem::size_of::<libc::c_ulong>())?
+                .try_into()
+                .ok()?,
+        );
+        let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        if count == 0 || count > MAX_INSTRUCTIONS {
+            return None;
+        }
+        let mut instructions = Vec::with_capacity(count);
+        for _ in 0..count {
+            let insn = take(8)?;
+            instructions.push(libc::sock_filter {
+                code: u16::from_le_bytes([insn[0], insn[1]]),
+                jt: insn[2],
+                jf: insn[3],
+                k: u32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]),
+            });
+        }
+        let mut sets = [BTreeSet::new(), BTreeSet::new()];
+        for set in &mut sets {
+            let names = u32::from_le_bytes(take(4)?.try_into().ok()?);
+            for _ in 0..names {
+                let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                set.insert(String::from_utf8(take(len)?.to_vec()).ok()?);
+            }
+        }
+        if !input.is_empty() {
+            return None;
+        }
+        let [allowed, skipped] = sets;
+        Some(SeccompProgram {
+            instructions,
+            flags,
+            allowed,
+            skipped,
+        })
+    }
+}
+
+/// The libseccomp in use, as `major.minor.micro`: a compiled program depends on it.
+pub fn library_version() -> String {
+    libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default()
 }
 
 fn scmp_action(
@@ -923,6 +1000,29 @@ mod tests {
         let e = entry(&["getpid", ""], LinuxSeccompAction::ScmpActAllow);
         let err = compile_err(&profile(LinuxSeccompAction::ScmpActErrno, vec![e]));
         assert!(err.contains("empty syscall name"), "{err}");
+    }
+
+    #[test]
+    fn a_program_round_trips_through_its_encoding() {
+        let e = entry(
+            &["getpid", "no_such_syscall"],
+            LinuxSeccompAction::ScmpActErrno,
+        );
+        let program =
+            compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![e])).expect("compiles");
+        let bytes = program.encode();
+        let back = SeccompProgram::decode(&bytes).expect("decodes");
+        assert_eq!(back.encode(), bytes);
+        assert_eq!(back.instruction_count(), program.instruction_count());
+        assert_eq!(
+            back.skipped_syscalls().collect::<Vec<_>>(),
+            ["no_such_syscall"]
+        );
+        assert!(SeccompProgram::decode(&bytes[..bytes.len() - 1]).is_none());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(SeccompProgram::decode(&longer).is_none());
+        assert!(SeccompProgram::decode(b"").is_none());
     }
 
     #[test]

@@ -177,6 +177,8 @@ pub struct ContainerService {
     exec_dir: PathBuf,
     /// `<exec-root>/runtime/<runtime name>`: the runtimes' `--root`
     runtime_root: PathBuf,
+    /// `<exec-root>/seccomp`: seccomp programs Berth's runtime compiled, by profile
+    seccomp_cache: PathBuf,
     daemon_name: String,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     execs: exec::ExecTable,
@@ -242,7 +244,8 @@ impl ContainerService {
         // path must fit in 108 bytes.
         let exec_dir = exec_root.join("c");
         let runtime_root = exec_root.join("runtime");
-        for dir in [&data_dir, &exec_dir, &runtime_root] {
+        let seccomp_cache = exec_root.join("seccomp");
+        for dir in [&data_dir, &exec_dir, &runtime_root, &seccomp_cache] {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -256,6 +259,7 @@ impl ContainerService {
             data_dir,
             exec_dir,
             runtime_root,
+            seccomp_cache,
             daemon_name,
             entries: Mutex::new(HashMap::new()),
             execs: exec::ExecTable::default(),
@@ -850,6 +854,8 @@ impl ContainerService {
             id: id.clone(),
             bundle: state_dir.to_path_buf(),
             state_dir: state_dir.to_path_buf(),
+            in_process: inner.record.runtime == "berth",
+            seccomp_cache: Some(self.seccomp_cache.clone()),
             runtime: runtime.path,
             runtime_args: runtime.args,
             runtime_root,
