@@ -1,8 +1,14 @@
 //! Registry credentials: the docker CLI's `X-Registry-Auth` header (base64url
 //! JSON), the `Authorization: Basic` header made from it, and the bearer
-//! token flow (`WWW-Authenticate: Bearer realm=…,service=…`).
+//! token flow (`WWW-Authenticate: Bearer realm=…,service=…`) with the
+//! daemon's token cache.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
+use berth_content::Digest;
 
 use crate::error::{Error, Result};
 
@@ -112,35 +118,81 @@ fn challenge_params(challenge: &str) -> Vec<(String, String)> {
     out
 }
 
+/// A `WWW-Authenticate: Bearer …` challenge: where tokens come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Challenge {
+    pub realm: String,
+    pub service: Option<String>,
+}
+
+impl Challenge {
+    /// The bearer challenge in `header`; `None` for another scheme (Basic).
+    pub fn parse(header: &str) -> Result<Option<Challenge>> {
+        let Some(params) = header
+            .trim()
+            .strip_prefix("Bearer ")
+            .or_else(|| header.trim().strip_prefix("bearer "))
+        else {
+            return Ok(None);
+        };
+        let params = challenge_params(params);
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let realm = get("realm").ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "registry bearer challenge without a realm: {header}"
+            ))
+        })?;
+        Ok(Some(Challenge {
+            realm,
+            service: get("service"),
+        }))
+    }
+}
+
+/// A token as the token server gave it, and how long it may be used.
+pub(crate) struct Token {
+    /// `Bearer <token>`.
+    pub header: String,
+    pub lifetime: Duration,
+}
+
+/// The lifetime of a token that does not say (`expires_in` absent or 0):
+/// 60 s, as the distribution client assumes.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
 /// The `Authorization` header for a registry that answered `/v2/` with
 /// `challenge`: a bearer token from its realm (asked with `credentials`,
-/// if any) for `scope`, or Basic credentials. A token server that refuses
-/// the credentials is `Unauthorized`.
+/// if any) for `scope`, or Basic credentials. Not cached (login checks the
+/// credentials each time). A token server that refuses the credentials is
+/// `Unauthorized`.
 pub(crate) fn authorization_for(
     settings: &super::RegistrySettings,
     challenge: &str,
     credentials: Option<&Credentials>,
     scope: Option<&str>,
 ) -> Result<Option<String>> {
-    let Some(params) = challenge
-        .trim()
-        .strip_prefix("Bearer ")
-        .or_else(|| challenge.trim().strip_prefix("bearer "))
-    else {
-        return Ok(credentials.map(Credentials::basic_header));
-    };
-    let params = challenge_params(params);
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let realm = get("realm").ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "registry bearer challenge without a realm: {challenge}"
-        ))
-    })?;
+    match Challenge::parse(challenge)? {
+        None => Ok(credentials.map(Credentials::basic_header)),
+        Some(challenge) => Ok(Some(
+            fetch_token(settings, &challenge, credentials, scope)?.header,
+        )),
+    }
+}
+
+/// Asks the realm of `challenge` for a token for `scope` (GET, with the
+/// credentials as Basic authorization and `account=`).
+fn fetch_token(
+    settings: &super::RegistrySettings,
+    challenge: &Challenge,
+    credentials: Option<&Credentials>,
+    scope: Option<&str>,
+) -> Result<Token> {
+    let realm = challenge.realm.as_str();
     let (tls, rest) = match (
         realm.strip_prefix("https://"),
         realm.strip_prefix("http://"),
@@ -158,7 +210,7 @@ pub(crate) fn authorization_for(
         None => (rest, "/"),
     };
     let mut query = Vec::new();
-    if let Some(service) = get("service") {
+    if let Some(service) = &challenge.service {
         query.push(format!("service={}", encode(service)));
     }
     if let Some(scope) = scope {
@@ -175,6 +227,7 @@ pub(crate) fn authorization_for(
         tls,
         credentials.map(Credentials::basic_header),
     )?;
+    let received = SystemTime::now();
     let response = realm_server.send("GET", &target, &[], super::Body::Empty)?;
     if response.status != 200 {
         let status = response.status;
@@ -190,26 +243,159 @@ pub(crate) fn authorization_for(
         });
     }
     #[derive(serde::Deserialize)]
-    struct Token {
+    struct Answer {
         #[serde(default)]
         token: String,
         #[serde(default)]
         access_token: String,
+        #[serde(default)]
+        expires_in: u64,
+        #[serde(default)]
+        issued_at: Option<String>,
     }
     let body = response.bytes(1 << 20)?;
-    let token: Token = serde_json::from_slice(&body)
+    let answer: Answer = serde_json::from_slice(&body)
         .map_err(|e| Error::InvalidArgument(format!("token server {host}: {e}")))?;
-    let token = if token.token.is_empty() {
-        token.access_token
+    let token = if answer.token.is_empty() {
+        answer.access_token
     } else {
-        token.token
+        answer.token
     };
     if token.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "token server {host} answered without a token"
         )));
     }
-    Ok(Some(format!("Bearer {token}")))
+    Ok(Token {
+        header: format!("Bearer {token}"),
+        lifetime: token_lifetime(answer.expires_in, answer.issued_at.as_deref(), received),
+    })
+}
+
+/// How long from `received` a token with `expires_in` seconds (0: not
+/// said) issued at `issued_at` (RFC 3339) may be used. `issued_at` only
+/// shortens the lifetime: a clock that disagrees with the token server's
+/// by more than the lifetime is ignored rather than making every token
+/// stale on arrival.
+fn token_lifetime(expires_in: u64, issued_at: Option<&str>, received: SystemTime) -> Duration {
+    let lifetime = if expires_in == 0 {
+        DEFAULT_TOKEN_LIFETIME
+    } else {
+        Duration::from_secs(expires_in)
+    };
+    let issued = issued_at
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+    match issued.and_then(|issued| received.duration_since(issued).ok()) {
+        Some(age) if age < lifetime => lifetime - age,
+        _ => lifetime,
+    }
+}
+
+/// Tokens the daemon holds, by realm, service, scope and credentials, so
+/// the requests of a pull, its parallel layer downloads and later pulls and
+/// pushes share one token while it lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    challenge: Challenge,
+    scope: Option<String>,
+    /// SHA-256 of the credentials (the cache does not keep passwords).
+    credentials: Option<Digest>,
+}
+
+struct CachedToken {
+    header: String,
+    /// When it is no longer used (a little before it expires).
+    stale_at: Instant,
+}
+
+fn token_cache() -> &'static Mutex<HashMap<TokenKey, CachedToken>> {
+    static CACHE: OnceLock<Mutex<HashMap<TokenKey, CachedToken>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+/// Bearer tokens for one registry, scope and set of credentials: from the
+/// cache while they last, else from the token server.
+pub(crate) struct TokenSource {
+    settings: super::RegistrySettings,
+    key: TokenKey,
+    credentials: Option<Credentials>,
+    /// Held while asking the token server, so parallel requests that find
+    /// no token wait for one answer instead of each asking.
+    fetching: Mutex<()>,
+}
+
+impl TokenSource {
+    pub fn new(
+        settings: &super::RegistrySettings,
+        challenge: Challenge,
+        credentials: Option<&Credentials>,
+        scope: Option<&str>,
+    ) -> TokenSource {
+        TokenSource {
+            settings: settings.clone(),
+            key: TokenKey {
+                challenge,
+                scope: scope.map(str::to_string),
+                credentials: credentials.map(|c| {
+                    Digest::sha256_of(format!("{}\0{}", c.username, c.password).as_bytes())
+                }),
+            },
+            credentials: credentials.cloned(),
+            fetching: Mutex::new(()),
+        }
+    }
+
+    fn cached(&self) -> Option<String> {
+        let cache = token_cache().lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(&self.key)
+            .filter(|t| Instant::now() < t.stale_at)
+            .map(|t| t.header.clone())
+    }
+
+    /// A token that has not expired: the cached one, else a new one.
+    pub fn authorization(&self) -> Result<String> {
+        if let Some(header) = self.cached() {
+            return Ok(header);
+        }
+        let _fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(header) = self.cached() {
+            return Ok(header);
+        }
+        let token = fetch_token(
+            &self.settings,
+            &self.key.challenge,
+            self.credentials.as_ref(),
+            self.key.scope.as_deref(),
+        )?;
+        // Renewed a little early: a token must not expire on its way.
+        let margin = (token.lifetime / 10).min(Duration::from_secs(10));
+        let now = Instant::now();
+        let mut cache = token_cache().lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, t| now < t.stale_at);
+        cache.insert(
+            self.key.clone(),
+            CachedToken {
+                header: token.header.clone(),
+                stale_at: now + token.lifetime - margin,
+            },
+        );
+        Ok(token.header)
+    }
+
+    /// A new token after the registry refused `stale` (expired early or
+    /// revoked). A token another request already renewed is used as is.
+    pub fn refresh(&self, stale: &str) -> Result<String> {
+        {
+            let mut cache = token_cache().lock().unwrap_or_else(|e| e.into_inner());
+            if cache.get(&self.key).is_some_and(|t| t.header == stale) {
+                cache.remove(&self.key);
+            }
+        }
+        self.authorization()
+    }
 }
 
 /// Percent-encoding for a query value.
@@ -246,6 +432,34 @@ mod tests {
         let nulls = base64::engine::general_purpose::STANDARD
             .encode(r#"{"username":null,"password":null,"serveraddress":null}"#);
         assert_eq!(Credentials::from_header(&nulls).expect("nulls"), None);
+    }
+
+    #[test]
+    fn token_lifetimes_follow_expires_in_and_issued_at() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_100);
+        assert_eq!(token_lifetime(0, None, now), Duration::from_secs(60));
+        assert_eq!(token_lifetime(300, None, now), Duration::from_secs(300));
+        // Issued 100 s before it arrived: 200 s are left.
+        let issued = "2023-11-14T22:13:20Z";
+        assert_eq!(
+            token_lifetime(300, Some(issued), now),
+            Duration::from_secs(200)
+        );
+        // A clock far from the token server's is not believed.
+        assert_eq!(
+            token_lifetime(60, Some(issued), now),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            token_lifetime(300, Some("not a time"), now),
+            Duration::from_secs(300)
+        );
+        let challenge = Challenge::parse(r#"Bearer realm="http://127.0.0.1:1/t",service="s""#)
+            .expect("valid")
+            .expect("bearer");
+        assert_eq!(challenge.service.as_deref(), Some("s"));
+        assert_eq!(Challenge::parse(r#"Basic realm="r""#).expect("valid"), None);
+        assert!(Challenge::parse("Bearer service=\"s\"").is_err());
     }
 
     #[test]
