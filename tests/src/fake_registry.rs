@@ -294,6 +294,20 @@ impl FakeRegistry {
     /// Stores an image of `layers` for `architecture` under `repo:tag`
     /// (also by digest; `tag` may be empty for by-digest only).
     pub fn add_image(&self, repo: &str, tag: &str, architecture: &str, layers: &[Layer]) -> Pushed {
+        self.add_image_annotated(repo, tag, architecture, layers, None)
+    }
+
+    /// As [`FakeRegistry::add_image`], with `annotations` on the manifest
+    /// and on each layer descriptor (valid OCI, but not what a client that
+    /// builds its own manifest would send).
+    pub fn add_image_annotated(
+        &self,
+        repo: &str,
+        tag: &str,
+        architecture: &str,
+        layers: &[Layer],
+        annotations: Option<serde_json::Value>,
+    ) -> Pushed {
         let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
         let config = serde_json::to_vec(&serde_json::json!({
             "architecture": architecture,
@@ -304,7 +318,7 @@ impl FakeRegistry {
         }))
         .expect("config json");
         let config_digest = sha256(&config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
+        let mut manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {
@@ -312,13 +326,22 @@ impl FakeRegistry {
                 "digest": config_digest,
                 "size": config.len(),
             },
-            "layers": layers.iter().map(|l| serde_json::json!({
-                "mediaType": l.media_type,
-                "digest": l.digest,
-                "size": l.data.len(),
-            })).collect::<Vec<_>>(),
-        }))
-        .expect("manifest json");
+            "layers": layers.iter().map(|l| {
+                let mut d = serde_json::json!({
+                    "mediaType": l.media_type,
+                    "digest": l.digest,
+                    "size": l.data.len(),
+                });
+                if let Some(a) = &annotations {
+                    d["annotations"] = a.clone();
+                }
+                d
+            }).collect::<Vec<_>>(),
+        });
+        if let Some(a) = annotations {
+            manifest["annotations"] = a;
+        }
+        let manifest = serde_json::to_vec(&manifest).expect("manifest json");
         let manifest_digest = sha256(&manifest);
         self.put(
             format!("/v2/{repo}/blobs/{config_digest}"),
