@@ -149,6 +149,9 @@ pub struct TokenPolicy {
     pub valid_for: Option<Duration>,
     /// Tokens are refused after this many requests.
     pub uses: Option<u32>,
+    /// The `Authorization` header a GET of a token must carry (`None`:
+    /// anonymous tokens).
+    pub basic: Option<&'static str>,
 }
 
 /// One token the token server issued.
@@ -165,6 +168,11 @@ struct Tokens {
     issued: HashMap<String, Issued>,
     /// The `scope` of every token request, in order.
     requests: Vec<String>,
+    /// How each token was asked for: `get`, `get offline` (a refresh token
+    /// wanted), `refresh_token <token>` (OAuth2 POST).
+    grants: Vec<String>,
+    /// Refresh tokens handed out.
+    refresh_tokens: Vec<String>,
     /// Requests refused for a token that expired, was used up or revoked.
     refused: usize,
 }
@@ -461,6 +469,16 @@ impl FakeRegistry {
             .tokens
             .as_ref()
             .map(|t| t.requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// How each token was asked for (see `Tokens::grants`).
+    pub fn token_grants(&self) -> Vec<String> {
+        let state = self.state.lock().expect("registry state");
+        state
+            .tokens
+            .as_ref()
+            .map(|t| t.grants.clone())
             .unwrap_or_default()
     }
 
@@ -776,8 +794,57 @@ fn token_allows(
     };
     let json = || ("Content-Type", "application/json".to_string());
     if path == "/token" {
-        let scope = query_param(query, "scope").unwrap_or_default();
+        let form = if method == "POST" {
+            let length: u64 = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = String::new();
+            let _ = std::io::Read::read_to_string(
+                &mut std::io::Read::take(&mut *reader, length),
+                &mut body,
+            );
+            body
+        } else {
+            query.to_string()
+        };
+        let grant = match (method, query_param(&form, "grant_type")) {
+            ("POST", Some(g)) if g == "refresh_token" => {
+                let presented = query_param(&form, "refresh_token").unwrap_or_default();
+                if !tokens.refresh_tokens.contains(&presented)
+                    || query_param(&form, "client_id").is_none()
+                {
+                    drop(s);
+                    let refused = br#"{"error":"invalid_grant"}"#;
+                    respond(stream, 400, &[json()], refused, false);
+                    return false;
+                }
+                format!("refresh_token {presented}")
+            }
+            ("GET", _) => {
+                let presented = headers.get("authorization").map(String::as_str);
+                if tokens.policy.basic.is_some() && presented != tokens.policy.basic {
+                    drop(s);
+                    let refused = error_body("UNAUTHORIZED", "incorrect username or password");
+                    respond(stream, 401, &[json()], &refused, false);
+                    return false;
+                }
+                if query_param(&form, "offline_token").as_deref() == Some("true") {
+                    "get offline".to_string()
+                } else {
+                    "get".to_string()
+                }
+            }
+            _ => {
+                drop(s);
+                let refused = br#"{"error":"unsupported_grant_type"}"#;
+                respond(stream, 400, &[json()], refused, false);
+                return false;
+            }
+        };
+        let scope = query_param(&form, "scope").unwrap_or_default();
         tokens.requests.push(scope.clone());
+        tokens.grants.push(grant.clone());
         let token = format!("token-{}", tokens.requests.len());
         tokens.issued.insert(
             token.clone(),
@@ -788,7 +855,16 @@ fn token_allows(
                 revoked: false,
             },
         );
-        let mut answer = serde_json::json!({ "token": token });
+        let mut answer = if method == "POST" {
+            serde_json::json!({ "access_token": token, "scope": tokens.requests.last() })
+        } else {
+            serde_json::json!({ "token": token })
+        };
+        if grant == "get offline" {
+            let refresh = format!("refresh-{}", tokens.requests.len());
+            tokens.refresh_tokens.push(refresh.clone());
+            answer["refresh_token"] = serde_json::json!(refresh);
+        }
         if let Some(seconds) = tokens.policy.expires_in {
             answer["expires_in"] = serde_json::json!(seconds);
         }

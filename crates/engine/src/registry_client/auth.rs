@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// A refresh token from an earlier login (`identitytoken`): tokens are
+    /// then got with it (OAuth2 `grant_type=refresh_token`), not the password.
+    pub identity_token: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -63,6 +66,7 @@ pub fn parse_auth_config(json: &[u8]) -> Result<(Option<Credentials>, String)> {
         password: Option<String>,
         auth: Option<String>,
         serveraddress: Option<String>,
+        identitytoken: Option<String>,
     }
     let config: AuthConfig = serde_json::from_slice(json)
         .map_err(|e| Error::InvalidArgument(format!("auth config is not JSON: {e}")))?;
@@ -83,7 +87,12 @@ pub fn parse_auth_config(json: &[u8]) -> Result<(Option<Credentials>, String)> {
     } else {
         (username, password)
     };
-    let credentials = (!username.is_empty()).then_some(Credentials { username, password });
+    let identity_token = config.identitytoken.filter(|t| !t.is_empty());
+    let credentials = (!username.is_empty() || identity_token.is_some()).then_some(Credentials {
+        username,
+        password,
+        identity_token,
+    });
     Ok((credentials, serveraddress))
 }
 
@@ -159,38 +168,29 @@ pub(crate) struct Token {
     /// `Bearer <token>`.
     pub header: String,
     pub lifetime: Duration,
+    /// A refresh token (asked for with `offline_token=true`, or renewed).
+    pub refresh_token: Option<String>,
 }
+
+/// The OAuth2 client id the token server is told, as dockerd's.
+const CLIENT_ID: &str = "docker";
 
 /// The lifetime of a token that does not say (`expires_in` absent or 0):
 /// 60 s, as the distribution client assumes.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
-/// The `Authorization` header for a registry that answered `/v2/` with
-/// `challenge`: a bearer token from its realm (asked with `credentials`,
-/// if any) for `scope`, or Basic credentials. Not cached (login checks the
-/// credentials each time). A token server that refuses the credentials is
-/// `Unauthorized`.
-pub(crate) fn authorization_for(
-    settings: &super::RegistrySettings,
-    challenge: &str,
-    credentials: Option<&Credentials>,
-    scope: Option<&str>,
-) -> Result<Option<String>> {
-    match Challenge::parse(challenge)? {
-        None => Ok(credentials.map(Credentials::basic_header)),
-        Some(challenge) => Ok(Some(
-            fetch_token(settings, &challenge, credentials, scope)?.header,
-        )),
-    }
-}
-
-/// Asks the realm of `challenge` for a token for `scope` (GET, with the
-/// credentials as Basic authorization and `account=`).
-fn fetch_token(
+/// Asks the realm of `challenge` for a token for `scope`, as dockerd: with
+/// an identity token, an OAuth2 POST (`grant_type=refresh_token`); else a
+/// GET with the credentials as Basic authorization and `account=`, which
+/// with `offline` also asks for a refresh token (`offline_token=true`, what
+/// `docker login` keeps as the identity token). A token server that
+/// refuses the credentials is `Unauthorized`.
+pub(crate) fn fetch_token(
     settings: &super::RegistrySettings,
     challenge: &Challenge,
     credentials: Option<&Credentials>,
     scope: Option<&str>,
+    offline: bool,
 ) -> Result<Token> {
     let realm = challenge.realm.as_str();
     let (tls, rest) = match (
@@ -216,19 +216,38 @@ fn fetch_token(
     if let Some(scope) = scope {
         query.push(format!("scope={}", encode(scope)));
     }
-    if let Some(c) = credentials {
-        query.push(format!("account={}", encode(&c.username)));
-    }
-    let separator = if path.contains('?') { '&' } else { '?' };
-    let target = format!("{path}{separator}{}", query.join("&"));
-    let realm_server = super::Registry::at(
-        settings,
-        host,
-        tls,
-        credentials.map(Credentials::basic_header),
-    )?;
+    let identity_token = credentials.and_then(|c| c.identity_token.as_deref());
     let received = SystemTime::now();
-    let response = realm_server.send("GET", &target, &[], super::Body::Empty)?;
+    let response = if let Some(refresh_token) = identity_token {
+        query.push(format!("client_id={CLIENT_ID}"));
+        query.push("grant_type=refresh_token".to_string());
+        query.push(format!("refresh_token={}", encode(refresh_token)));
+        let form = query.join("&");
+        let realm_server = super::Registry::at(settings, host, tls, None)?;
+        realm_server.send(
+            "POST",
+            path,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            super::Body::Bytes(form.as_bytes()),
+        )?
+    } else {
+        if offline {
+            query.push("offline_token=true".to_string());
+            query.push(format!("client_id={CLIENT_ID}"));
+        }
+        if let Some(c) = credentials {
+            query.push(format!("account={}", encode(&c.username)));
+        }
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let target = format!("{path}{separator}{}", query.join("&"));
+        let realm_server = super::Registry::at(
+            settings,
+            host,
+            tls,
+            credentials.map(Credentials::basic_header),
+        )?;
+        realm_server.send("GET", &target, &[], super::Body::Empty)?
+    };
     if response.status != 200 {
         let status = response.status;
         let refused = format!(
@@ -252,6 +271,8 @@ fn fetch_token(
         expires_in: u64,
         #[serde(default)]
         issued_at: Option<String>,
+        #[serde(default)]
+        refresh_token: Option<String>,
     }
     let body = response.bytes(1 << 20)?;
     let answer: Answer = serde_json::from_slice(&body)
@@ -269,6 +290,7 @@ fn fetch_token(
     Ok(Token {
         header: format!("Bearer {token}"),
         lifetime: token_lifetime(answer.expires_in, answer.issued_at.as_deref(), received),
+        refresh_token: answer.refresh_token.filter(|t| !t.is_empty()),
     })
 }
 
@@ -339,7 +361,9 @@ impl TokenSource {
                 challenge,
                 scope: scope.map(str::to_string),
                 credentials: credentials.map(|c| {
-                    Digest::sha256_of(format!("{}\0{}", c.username, c.password).as_bytes())
+                    let identity = c.identity_token.as_deref().unwrap_or_default();
+                    let all = format!("{}\0{}\0{identity}", c.username, c.password);
+                    Digest::sha256_of(all.as_bytes())
                 }),
             },
             credentials: credentials.cloned(),
@@ -369,6 +393,7 @@ impl TokenSource {
             &self.key.challenge,
             self.credentials.as_ref(),
             self.key.scope.as_deref(),
+            false,
         )?;
         // Renewed a little early: a token must not expire on its way.
         let margin = (token.lifetime / 10).min(Duration::from_secs(10));
@@ -432,6 +457,12 @@ mod tests {
         let nulls = base64::engine::general_purpose::STANDARD
             .encode(r#"{"username":null,"password":null,"serveraddress":null}"#);
         assert_eq!(Credentials::from_header(&nulls).expect("nulls"), None);
+        let identity = base64::engine::general_purpose::STANDARD
+            .encode(r#"{"username":"u","password":"","identitytoken":"refresh-1"}"#);
+        let c = Credentials::from_header(&identity)
+            .expect("valid header")
+            .expect("credentials");
+        assert_eq!(c.identity_token.as_deref(), Some("refresh-1"));
     }
 
     #[test]
