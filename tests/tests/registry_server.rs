@@ -1296,6 +1296,16 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     berthd.docker_ok(&["pull", &image]);
     let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "via tokens"]);
     assert_eq!(out.trim(), "via tokens");
+    // Another repository mounts the layer: the push token also asks to
+    // pull from the repository the image came from.
+    let copy = format!("{host}/team/copy:1");
+    berthd.docker_ok(&["tag", &image, &copy]);
+    let out = berthd.docker_ok(&["push", &copy]);
+    assert!(
+        out.contains(&format!("Mounted from {host}/team/berthd")),
+        "{out}\n{}",
+        distribution_log()
+    );
 
     // And berthd against the issuer itself, a berth registry in token mode.
     let out = berthd.docker(&["login", "-u", "alice", "-p", "alice-pw", &issuer.host()]);
@@ -1304,6 +1314,13 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     berthd.docker_ok(&["tag", &image, &on_issuer]);
     let out = berthd.docker(&["push", &on_issuer]);
     assert!(out.status.success(), "{}\n{}", describe(&out), issuer.log());
+    let copy = format!("{}/team/copy:1", issuer.host());
+    berthd.docker_ok(&["tag", &image, &copy]);
+    let out = berthd.docker_ok(&["push", &copy]);
+    assert!(
+        out.contains(&format!("Mounted from {}/team/berthd", issuer.host())),
+        "{out}"
+    );
     berthd.docker_ok(&["rmi", &on_issuer]);
     berthd.docker_ok(&["pull", &on_issuer]);
     drop(guard);

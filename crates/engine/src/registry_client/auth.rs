@@ -213,12 +213,14 @@ pub(crate) fn fetch_token(
     if let Some(service) = &challenge.service {
         query.push(format!("service={}", encode(service)));
     }
-    if let Some(scope) = scope {
-        query.push(format!("scope={}", encode(scope)));
-    }
     let identity_token = credentials.and_then(|c| c.identity_token.as_deref());
     let received = SystemTime::now();
+    // Several scopes: one `scope` each in a query, space-separated in a
+    // form, as the distribution client sends them.
     let response = if let Some(refresh_token) = identity_token {
+        if let Some(scope) = scope {
+            query.push(format!("scope={}", encode(scope)));
+        }
         query.push(format!("client_id={CLIENT_ID}"));
         query.push("grant_type=refresh_token".to_string());
         query.push(format!("refresh_token={}", encode(refresh_token)));
@@ -231,6 +233,9 @@ pub(crate) fn fetch_token(
             super::Body::Bytes(form.as_bytes()),
         )?
     } else {
+        for scope in scope.unwrap_or_default().split_whitespace() {
+            query.push(format!("scope={}", encode(scope)));
+        }
         if offline {
             query.push("offline_token=true".to_string());
             query.push(format!("client_id={CLIENT_ID}"));

@@ -187,9 +187,42 @@ impl Registry {
         repository: &str,
         actions: &str,
     ) -> Result<Registry> {
+        Registry::open_scoped(
+            settings,
+            domain,
+            credentials,
+            &format!("repository:{repository}:{actions}"),
+        )
+    }
+
+    /// [`Registry::open`] for a push to `repository` that may mount blobs
+    /// from the repositories `mount_from` of the same registry: its tokens
+    /// also ask to pull from those, as a registry lets a mount happen only
+    /// with that (else it answers with a plain upload).
+    pub fn open_for_push(
+        settings: &RegistrySettings,
+        domain: &str,
+        credentials: Option<&Credentials>,
+        repository: &str,
+        mount_from: &[String],
+    ) -> Result<Registry> {
+        let mut scope = format!("repository:{repository}:pull,push");
+        for from in mount_from.iter().filter(|f| *f != repository) {
+            scope.push_str(&format!(" repository:{from}:pull"));
+        }
+        Registry::open_scoped(settings, domain, credentials, &scope)
+    }
+
+    /// A registry whose bearer tokens are for `scope` (space-separated
+    /// scopes).
+    fn open_scoped(
+        settings: &RegistrySettings,
+        domain: &str,
+        credentials: Option<&Credentials>,
+        scope: &str,
+    ) -> Result<Registry> {
         let (mut registry, response) = Registry::connect(settings, hosts::api_host(domain))?;
-        let scope = format!("repository:{repository}:{actions}");
-        registry.authenticate(&response, credentials, &scope)?;
+        registry.authenticate(&response, credentials, scope)?;
         Ok(registry)
     }
 

@@ -66,12 +66,18 @@ pub fn push(
     };
     let tag = reference.tag().unwrap_or("latest").to_string();
     let (config, layers, kept) = images.push_source(&reference)?;
-    let registry = Registry::open(
+    let mut mount_from: Vec<String> = layers
+        .iter()
+        .flat_map(|l| images.mount_sources(&l.blob_digest, reference.domain()))
+        .collect();
+    mount_from.sort();
+    mount_from.dedup();
+    let registry = Registry::open_for_push(
         settings,
         reference.domain(),
         credentials,
         reference.path(),
-        "pull,push",
+        &mount_from,
     )?;
     progress(Status::line(format!(
         "The push refers to repository [{}]",
@@ -281,8 +287,8 @@ impl PushJob<'_> {
             .into_iter()
             .find(|from| from != reference.path());
         let location = match source {
-            Some(from) => match start_upload(registry, reference, Some((digest, &from)))? {
-                Upload::Mounted => {
+            Some(from) => match start_upload(registry, reference, Some((digest, &from))) {
+                Ok(Upload::Mounted) => {
                     let name = format!("{}/{from}", reference.domain());
                     let shown = Reference::parse_normalized(&name)
                         .map(|r| r.familiar_name())
@@ -290,7 +296,13 @@ impl PushJob<'_> {
                     let _ = status.send(Status::layer(id, format!("Mounted from {shown}")));
                     return Ok(());
                 }
-                Upload::Started(at) => at,
+                Ok(Upload::Started(at)) => at,
+                // A registry that refuses the mount (e.g. no pull access
+                // to `from`) may still take an upload.
+                Err(e) => {
+                    tracing::info!("mounting {digest} from {from}: {e}; uploading it instead");
+                    new_upload(registry, reference)?
+                }
             },
             None => new_upload(registry, reference)?,
         };
