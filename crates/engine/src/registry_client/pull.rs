@@ -156,7 +156,12 @@ fn resolve_in(
     let (manifest, manifest_digest, pulled) = match kind {
         ManifestKind::Manifest(m) => {
             let pulled = PulledManifest {
-                media_type: m.media_type.clone().or(declared).unwrap_or_default(),
+                // Without either, an OCI manifest (its mediaType is optional).
+                media_type: m
+                    .media_type
+                    .clone()
+                    .or(declared)
+                    .unwrap_or_else(|| media_type::OCI_MANIFEST.to_string()),
                 bytes,
                 index: None,
             };
