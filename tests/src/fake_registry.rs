@@ -3,7 +3,10 @@
 //! several platforms; paginated tag lists), takes uploads (monolithic,
 //! chunked, mounts) and manifests, can be told to misbehave per blob or
 //! manifest, and records every request, so a test can count what a client
-//! fetched or sent. Plain HTTP on 127.0.0.1, one thread per connection,
+//! fetched or sent. In token mode it is also its own token server (at
+//! `/token`): every request needs a bearer token for its repository, and
+//! tokens can expire after a time or a number of uses, or be revoked.
+//! Plain HTTP on 127.0.0.1, one thread per connection,
 //! `Connection: close`; dropping it stops every thread it started.
 
 use std::collections::HashMap;
@@ -137,8 +140,47 @@ pub struct Request {
     pub authorized: bool,
 }
 
+/// How the token server of [`FakeRegistry::require_tokens`] issues tokens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenPolicy {
+    /// `expires_in` sent with each token (`None`: not sent).
+    pub expires_in: Option<u64>,
+    /// Tokens are refused this long after they were issued.
+    pub valid_for: Option<Duration>,
+    /// Tokens are refused after this many requests.
+    pub uses: Option<u32>,
+    /// The `Authorization` header a GET of a token must carry (`None`:
+    /// anonymous tokens).
+    pub basic: Option<&'static str>,
+}
+
+/// One token the token server issued.
+struct Issued {
+    scope: String,
+    at: Instant,
+    uses: u32,
+    revoked: bool,
+}
+
+#[derive(Default)]
+struct Tokens {
+    policy: TokenPolicy,
+    issued: HashMap<String, Issued>,
+    /// The `scope` of every token request, in order.
+    requests: Vec<String>,
+    /// How each token was asked for: `get`, `get offline` (a refresh token
+    /// wanted), `refresh_token <token>` (OAuth2 POST).
+    grants: Vec<String>,
+    /// Refresh tokens handed out.
+    refresh_tokens: Vec<String>,
+    /// Requests refused for a token that expired, was used up or revoked.
+    refused: usize,
+}
+
 #[derive(Default)]
 struct State {
+    /// Token mode: `Some`.
+    tokens: Option<Tokens>,
     /// Path → content type, body.
     content: HashMap<String, (String, Vec<u8>)>,
     /// Repository → tags in order.
@@ -260,6 +302,20 @@ impl FakeRegistry {
     /// Stores an image of `layers` for `architecture` under `repo:tag`
     /// (also by digest; `tag` may be empty for by-digest only).
     pub fn add_image(&self, repo: &str, tag: &str, architecture: &str, layers: &[Layer]) -> Pushed {
+        self.add_image_annotated(repo, tag, architecture, layers, None)
+    }
+
+    /// As [`FakeRegistry::add_image`], with `annotations` on the manifest
+    /// and on each layer descriptor (valid OCI, but not what a client that
+    /// builds its own manifest would send).
+    pub fn add_image_annotated(
+        &self,
+        repo: &str,
+        tag: &str,
+        architecture: &str,
+        layers: &[Layer],
+        annotations: Option<serde_json::Value>,
+    ) -> Pushed {
         let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
         let config = serde_json::to_vec(&serde_json::json!({
             "architecture": architecture,
@@ -270,7 +326,7 @@ impl FakeRegistry {
         }))
         .expect("config json");
         let config_digest = sha256(&config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
+        let mut manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {
@@ -278,13 +334,22 @@ impl FakeRegistry {
                 "digest": config_digest,
                 "size": config.len(),
             },
-            "layers": layers.iter().map(|l| serde_json::json!({
-                "mediaType": l.media_type,
-                "digest": l.digest,
-                "size": l.data.len(),
-            })).collect::<Vec<_>>(),
-        }))
-        .expect("manifest json");
+            "layers": layers.iter().map(|l| {
+                let mut d = serde_json::json!({
+                    "mediaType": l.media_type,
+                    "digest": l.digest,
+                    "size": l.data.len(),
+                });
+                if let Some(a) = &annotations {
+                    d["annotations"] = a.clone();
+                }
+                d
+            }).collect::<Vec<_>>(),
+        });
+        if let Some(a) = annotations {
+            manifest["annotations"] = a;
+        }
+        let manifest = serde_json::to_vec(&manifest).expect("manifest json");
         let manifest_digest = sha256(&manifest);
         self.put(
             format!("/v2/{repo}/blobs/{config_digest}"),
@@ -388,6 +453,51 @@ impl FakeRegistry {
         self.state.lock().expect("registry state").max_active
     }
 
+    /// Token mode: each request needs `Authorization: Bearer <token>` from
+    /// the token server at `/token` (anonymous; any scope asked is given).
+    pub fn require_tokens(&self, policy: TokenPolicy) {
+        self.state.lock().expect("registry state").tokens = Some(Tokens {
+            policy,
+            ..Tokens::default()
+        });
+    }
+
+    /// The scope of each token request so far.
+    pub fn token_requests(&self) -> Vec<String> {
+        let state = self.state.lock().expect("registry state");
+        state
+            .tokens
+            .as_ref()
+            .map(|t| t.requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// How each token was asked for (see `Tokens::grants`).
+    pub fn token_grants(&self) -> Vec<String> {
+        let state = self.state.lock().expect("registry state");
+        state
+            .tokens
+            .as_ref()
+            .map(|t| t.grants.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many requests were refused for a stale or revoked token.
+    pub fn refused_tokens(&self) -> usize {
+        let state = self.state.lock().expect("registry state");
+        state.tokens.as_ref().map_or(0, |t| t.refused)
+    }
+
+    /// Revokes every token issued so far.
+    pub fn revoke_tokens(&self) {
+        let mut state = self.state.lock().expect("registry state");
+        if let Some(tokens) = state.tokens.as_mut() {
+            for issued in tokens.issued.values_mut() {
+                issued.revoked = true;
+            }
+        }
+    }
+
     /// GET requests of `path`.
     pub fn gets_of(&self, path: &str) -> Vec<Request> {
         self.requests()
@@ -462,6 +572,17 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target.clone(), String::new()),
     };
+    if !token_allows(
+        &mut stream,
+        &mut reader,
+        &method,
+        &path,
+        &query,
+        &headers,
+        state,
+    ) {
+        return;
+    }
     if matches!(method.as_str(), "POST" | "PATCH" | "PUT") {
         state
             .lock()
@@ -625,6 +746,201 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
     if cut.is_some() {
         let _ = stream.shutdown(std::net::Shutdown::Both);
     }
+}
+
+/// The value of `name` in a query string (percent-decoded).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    let raw = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Token mode: answers `/token` itself, and refuses a request without a
+/// valid token for its repository (401 with a Bearer challenge, after
+/// reading the body). `true`: serve the request.
+fn token_allows(
+    stream: &mut TcpStream,
+    reader: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HashMap<String, String>,
+    state: &Mutex<State>,
+) -> bool {
+    let mut s = state.lock().expect("registry state");
+    let Some(tokens) = s.tokens.as_mut() else {
+        return true;
+    };
+    let json = || ("Content-Type", "application/json".to_string());
+    if path == "/token" {
+        let form = if method == "POST" {
+            let length: u64 = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = String::new();
+            let _ = std::io::Read::read_to_string(
+                &mut std::io::Read::take(&mut *reader, length),
+                &mut body,
+            );
+            body
+        } else {
+            query.to_string()
+        };
+        let grant = match (method, query_param(&form, "grant_type")) {
+            ("POST", Some(g)) if g == "refresh_token" => {
+                let presented = query_param(&form, "refresh_token").unwrap_or_default();
+                if !tokens.refresh_tokens.contains(&presented)
+                    || query_param(&form, "client_id").is_none()
+                {
+                    drop(s);
+                    let refused = br#"{"error":"invalid_grant"}"#;
+                    respond(stream, 400, &[json()], refused, false);
+                    return false;
+                }
+                format!("refresh_token {presented}")
+            }
+            ("GET", _) => {
+                let presented = headers.get("authorization").map(String::as_str);
+                if tokens.policy.basic.is_some() && presented != tokens.policy.basic {
+                    drop(s);
+                    let refused = error_body("UNAUTHORIZED", "incorrect username or password");
+                    respond(stream, 401, &[json()], &refused, false);
+                    return false;
+                }
+                if query_param(&form, "offline_token").as_deref() == Some("true") {
+                    "get offline".to_string()
+                } else {
+                    "get".to_string()
+                }
+            }
+            _ => {
+                drop(s);
+                let refused = br#"{"error":"unsupported_grant_type"}"#;
+                respond(stream, 400, &[json()], refused, false);
+                return false;
+            }
+        };
+        let scope = query_param(&form, "scope").unwrap_or_default();
+        tokens.requests.push(scope.clone());
+        tokens.grants.push(grant.clone());
+        let token = format!("token-{}", tokens.requests.len());
+        tokens.issued.insert(
+            token.clone(),
+            Issued {
+                scope,
+                at: Instant::now(),
+                uses: 0,
+                revoked: false,
+            },
+        );
+        let mut answer = if method == "POST" {
+            serde_json::json!({ "access_token": token, "scope": tokens.requests.last() })
+        } else {
+            serde_json::json!({ "token": token })
+        };
+        if grant == "get offline" {
+            let refresh = format!("refresh-{}", tokens.requests.len());
+            tokens.refresh_tokens.push(refresh.clone());
+            answer["refresh_token"] = serde_json::json!(refresh);
+        }
+        if let Some(seconds) = tokens.policy.expires_in {
+            answer["expires_in"] = serde_json::json!(seconds);
+        }
+        drop(s);
+        respond(stream, 200, &[json()], answer.to_string().as_bytes(), false);
+        return false;
+    }
+    let repository = path
+        .strip_prefix("/v2/")
+        .and_then(|rest| {
+            ["/blobs/", "/manifests/", "/tags/"]
+                .iter()
+                .find_map(|part| rest.find(part).map(|i| &rest[..i]))
+        })
+        .unwrap_or("");
+    let presented = headers
+        .get("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let policy = tokens.policy;
+    let verdict = tokens.issued.get_mut(presented).map(|issued| {
+        let fresh = !issued.revoked
+            && policy.valid_for.is_none_or(|v| issued.at.elapsed() < v)
+            && policy.uses.is_none_or(|u| issued.uses < u);
+        let covers = repository.is_empty()
+            || issued.scope.split(' ').any(|scope| {
+                scope
+                    .strip_prefix(&format!("repository:{repository}:"))
+                    .is_some_and(|actions| {
+                        actions.split(',').any(|a| {
+                            a == "*"
+                                || a == if matches!(method, "GET" | "HEAD") {
+                                    "pull"
+                                } else {
+                                    "push"
+                                }
+                        })
+                    })
+            });
+        if fresh && covers {
+            issued.uses += 1;
+        }
+        (fresh, covers)
+    });
+    if verdict == Some((true, true)) {
+        return true;
+    }
+    if verdict.is_some_and(|(fresh, _)| !fresh) {
+        tokens.refused += 1;
+    }
+    drop(s);
+    let length: u64 = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let _ = std::io::copy(
+        &mut std::io::Read::take(reader, length),
+        &mut std::io::sink(),
+    );
+    let port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+    let actions = if matches!(method, "GET" | "HEAD") {
+        "pull"
+    } else {
+        "pull,push"
+    };
+    let challenge = format!(
+        r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake-registry",scope="repository:{repository}:{actions}""#
+    );
+    respond(
+        stream,
+        401,
+        &[json(), ("WWW-Authenticate", challenge)],
+        &error_body("UNAUTHORIZED", "authentication required"),
+        method == "HEAD",
+    );
+    false
 }
 
 /// Uploads and manifest pushes: POST starts a session (or mounts with

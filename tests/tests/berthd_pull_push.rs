@@ -519,3 +519,111 @@ fn big_layers_go_up_in_chunks_and_known_blobs_are_mounted() {
     // The same ID: the same config, whose diff_id the pulled layer matched.
     assert_eq!(image_id(&berthd, &second), id);
 }
+
+/// `HEAD /v2/<repo>/manifests/<digest>` on `host`: the status curl saw.
+fn head_manifest(host: &str, repo: &str, digest: &str) -> String {
+    let mut curl = Command::new("curl");
+    curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I"])
+        .args([
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .arg(format!("http://{host}/v2/{repo}/manifests/{digest}"));
+    let out = output_with_timeout(&mut curl, CLI_TIMEOUT).expect("run curl");
+    text(&out.stdout)
+}
+
+/// The digest of `docker push`'s `<tag>: digest: sha256:… size: N` line.
+fn pushed_digest(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split(": digest: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest line in {out}"))
+        .to_string()
+}
+
+#[test]
+fn a_pulled_image_is_pushed_with_the_manifest_it_was_pulled_with() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    use berth_tests::fake_registry::{layer, FakeRegistry, LayerCompression};
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    // An OCI manifest with annotations, compact JSON: a manifest berthd
+    // would build for this image has another digest.
+    let source = FakeRegistry::start();
+    let layers = [
+        layer(&[("a", b"first layer")], LayerCompression::Gzip),
+        layer(&[("b", b"second layer")], LayerCompression::None),
+    ];
+    let annotations =
+        serde_json::json!({"org.opencontainers.image.source": "https://example.org/src"});
+    let original =
+        source.add_image_annotated("t/annotated", "1", arch, &layers, Some(annotations.clone()));
+    let same = source.add_image_annotated("t/multi", "", arch, &layers, Some(annotations));
+    assert_eq!(same.manifest_digest, original.manifest_digest);
+    let other = source.add_image("t/multi", "", "riscv64", &layers[..1]);
+    let index = source.add_index(
+        "t/multi",
+        "1",
+        &[(&format!("linux/{arch}"), &same), ("linux/riscv64", &other)],
+    );
+
+    let berthd = Berthd::start();
+    let from = format!("{}/t/annotated:1", source.host());
+    berthd.docker_ok(&["pull", &from]);
+
+    // To Debian's docker-registry, twice (the second mounts every blob
+    // from the first repository): the source's digest both times.
+    let target = Registry::distribution();
+    for repo in ["copy/one", "copy/two"] {
+        let dst = format!("{}/{repo}:1", target.host());
+        berthd.docker_ok(&["tag", &from, &dst]);
+        let out = berthd.docker_ok(&["push", &dst]);
+        assert_eq!(pushed_digest(&out), original.manifest_digest, "{out}");
+        assert_eq!(
+            head_manifest(&target.host(), repo, &original.manifest_digest),
+            "200",
+            "{repo}"
+        );
+        let digests = berthd.docker_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &dst,
+        ]);
+        assert!(
+            digests.contains(&format!(
+                "{}/{repo}@{}",
+                target.host(),
+                original.manifest_digest
+            )),
+            "{digests}"
+        );
+    }
+    // What was pushed pulls back from there as the same image.
+    let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &from]);
+    let back = format!("{}/copy/two@{}", target.host(), original.manifest_digest);
+    berthd.docker_ok(&["rmi", "-f", id.trim()]);
+    berthd.docker_ok(&["pull", &back]);
+    assert_eq!(
+        berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &back]),
+        id
+    );
+
+    // Pulled through an index: the platform's manifest goes up unchanged
+    // (the index names platforms this host does not have).
+    let multi = format!("{}/t/multi:1", source.host());
+    let out = berthd.docker_ok(&["pull", &multi]);
+    assert!(out.contains(&index), "{out}");
+    let dst = format!("{}/copy/multi:1", target.host());
+    berthd.docker_ok(&["tag", &multi, &dst]);
+    let out = berthd.docker_ok(&["push", &dst]);
+    assert_eq!(pushed_digest(&out), original.manifest_digest, "{out}");
+}

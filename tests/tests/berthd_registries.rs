@@ -4,7 +4,8 @@
 //! `insecure-registries` and `registry-mirrors` (shown by `docker info`,
 //! mirrors tried before the origin), certs.d CAs and client certificates
 //! (mutual TLS), `docker login`/`logout` and `berth login`/`logout` with
-//! config.json and a credential helper.
+//! config.json and a credential helper; a login's identity token (refresh
+//! token) used by later pulls.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -771,4 +772,72 @@ fn berth_login_keeps_credentials_for_pull_and_push() {
         "push with credHelpers: {}",
         describe(&out)
     );
+}
+
+#[test]
+fn login_keeps_the_identity_token_and_pulls_refresh_with_it() {
+    if !can_run() {
+        return;
+    }
+    use berth_tests::fake_registry::{layer, FakeRegistry, LayerCompression, TokenPolicy};
+    // A token server that takes user:s3cret and hands out refresh tokens.
+    let registry = FakeRegistry::start();
+    registry.require_tokens(TokenPolicy {
+        basic: Some("Basic dXNlcjpzM2NyZXQ="),
+        ..TokenPolicy::default()
+    });
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let pushed = registry.add_image(
+        "t/ident",
+        "1",
+        arch,
+        &[layer(&[("f", b"identity")], LayerCompression::Gzip)],
+    );
+    let berthd = Berthd::start();
+    let host = registry.host();
+    let login = |password: &str| {
+        let mut command = berthd.docker_command();
+        command.args(["login", "-u", "user", "--password-stdin", &host]);
+        output_with_stdin(&mut command, &format!("{password}\n"))
+    };
+    let out = login("wrong");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("incorrect username or password"),
+        "{}",
+        describe(&out)
+    );
+    let out = login("s3cret");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(registry.token_grants(), vec!["get offline".to_string()]);
+    // The CLI keeps the identity token instead of the password.
+    let entry = &cli_config(&berthd)["auths"][&host];
+    assert_eq!(entry["identitytoken"], "refresh-1", "{entry}");
+    assert!(
+        !entry.to_string().contains("s3cret") && !entry.to_string().contains("czNjcmV0"),
+        "{entry}"
+    );
+
+    // A pull gets its token with the identity token (OAuth2 POST), not
+    // the password, and runs.
+    let image = format!("{host}/t/ident:1");
+    let out = berthd.docker(&["pull", &image]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        registry.token_grants(),
+        vec![
+            "get offline".to_string(),
+            "refresh_token refresh-1".to_string()
+        ]
+    );
+    assert_eq!(
+        registry.token_requests().last().map(String::as_str),
+        Some("repository:t/ident:pull")
+    );
+    let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert_eq!(id.trim(), pushed.config_digest);
 }

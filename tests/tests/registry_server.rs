@@ -1296,6 +1296,16 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     berthd.docker_ok(&["pull", &image]);
     let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "via tokens"]);
     assert_eq!(out.trim(), "via tokens");
+    // Another repository mounts the layer: the push token also asks to
+    // pull from the repository the image came from.
+    let copy = format!("{host}/team/copy:1");
+    berthd.docker_ok(&["tag", &image, &copy]);
+    let out = berthd.docker_ok(&["push", &copy]);
+    assert!(
+        out.contains(&format!("Mounted from {host}/team/berthd")),
+        "{out}\n{}",
+        distribution_log()
+    );
 
     // And berthd against the issuer itself, a berth registry in token mode.
     let out = berthd.docker(&["login", "-u", "alice", "-p", "alice-pw", &issuer.host()]);
@@ -1304,9 +1314,63 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     berthd.docker_ok(&["tag", &image, &on_issuer]);
     let out = berthd.docker(&["push", &on_issuer]);
     assert!(out.status.success(), "{}\n{}", describe(&out), issuer.log());
+    let copy = format!("{}/team/copy:1", issuer.host());
+    berthd.docker_ok(&["tag", &image, &copy]);
+    let out = berthd.docker_ok(&["push", &copy]);
+    assert!(
+        out.contains(&format!("Mounted from {}/team/berthd", issuer.host())),
+        "{out}"
+    );
     berthd.docker_ok(&["rmi", &on_issuer]);
     berthd.docker_ok(&["pull", &on_issuer]);
     drop(guard);
+}
+
+#[test]
+fn berthd_renews_tokens_that_expire_between_transfers() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    // Tokens that last two seconds (`expires_in: 2`).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files.config).expect("read token.json"))
+            .expect("token.json");
+    config["expiration"] = serde_json::json!(2);
+    std::fs::write(&files.config, config.to_string()).expect("write token.json");
+    let registry = Registry::start_with_tokens(&files);
+    let berthd = Berthd::start();
+    let host = registry.host();
+    let out = berthd.docker(&["login", "-u", "alice", "-p", "alice-pw", &host]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let scratch = registry.scratch("short-tokens");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let one = format!("{host}/team/short:1");
+    let two = format!("{host}/team/short:2");
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &one]);
+    berthd.docker_ok(&["tag", &one, &two]);
+    // Each step comes after the token of the one before expired: berthd
+    // asks for another instead of sending the one it holds.
+    for step in [
+        vec!["push", one.as_str()],
+        vec!["push", two.as_str()],
+        vec!["rmi", one.as_str(), two.as_str()],
+        vec!["pull", one.as_str()],
+        vec!["pull", two.as_str()],
+    ] {
+        let out = berthd.docker(&step);
+        assert!(
+            out.status.success(),
+            "{step:?}: {}\n{}",
+            describe(&out),
+            berthd.log()
+        );
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    let out = berthd.docker_ok(&["run", "--rm", &two, "/bin/echo", "renewed"]);
+    assert_eq!(out.trim(), "renewed");
 }
 
 /// Kills (by the PID it holds) and reaps a child when dropped.

@@ -203,7 +203,11 @@ pub async fn auth(State(state): State<AppState>, body: axum::body::Bytes) -> Res
     }
     .await;
     match result {
-        Ok(()) => Json(json!({"Status": "Login Succeeded", "IdentityToken": ""})).into_response(),
+        Ok(identity_token) => Json(json!({
+            "Status": "Login Succeeded",
+            "IdentityToken": identity_token.unwrap_or_default(),
+        }))
+        .into_response(),
         Err(e) => e.into_response(),
     }
 }

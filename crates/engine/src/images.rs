@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_content::{ContentStore, Digest};
 use berth_image::{ImageConfig, LoadedImage, LoadedLayer, Reference};
-use berth_metadata::{Image, ImageLayer, MetadataStore, NewImage, Snapshot};
+use berth_metadata::{Image, ImageLayer, ImageManifest, MetadataStore, NewImage, Snapshot};
 use berth_snapshot::{Driver, SnapshotStore};
 
 use crate::error::{Error, Result};
@@ -427,6 +427,10 @@ impl ImageService {
                 d
             })
             .collect();
+        let manifests = self
+            .meta()
+            .read(|tx| -> Result<_> { Ok(tx.manifest_blobs()?) })?;
+        let keep: HashSet<Digest> = keep.into_iter().chain(manifests).collect();
         let report = self.content.gc(&keep).map_err(content_err)?;
         Ok(report.bytes_freed)
     }
@@ -1429,6 +1433,7 @@ impl ImageService {
         img: &LoadedImage,
         tag: Option<&Reference>,
         repo_digest: &Reference,
+        manifest: &PulledManifest,
         staged: &StagedLayers,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<bool> {
@@ -1437,8 +1442,25 @@ impl ImageService {
         let before = tag.and_then(|t| self.meta().resolve_reference(&t.to_string()).ok());
         let tags: Vec<Reference> = tag.into_iter().cloned().collect();
         self.store_with(img, &tags, false, staged, progress)?;
+        // The manifest (and index) as the registry sent them, so a push of
+        // the image sends the same bytes (the same digest).
+        let lease = self.content.lease();
+        let kept = ImageManifest {
+            digest: self
+                .content
+                .put_bytes_pinned(&manifest.bytes, &lease)
+                .map_err(content_err)?,
+            media_type: manifest.media_type.clone(),
+            index_digest: manifest
+                .index
+                .as_deref()
+                .map(|index| self.content.put_bytes_pinned(index, &lease))
+                .transpose()
+                .map_err(content_err)?,
+        };
         self.meta().transaction(|tx| -> Result<()> {
             tx.add_repo_digest(&repo_digest.to_string(), &id)?;
+            tx.add_image_manifest(&id, &kept)?;
             Ok(())
         })?;
         let labels = self.labels_of(&id);
@@ -1490,10 +1512,11 @@ impl ImageService {
     }
 
     /// The config and layer blobs of the local image `reference`, for a push.
+    /// With the manifest it was pulled with, if a push can send that.
     pub(crate) fn push_source(
         &self,
         reference: &Reference,
-    ) -> Result<(ImageConfig, Vec<LoadedLayer>)> {
+    ) -> Result<(ImageConfig, Vec<LoadedLayer>, Option<PulledManifest>)> {
         let id = self
             .meta()
             .resolve_reference(&reference.to_string())
@@ -1507,8 +1530,50 @@ impl ImageService {
         let image = self.meta().get_image(&id)?;
         let config = self.config_of(&id)?;
         let layers = self.stored_layers(&id, &image)?;
-        Ok((config, layers))
+        let kept = self.kept_manifest(&id, &layers);
+        Ok((config, layers, kept))
     }
+
+    /// The newest manifest image `id` was pulled with that names exactly
+    /// its config and the layer blobs kept here (a push can send it as it
+    /// is); `None` when there is none, or it can't be read.
+    fn kept_manifest(&self, id: &Digest, layers: &[LoadedLayer]) -> Option<PulledManifest> {
+        let kept = self
+            .meta()
+            .read(|tx| -> Result<_> { Ok(tx.image_manifests(id)?) })
+            .ok()?;
+        kept.into_iter().find_map(|m| {
+            let bytes = self.content.read_blob(&m.digest).ok()?;
+            if Digest::sha256_of(&bytes) != m.digest {
+                return None;
+            }
+            let parsed = match berth_image::parse_manifest(&bytes, Some(&m.media_type)).ok()? {
+                berth_image::ManifestKind::Manifest(parsed) => parsed,
+                berth_image::ManifestKind::Index(_) => return None,
+            };
+            let same = parsed.config.digest == *id
+                && parsed.layers.len() == layers.len()
+                && parsed
+                    .layers
+                    .iter()
+                    .zip(layers)
+                    .all(|(d, l)| d.digest == l.blob_digest && d.size == l.size);
+            same.then_some(PulledManifest {
+                bytes,
+                media_type: m.media_type,
+                index: None,
+            })
+        })
+    }
+}
+
+/// A manifest as a registry sent it (the image manifest a pull used, and
+/// the index it was chosen from).
+#[derive(Debug, Clone)]
+pub(crate) struct PulledManifest {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) media_type: String,
+    pub(crate) index: Option<Vec<u8>>,
 }
 
 /// A layer a pull unpacked while downloading it, waiting to be committed.

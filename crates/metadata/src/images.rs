@@ -65,6 +65,15 @@ pub struct Image {
     pub repo_digests: Vec<String>,
 }
 
+/// A manifest an image was pulled with, kept as a blob in the content store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    /// The index (manifest list) it was chosen from, also kept.
+    pub index_digest: Option<Digest>,
+}
+
 /// What [`Tx::delete_image`] removed, for the caller's events and snapshot clean-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletedImage {
@@ -355,6 +364,53 @@ impl Tx<'_> {
     /// Records a `name@sha256:…` reference for image `id`, as [`Tx::tag`] does.
     pub fn add_repo_digest(&self, reference: &str, id: &Digest) -> Result<Option<Digest>> {
         self.point(Table::RepoDigests, reference, id)
+    }
+
+    /// Records that image `id` was pulled with `manifest` (again: it becomes
+    /// the newest).
+    pub fn add_image_manifest(&self, id: &Digest, manifest: &ImageManifest) -> Result<()> {
+        if !self.image_exists(id)? {
+            return Err(not_found("image", id));
+        }
+        self.conn.execute(
+            "INSERT INTO image_manifests (image_id, digest, media_type, index_digest, added_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (image_id, digest) DO UPDATE SET media_type = ?3, index_digest = ?4, added_at = ?5",
+            params![
+                id.as_str(),
+                manifest.digest.as_str(),
+                manifest.media_type,
+                manifest.index_digest.as_ref().map(Digest::as_str),
+                now_nanos(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The manifests image `id` was pulled with, newest first.
+    pub fn image_manifests(&self, id: &Digest) -> Result<Vec<ImageManifest>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT digest, media_type, index_digest FROM image_manifests \
+             WHERE image_id = ?1 ORDER BY added_at DESC, digest",
+        )?;
+        let rows = statement.query_map([id.as_str()], |row| {
+            Ok(ImageManifest {
+                digest: digest_column(row, 0)?,
+                media_type: row.get(1)?,
+                index_digest: optional_digest_column(row, 2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Every manifest and index blob an image keeps.
+    pub fn manifest_blobs(&self) -> Result<Vec<Digest>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT digest FROM image_manifests UNION \
+             SELECT index_digest FROM image_manifests WHERE index_digest IS NOT NULL",
+        )?;
+        let rows = statement.query_map([], |row| digest_column(row, 0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     pub fn remove_repo_digest(&self, reference: &str) -> Result<Digest> {

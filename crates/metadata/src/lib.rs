@@ -28,7 +28,7 @@ use rusqlite::{Connection, TransactionBehavior};
 pub use containers::Container;
 pub use error::Error;
 pub use events::{Event, NewEvent};
-pub use images::{DeletedImage, Image, ImageLayer, NewImage};
+pub use images::{DeletedImage, Image, ImageLayer, ImageManifest, NewImage};
 pub use schema::{current_version, MIGRATIONS};
 pub use snapshots::Snapshot;
 

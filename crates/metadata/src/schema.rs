@@ -80,6 +80,18 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX containers_image ON containers(image_id);
     "#,
+    // 3: the manifests images were pulled with (their blobs are in the
+    // content store), so a push sends them unchanged.
+    r#"
+    CREATE TABLE image_manifests (
+        image_id     TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        digest       TEXT NOT NULL,   -- the manifest blob
+        media_type   TEXT NOT NULL,
+        index_digest TEXT,            -- the index blob it was chosen from
+        added_at     INTEGER NOT NULL,
+        PRIMARY KEY (image_id, digest)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this code writes.

@@ -9,7 +9,8 @@ use tempfile::TempDir;
 
 use crate::schema::{current_version, has_table};
 use crate::{
-    Container, Error, ImageLayer, MetadataStore, NewEvent, NewImage, Snapshot, MIGRATIONS,
+    Container, Error, ImageLayer, ImageManifest, MetadataStore, NewEvent, NewImage, Snapshot,
+    MIGRATIONS,
 };
 
 fn d(s: &str) -> Digest {
@@ -743,4 +744,47 @@ fn last_tag_time_can_be_restored() {
         store.transaction(|tx| tx.set_last_tagged_at(&d("nope"), Some(1))),
         Err(Error::NotFound { .. })
     ));
+}
+
+#[test]
+fn pulled_manifests_are_kept_with_their_image_newest_first() {
+    let (_dir, mut store) = store();
+    let img = image("kept", vec![layer("k", 1)]);
+    let first = ImageManifest {
+        digest: d("manifest one"),
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+        index_digest: Some(d("index")),
+    };
+    let second = ImageManifest {
+        digest: d("manifest two"),
+        media_type: "application/vnd.docker.distribution.manifest.v2+json".to_string(),
+        index_digest: None,
+    };
+    let missing =
+        store.transaction(|tx| -> Result<(), Error> { tx.add_image_manifest(&img.id, &first) });
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "{missing:?}"
+    );
+    store
+        .transaction(|tx| -> Result<(), Error> {
+            tx.insert_image(&img)?;
+            tx.add_image_manifest(&img.id, &first)?;
+            tx.add_image_manifest(&img.id, &second)
+        })
+        .unwrap();
+    let kept = store.read(|tx| tx.image_manifests(&img.id)).unwrap();
+    assert_eq!(kept.len(), 2);
+    let mut blobs = store.read(|tx| tx.manifest_blobs()).unwrap();
+    blobs.sort();
+    let mut want = vec![first.digest.clone(), second.digest.clone(), d("index")];
+    want.sort();
+    assert_eq!(blobs, want);
+    store
+        .transaction(|tx| -> Result<(), Error> {
+            tx.delete_image(&img.id, true)?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(store.read(|tx| tx.manifest_blobs()).unwrap().is_empty());
 }

@@ -1,6 +1,7 @@
 //! `docker login`: checks credentials against a registry the way dockerd
 //! does, with `GET /v2/` and the challenge it answers (Basic: the request
-//! again with the credentials; Bearer: a token from the realm).
+//! again with the credentials; Bearer: a token from the realm, asked with
+//! `offline_token=true`, whose refresh token is the login's identity token).
 
 use super::{auth, hosts, Body, Credentials, Registry, RegistrySettings};
 use crate::error::{Error, Result};
@@ -23,7 +24,13 @@ fn server_name(server: &str) -> &str {
 /// Checks `credentials` against `server`, with dockerd's messages and
 /// statuses: a token server that refuses them is `Unauthorized`; a
 /// registry that refuses them itself, or cannot be reached, `Internal`.
-pub fn login(settings: &RegistrySettings, server: &str, credentials: &Credentials) -> Result<()> {
+/// Returns the identity token the CLI keeps instead of the password, when
+/// the token server gave a refresh token (or the login used one).
+pub fn login(
+    settings: &RegistrySettings,
+    server: &str,
+    credentials: &Credentials,
+) -> Result<Option<String>> {
     let name = server_name(server);
     let host = hosts::api_host(name);
     let (mut registry, ping) = Registry::connect(settings, host).map_err(|e| {
@@ -39,7 +46,7 @@ pub fn login(settings: &RegistrySettings, server: &str, credentials: &Credential
     let challenge = match (ping.status, ping.header("www-authenticate")) {
         (401, Some(challenge)) => challenge.to_string(),
         // A registry without authentication takes any credentials.
-        (200, _) => return Ok(()),
+        (200, _) => return Ok(None),
         (status, _) => {
             return Err(Error::Internal(format!(
                 "login attempt to {url} failed with status: {status} {}",
@@ -47,14 +54,24 @@ pub fn login(settings: &RegistrySettings, server: &str, credentials: &Credential
             )))
         }
     };
-    registry.authorization = auth::authorization_for(settings, &challenge, Some(credentials), None)
-        .map_err(|e| match e {
-            Error::Unauthorized(why) => Error::Unauthorized(format!("Get \"{url}\": {why}")),
-            other => other,
-        })?;
+    let mut identity_token = credentials.identity_token.clone();
+    registry.authorization = match auth::Challenge::parse(&challenge)? {
+        None => Some(credentials.basic_header()),
+        Some(challenge) => {
+            let token = auth::fetch_token(settings, &challenge, Some(credentials), None, true)
+                .map_err(|e| match e {
+                    Error::Unauthorized(why) => {
+                        Error::Unauthorized(format!("Get \"{url}\": {why}"))
+                    }
+                    other => other,
+                })?;
+            identity_token = token.refresh_token.or(identity_token);
+            Some(token.header)
+        }
+    };
     let answer = registry.send("GET", "/v2/", &[], Body::Empty)?;
     match answer.status {
-        200 => Ok(()),
+        200 => Ok(identity_token),
         status => {
             let message = format!(
                 "login attempt to {url} failed with status: {status} {}",
@@ -113,6 +130,7 @@ mod tests {
                 let user_right = Credentials {
                     username: "user".into(),
                     password: "right".into(),
+                    identity_token: None,
                 }
                 .basic_header();
                 let (status, extra, body) = if path.starts_with("/token") {
@@ -155,6 +173,7 @@ mod tests {
                 &Credentials {
                     username: "user".into(),
                     password: password.into(),
+                    identity_token: None,
                 },
             )
         };

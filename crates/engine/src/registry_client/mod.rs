@@ -65,7 +65,11 @@ impl Status {
 /// A connection target: one registry host, with the credentials to send.
 pub(crate) struct Registry {
     host: String,
+    /// What every request sends, unless `bearer` is set.
     authorization: Option<String>,
+    /// Bearer tokens for this registry and scope (cached, renewed when they
+    /// expire or the registry refuses them).
+    bearer: Option<auth::TokenSource>,
     /// `None`: plain HTTP.
     tls: Option<Arc<rustls::ClientConfig>>,
     /// What reaching another host from here (a redirect) may use.
@@ -183,16 +187,42 @@ impl Registry {
         repository: &str,
         actions: &str,
     ) -> Result<Registry> {
+        Registry::open_scoped(
+            settings,
+            domain,
+            credentials,
+            &format!("repository:{repository}:{actions}"),
+        )
+    }
+
+    /// [`Registry::open`] for a push to `repository` that may mount blobs
+    /// from the repositories `mount_from` of the same registry: its tokens
+    /// also ask to pull from those, as a registry lets a mount happen only
+    /// with that (else it answers with a plain upload).
+    pub fn open_for_push(
+        settings: &RegistrySettings,
+        domain: &str,
+        credentials: Option<&Credentials>,
+        repository: &str,
+        mount_from: &[String],
+    ) -> Result<Registry> {
+        let mut scope = format!("repository:{repository}:pull,push");
+        for from in mount_from.iter().filter(|f| *f != repository) {
+            scope.push_str(&format!(" repository:{from}:pull"));
+        }
+        Registry::open_scoped(settings, domain, credentials, &scope)
+    }
+
+    /// A registry whose bearer tokens are for `scope` (space-separated
+    /// scopes).
+    fn open_scoped(
+        settings: &RegistrySettings,
+        domain: &str,
+        credentials: Option<&Credentials>,
+        scope: &str,
+    ) -> Result<Registry> {
         let (mut registry, response) = Registry::connect(settings, hosts::api_host(domain))?;
-        registry.authorization = match (response.status, response.header("www-authenticate")) {
-            (401, Some(challenge)) => auth::authorization_for(
-                settings,
-                challenge,
-                credentials,
-                Some(&format!("repository:{repository}:{actions}")),
-            )?,
-            _ => credentials.map(Credentials::basic_header),
-        };
+        registry.authenticate(&response, credentials, scope)?;
         Ok(registry)
     }
 
@@ -206,6 +236,7 @@ impl Registry {
         let mut registry = Registry {
             host: mirror.host.clone(),
             authorization: None,
+            bearer: None,
             tls: if mirror.tls {
                 Some(settings.tls_config(&mirror.host)?)
             } else {
@@ -214,16 +245,34 @@ impl Registry {
             settings: Arc::new(settings.clone()),
         };
         let response = registry.send("GET", "/v2/", &[], Body::Empty)?;
-        registry.authorization = match (response.status, response.header("www-authenticate")) {
-            (401, Some(challenge)) => auth::authorization_for(
-                settings,
-                challenge,
-                None,
-                Some(&format!("repository:{repository}:pull")),
-            )?,
+        registry.authenticate(&response, None, &format!("repository:{repository}:pull"))?;
+        Ok(registry)
+    }
+
+    /// Sets what requests carry after `ping` (the answer to `/v2/`): bearer
+    /// tokens for `scope` when it challenged with Bearer (one is got now,
+    /// so refused credentials fail here), else Basic credentials.
+    fn authenticate(
+        &mut self,
+        ping: &Response,
+        credentials: Option<&Credentials>,
+        scope: &str,
+    ) -> Result<()> {
+        let challenge = match (ping.status, ping.header("www-authenticate")) {
+            (401, Some(header)) => auth::Challenge::parse(header)?,
             _ => None,
         };
-        Ok(registry)
+        match challenge {
+            Some(challenge) => {
+                let source =
+                    auth::TokenSource::new(&self.settings, challenge, credentials, Some(scope));
+                source.authorization()?;
+                self.authorization = None;
+                self.bearer = Some(source);
+            }
+            None => self.authorization = credentials.map(Credentials::basic_header),
+        }
+        Ok(())
     }
 
     /// `host` and its answer to `GET /v2/`: over plain HTTP first where that
@@ -268,6 +317,7 @@ impl Registry {
         Ok(Registry {
             host: domain.to_string(),
             authorization,
+            bearer: None,
             tls: if tls {
                 Some(settings.tls_config(domain)?)
             } else {
@@ -295,8 +345,47 @@ impl Registry {
 
     /// Sends one request on a new connection (`Connection: close`).
     /// `target` is a path with its query, or an absolute URL on this host.
+    /// A bearer token the registry refuses (401: expired or revoked) is
+    /// renewed once and the request sent again with the same headers (a
+    /// resumed download keeps its Range); a streamed body cannot be sent
+    /// again, so its 401 is the caller's (the next request has the new
+    /// token).
     pub fn send(
         &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<Response> {
+        let Some(bearer) = &self.bearer else {
+            return self.send_as(self.authorization.as_deref(), method, target, headers, body);
+        };
+        let again = match &body {
+            Body::Empty => Some(Body::Empty),
+            Body::Bytes(b) => Some(Body::Bytes(b)),
+            Body::Reader(..) => None,
+        };
+        let token = bearer.authorization()?;
+        let response = self.send_as(Some(&token), method, target, headers, body)?;
+        if response.status != 401 {
+            return Ok(response);
+        }
+        tracing::debug!(
+            "registry {} refused the token for {method} {}; asking for a new one",
+            self.host,
+            strip_origin(target)
+        );
+        let fresh = bearer.refresh(&token)?;
+        match again {
+            Some(body) => self.send_as(Some(&fresh), method, target, headers, body),
+            None => Ok(response),
+        }
+    }
+
+    /// [`Registry::send`] with `authorization`, once.
+    fn send_as(
+        &self,
+        authorization: Option<&str>,
         method: &str,
         target: &str,
         headers: &[(&str, &str)],
@@ -311,7 +400,7 @@ impl Registry {
             .header("Host", &self.host)
             .header("User-Agent", "berthd")
             .header("Connection", "close");
-        if let Some(a) = &self.authorization {
+        if let Some(a) = authorization {
             request = request.header("Authorization", a);
         }
         for (k, v) in headers {

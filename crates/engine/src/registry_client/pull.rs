@@ -19,7 +19,7 @@ use berth_image::{
 
 use super::{Body, Credentials, Registry, RegistrySettings, Response, Status};
 use crate::error::{Error, Result};
-use crate::images::{ImageService, Progress, StagedLayer, StagedLayers};
+use crate::images::{ImageService, Progress, PulledManifest, StagedLayer, StagedLayers};
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -57,6 +57,8 @@ pub struct ResolvedPull {
     reference: Reference,
     manifest_digest: Digest,
     manifest: Manifest,
+    /// The manifest (and index) as the registry sent them, kept with the image.
+    pulled: PulledManifest,
     /// The platform asked for with `--platform`.
     platform: Option<Platform>,
 }
@@ -151,8 +153,20 @@ fn resolve_in(
     let kind = parse_manifest(&reference, &bytes, declared.as_deref())?;
     // As dockerd, an image from an index is known by the index's digest
     // (`Digest:` line, RepoDigests), so `name@digest` pulls it again.
-    let (manifest, manifest_digest) = match kind {
-        ManifestKind::Manifest(m) => (*m, digest),
+    let (manifest, manifest_digest, pulled) = match kind {
+        ManifestKind::Manifest(m) => {
+            let pulled = PulledManifest {
+                // Without either, an OCI manifest (its mediaType is optional).
+                media_type: m
+                    .media_type
+                    .clone()
+                    .or(declared)
+                    .unwrap_or_else(|| media_type::OCI_MANIFEST.to_string()),
+                bytes,
+                index: None,
+            };
+            (*m, digest, pulled)
+        }
         ManifestKind::Index(index) => {
             let host = Platform::host();
             let chosen = berth_image::choose_platform(&index.manifests, platform.unwrap_or(&host))
@@ -165,10 +179,21 @@ fn resolve_in(
                     }
                     (other, _) => image_error(other),
                 })?;
-            let (bytes, declared, _) =
+            let (entry, entry_type, _) =
                 fetch_manifest(&registry, &reference, chosen.digest.as_str())?;
-            match parse_manifest(&reference, &bytes, declared.as_deref())? {
-                ManifestKind::Manifest(m) => (*m, digest),
+            match parse_manifest(&reference, &entry, entry_type.as_deref())? {
+                ManifestKind::Manifest(m) => {
+                    let pulled = PulledManifest {
+                        media_type: m
+                            .media_type
+                            .clone()
+                            .or(entry_type)
+                            .unwrap_or_else(|| chosen.media_type.clone()),
+                        bytes: entry,
+                        index: Some(bytes),
+                    };
+                    (*m, digest, pulled)
+                }
                 ManifestKind::Index(_) => {
                     return Err(Error::InvalidArgument(format!(
                         "{}: index entry {} is another index",
@@ -201,6 +226,7 @@ fn resolve_in(
         reference,
         manifest_digest,
         manifest,
+        pulled,
         platform: platform.cloned(),
     })
 }
@@ -875,6 +901,7 @@ fn pull_one(
         reference,
         manifest_digest,
         manifest,
+        pulled,
         platform,
     } = resolved;
     let label = reference
@@ -997,7 +1024,14 @@ fn pull_one(
             });
         }
     };
-    let stored = images.store_pulled(&img, tag.as_ref(), &repo_digest, &staged, &mut extracting);
+    let stored = images.store_pulled(
+        &img,
+        tag.as_ref(),
+        &repo_digest,
+        &pulled,
+        &staged,
+        &mut extracting,
+    );
     abort_staged(&staged);
     drop(lease);
     if stored.is_err() {

@@ -5,7 +5,9 @@
 //! PUT, a big one in PATCH chunks with Content-Range), then PUT a manifest
 //! built from the config and the layer blobs berthd keeps (Docker schema
 //! 2; OCI when a layer is zstd) and record the repo digest. A layer that
-//! fails on the registry's side (connection, 5xx) is tried again.
+//! fails on the registry's side (connection, 5xx) is tried again. An image
+//! pushed as it was pulled goes with the manifest it was pulled with,
+//! byte for byte.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +15,7 @@ use std::sync::mpsc;
 
 use berth_content::Digest;
 use berth_image::manifest::media_type;
-use berth_image::{Compression, Descriptor, LoadedLayer, Manifest, Reference};
+use berth_image::{Compression, Descriptor, ImageConfig, LoadedLayer, Manifest, Reference};
 
 use super::pull::{ATTEMPTS, BACKOFF};
 use super::{Body, Credentials, Registry, RegistrySettings, Status, TransferLimits};
@@ -63,13 +65,19 @@ pub fn push(
         reference.clone()
     };
     let tag = reference.tag().unwrap_or("latest").to_string();
-    let (config, layers) = images.push_source(&reference)?;
-    let registry = Registry::open(
+    let (config, layers, kept) = images.push_source(&reference)?;
+    let mut mount_from: Vec<String> = layers
+        .iter()
+        .flat_map(|l| images.mount_sources(&l.blob_digest, reference.domain()))
+        .collect();
+    mount_from.sort();
+    mount_from.dedup();
+    let registry = Registry::open_for_push(
         settings,
         reference.domain(),
         credentials,
         reference.path(),
-        "pull,push",
+        &mount_from,
     )?;
     progress(Status::line(format!(
         "The push refers to repository [{}]",
@@ -142,43 +150,13 @@ pub fn push(
         )?;
     }
 
-    let oci = layers.iter().any(|l| l.compression == Compression::Zstd);
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(
-            if oci {
-                media_type::OCI_MANIFEST
-            } else {
-                media_type::DOCKER_MANIFEST
-            }
-            .to_string(),
-        ),
-        config: Descriptor::new(
-            if oci {
-                media_type::OCI_CONFIG
-            } else {
-                media_type::DOCKER_CONFIG
-            },
-            config_digest.clone(),
-            config.raw().len() as u64,
-        ),
-        layers: layers
-            .iter()
-            .map(|l| {
-                let mt = match (oci, l.compression) {
-                    (true, c) => c.oci_media_type(),
-                    (false, Compression::Gzip) => media_type::DOCKER_LAYER_GZIP,
-                    (false, _) => media_type::DOCKER_LAYER_TAR,
-                };
-                Descriptor::new(mt, l.blob_digest.clone(), l.size)
-            })
-            .collect(),
-        annotations: None,
-        other: serde_json::Map::new(),
+    // The manifest the image was pulled with, unchanged, when it names
+    // exactly what was pushed (its digest stays the source's); else one
+    // built from the config and the layers, as dockerd does.
+    let (body, content_type) = match kept {
+        Some(kept) => (kept.bytes, kept.media_type),
+        None => built_manifest(&config, &layers)?,
     };
-    let body = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::Internal(format!("encode manifest: {e}")))?;
-    let content_type = manifest.media_type.clone().unwrap_or_default();
     let path = format!("/v2/{}/manifests/{tag}", reference.path());
     let response = registry.send(
         "PUT",
@@ -205,6 +183,48 @@ pub fn push(
         body.len()
     )));
     Ok(())
+}
+
+/// A manifest for `config` and `layers` (Docker schema 2; OCI when a layer
+/// is zstd) and its media type.
+fn built_manifest(config: &ImageConfig, layers: &[LoadedLayer]) -> Result<(Vec<u8>, String)> {
+    let oci = layers.iter().any(|l| l.compression == Compression::Zstd);
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(
+            if oci {
+                media_type::OCI_MANIFEST
+            } else {
+                media_type::DOCKER_MANIFEST
+            }
+            .to_string(),
+        ),
+        config: Descriptor::new(
+            if oci {
+                media_type::OCI_CONFIG
+            } else {
+                media_type::DOCKER_CONFIG
+            },
+            config.digest().clone(),
+            config.raw().len() as u64,
+        ),
+        layers: layers
+            .iter()
+            .map(|l| {
+                let mt = match (oci, l.compression) {
+                    (true, c) => c.oci_media_type(),
+                    (false, Compression::Gzip) => media_type::DOCKER_LAYER_GZIP,
+                    (false, _) => media_type::DOCKER_LAYER_TAR,
+                };
+                Descriptor::new(mt, l.blob_digest.clone(), l.size)
+            })
+            .collect(),
+        annotations: None,
+        other: serde_json::Map::new(),
+    };
+    let body = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::Internal(format!("encode manifest: {e}")))?;
+    Ok((body, manifest.media_type.unwrap_or_default()))
 }
 
 /// What one push shares with its upload workers.
@@ -267,8 +287,8 @@ impl PushJob<'_> {
             .into_iter()
             .find(|from| from != reference.path());
         let location = match source {
-            Some(from) => match start_upload(registry, reference, Some((digest, &from)))? {
-                Upload::Mounted => {
+            Some(from) => match start_upload(registry, reference, Some((digest, &from))) {
+                Ok(Upload::Mounted) => {
                     let name = format!("{}/{from}", reference.domain());
                     let shown = Reference::parse_normalized(&name)
                         .map(|r| r.familiar_name())
@@ -276,7 +296,13 @@ impl PushJob<'_> {
                     let _ = status.send(Status::layer(id, format!("Mounted from {shown}")));
                     return Ok(());
                 }
-                Upload::Started(at) => at,
+                Ok(Upload::Started(at)) => at,
+                // A registry that refuses the mount (e.g. no pull access
+                // to `from`) may still take an upload.
+                Err(e) => {
+                    tracing::info!("mounting {digest} from {from}: {e}; uploading it instead");
+                    new_upload(registry, reference)?
+                }
             },
             None => new_upload(registry, reference)?,
         };
