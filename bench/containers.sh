@@ -35,12 +35,9 @@ IMAGE=bench/busybox:latest
 API=/v1.41 # the newest API version both daemons speak
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
-say() { printf '== %s\n' "$*" >&2; }
-die() {
-    printf 'bench: %s\n' "$*" >&2
-    exit 1
-}
 
 [[ $(id -u) -eq 0 ]] || die "run as root: sudo ./bench/containers.sh"
 for tool in hyperfine curl tar sha256sum awk xargs; do
@@ -56,37 +53,13 @@ done
 
 # ---------------------------------------------------------------- berthd build
 
-find_cargo() {
-    local home
-    command -v cargo && return
-    for home in "${SUDO_USER:+$(getent passwd "$SUDO_USER" | cut -d: -f6)}" "$HOME" /root; do
-        [[ -n $home && -x $home/.cargo/bin/cargo ]] && { echo "$home/.cargo/bin/cargo"; return; }
-    done
-    return 1
-}
-
 # berthd runs berth-shim and berth-runtime from its own directory.
 if [[ -n ${BERTHD:-} ]]; then
     [[ -x $BERTHD ]] || die "BERTHD=$BERTHD is not an executable"
 else
-    BERTHD=${CARGO_TARGET_DIR:-$REPO/target}/release/berthd
-    cargo=$(find_cargo) || {
-        [[ -x $BERTHD ]] || die "cargo not found and $BERTHD not built"
-        cargo=
-    }
-    if [[ -n $cargo ]]; then
-        say "building berthd, berth-shim and berth-runtime (release)"
-        build=("$cargo" build --release --quiet -p berthd -p berth-shim-bin -p berth-runtime-cli
-            --manifest-path "$REPO/Cargo.toml")
-        # Build as the invoking user so ./target stays theirs.
-        if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
-            sudo -u "$SUDO_USER" -H env "PATH=$(dirname "$cargo"):$PATH" \
-                ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"} "${build[@]}" ||
-                die "cargo build failed"
-        else
-            "${build[@]}" || die "cargo build failed"
-        fi
-    fi
+    BERTHD=$(release_binary berthd)
+    release_build berthd berth-shim-bin berth-runtime-cli || [[ -x $BERTHD ]] ||
+        die "cargo not found and $BERTHD not built"
     [[ -x $BERTHD ]] || die "$BERTHD was not built"
 fi
 for sibling in berth-shim berth-runtime; do
@@ -113,39 +86,9 @@ for d in "${HOST_DIRS[@]}"; do
     [[ -e $d ]] || CREATED_HOST_DIRS+=("$d")
 done
 
-alive() { [[ -n $1 && -e /proc/$1 ]] && ! grep -q '^State:[[:space:]]*[ZX]' "/proc/$1/status" 2>/dev/null; }
 
-stop_pid() { # pid grace-seconds
-    local pid=$1 grace=$2 i
-    alive "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-}
 
-# PIDs of processes whose command line names a path under $BASE (containerd,
-# shims): started by this run's daemons and by nothing else.
-pids_under_base() {
-    local p
-    for p in /proc/[0-9]*; do
-        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF "$BASE/" && echo "${p#/proc/}"
-    done
-    return 0
-}
 
-mounts_under_base() {
-    # mountinfo field 5 is the mount point, octal-escaped; deepest first.
-    awk -v base="$BASE" '
-        { mp = $5; gsub(/\\040/, " ", mp); if (index(mp, base) == 1) print mp }
-    ' /proc/self/mountinfo | awk '{ print gsub("/", "/") " " $0 }' | sort -rn | cut -d' ' -f2-
-}
 
 # Every cgroup under this run's two parents, in every hierarchy (the v1
 # controllers and the v2 unified mount), deepest first.
@@ -223,18 +166,7 @@ cleanup() {
     if [[ -n ${BENCH_LOGS:-} ]]; then
         mkdir -p "$BENCH_LOGS" && cp "$BASE"/berthd/berthd.log "$BASE"/dockerd/dockerd.log "$BENCH_LOGS"/
     fi
-    for i in 1 2 3 4 5; do
-        mapfile -t mounts < <(mounts_under_base)
-        ((${#mounts[@]})) || break
-        for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null; done
-    done
-    if [[ -n $(mounts_under_base) ]]; then
-        echo "bench: leaving $BASE in place, still mounted:" >&2
-        mounts_under_base >&2
-    else
-        rm -rf "$BASE"
-    fi
-    for d in "${CREATED_HOST_DIRS[@]}"; do rmdir "$d" 2>/dev/null; done
+    remove_base
     exit "$status"
 }
 trap cleanup EXIT
@@ -252,16 +184,6 @@ fi
 BSOCK=$BASE/berthd/berthd.sock
 DSOCK=$BASE/dockerd/docker.sock
 
-wait_ping() { # name socket pid log
-    local i
-    for ((i = 0; i < 600; i++)); do
-        curl -sf --unix-socket "$2" http://localhost/_ping >/dev/null 2>&1 && return 0
-        alive "$3" || { tail -n 30 "$4" >&2; die "$1 exited during startup (log above)"; }
-        sleep 0.1
-    done
-    tail -n 30 "$4" >&2
-    die "$1 did not answer /_ping within 60 s (log above)"
-}
 
 mkdir -p "$BASE/berthd" "$BASE/dockerd"
 echo '{}' >"$BASE/berthd/daemon.json"
@@ -288,25 +210,8 @@ DOCKERD_PID=$!
 wait_ping berthd "$BSOCK" "$BERTHD_PID" "$BASE/berthd/berthd.log"
 wait_ping dockerd "$DSOCK" "$DOCKERD_PID" "$BASE/dockerd/dockerd.log"
 
-containerd_pid() {
-    local pid
-    pid=$(cat "$BASE/dockerd/exec/containerd/containerd.pid" 2>/dev/null) || true
-    if [[ -z $pid ]]; then # older layouts: dockerd's direct child named containerd
-        pid=$(ps -o pid=,comm= --ppid "$DOCKERD_PID" | awk '$2 == "containerd" { print $1; exit }')
-    fi
-    alive "$pid" || die "cannot find the containerd started by dockerd"
-    echo "$pid"
-}
 CONTAINERD_PID=$(containerd_pid)
 
-rss_kb() { # pid...
-    local pid sum=0 kb
-    for pid in "$@"; do
-        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status") || die "process $pid is gone"
-        sum=$((sum + kb))
-    done
-    echo "$sum"
-}
 
 pss_kb() { # pid... -> sum of Pss
     local pid
@@ -396,11 +301,6 @@ TRAP_SCRIPT='trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done'
 export DOCKER IMAGE API BASE API_ITERS TRAP_SCRIPT
 export -f dk curl_config api wait_ready prepare_stop_cli prepare_stop_api exec_api
 
-# hyperfine's CSV: command,mean,stddev,median,user,system,min,max (seconds)
-csv_field() { # file row(1-based) column(1-based)
-    awk -F, -v r="$2" -v c="$3" 'NR == r + 1 { print $c }' "$1"
-}
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 now() { date +%s.%N; }
 hf() { # hyperfine args... (output to stderr)
     hyperfine --style basic --shell bash "$@" >&2
@@ -688,8 +588,6 @@ many D "$DSOCK" containerd-shim "$BASE/dockerd" "$DOCKERD_PID" "$CONTAINERD_PID"
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-met() { if awk "BEGIN { exit !($1) }"; then echo yes; else echo NO; fi; }
-mib() { calc '%.1f MiB' "$1 / 1024"; }
 row() { printf '%-44s %-20s %-28s %-14s %-14s %s\n' "$@"; }
 
 # time row: label csv-b row-b csv-d row-d divisor goal-text goal-ratio

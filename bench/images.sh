@@ -24,12 +24,9 @@ SETTLE=${BENCH_SETTLE:-5}            # seconds a daemon idles before RSS is read
 IMAGE=bench/load:latest
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
-say() { printf '== %s\n' "$*" >&2; }
-die() {
-    printf 'bench: %s\n' "$*" >&2
-    exit 1
-}
 
 [[ $(id -u) -eq 0 ]] || die "run as root: sudo ./bench/images.sh"
 for tool in hyperfine curl tar sha256sum awk; do
@@ -40,34 +37,11 @@ done
 
 # ---------------------------------------------------------------- berthd build
 
-find_cargo() {
-    local home
-    command -v cargo && return
-    for home in "${SUDO_USER:+$(getent passwd "$SUDO_USER" | cut -d: -f6)}" "$HOME" /root; do
-        [[ -n $home && -x $home/.cargo/bin/cargo ]] && { echo "$home/.cargo/bin/cargo"; return; }
-    done
-    return 1
-}
-
 if [[ -n ${BERTHD:-} ]]; then
     [[ -x $BERTHD ]] || die "BERTHD=$BERTHD is not an executable"
 else
-    BERTHD=${CARGO_TARGET_DIR:-$REPO/target}/release/berthd
-    cargo=$(find_cargo) || {
-        [[ -x $BERTHD ]] || die "cargo not found and $BERTHD not built"
-        cargo=
-    }
-    if [[ -n $cargo ]]; then
-        say "building berthd (release)"
-        build=("$cargo" build --release --quiet -p berthd --manifest-path "$REPO/Cargo.toml")
-        # Build as the invoking user so ./target stays theirs.
-        if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
-            sudo -u "$SUDO_USER" -H env "PATH=$(dirname "$cargo"):$PATH" "${build[@]}" ||
-                die "cargo build failed"
-        else
-            "${build[@]}" || die "cargo build failed"
-        fi
-    fi
+    BERTHD=$(release_binary berthd)
+    release_build berthd || [[ -x $BERTHD ]] || die "cargo not found and $BERTHD not built"
     [[ -x $BERTHD ]] || die "$BERTHD was not built"
 fi
 
@@ -85,39 +59,9 @@ for d in "${HOST_DIRS[@]}"; do
     [[ -e $d ]] || CREATED_HOST_DIRS+=("$d")
 done
 
-alive() { [[ -n $1 && -e /proc/$1 ]] && ! grep -q '^State:[[:space:]]*[ZX]' "/proc/$1/status" 2>/dev/null; }
 
-stop_pid() { # pid grace-seconds
-    local pid=$1 grace=$2 i
-    alive "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-}
 
-# PIDs of processes whose command line names a path under $BASE (containerd,
-# shims): started by this run's daemons and by nothing else.
-pids_under_base() {
-    local p
-    for p in /proc/[0-9]*; do
-        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$BASE/" && echo "${p#/proc/}"
-    done
-    return 0
-}
 
-mounts_under_base() {
-    # mountinfo field 5 is the mount point, octal-escaped; deepest first.
-    awk -v base="$BASE" '
-        { mp = $5; gsub(/\\040/, " ", mp); if (index(mp, base) == 1) print mp }
-    ' /proc/self/mountinfo | awk '{ print gsub("/", "/") " " $0 }' | sort -rn | cut -d' ' -f2-
-}
 
 cleanup() {
     local status=$? pid containerd i
@@ -134,18 +78,7 @@ cleanup() {
     if [[ -n ${BENCH_LOGS:-} ]]; then
         mkdir -p "$BENCH_LOGS" && cp "$BASE"/berthd/berthd.log "$BASE"/dockerd/dockerd.log "$BENCH_LOGS"/
     fi
-    for i in 1 2 3 4 5; do
-        mapfile -t mounts < <(mounts_under_base)
-        ((${#mounts[@]})) || break
-        for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null; done
-    done
-    if [[ -n $(mounts_under_base) ]]; then
-        echo "bench: leaving $BASE in place, still mounted:" >&2
-        mounts_under_base >&2
-    else
-        rm -rf "$BASE"
-    fi
-    for d in "${CREATED_HOST_DIRS[@]}"; do rmdir "$d" 2>/dev/null; done
+    remove_base
     exit "$status"
 }
 trap cleanup EXIT
@@ -159,16 +92,6 @@ DSOCK=$BASE/dockerd/docker.sock
 BDOCKER=("$DOCKER" -H "unix://$BSOCK")
 DDOCKER=("$DOCKER" -H "unix://$DSOCK")
 
-wait_ping() { # name socket pid log
-    local i
-    for ((i = 0; i < 600; i++)); do
-        curl -sf --unix-socket "$2" http://localhost/_ping >/dev/null 2>&1 && return 0
-        alive "$3" || { tail -n 30 "$4" >&2; die "$1 exited during startup (log above)"; }
-        sleep 0.1
-    done
-    tail -n 30 "$4" >&2
-    die "$1 did not answer /_ping within 60 s (log above)"
-}
 
 mkdir -p "$BASE/berthd" "$BASE/dockerd"
 echo '{}' >"$BASE/berthd/daemon.json"
@@ -190,25 +113,8 @@ DOCKERD_PID=$!
 wait_ping berthd "$BSOCK" "$BERTHD_PID" "$BASE/berthd/berthd.log"
 wait_ping dockerd "$DSOCK" "$DOCKERD_PID" "$BASE/dockerd/dockerd.log"
 
-containerd_pid() {
-    local pid
-    pid=$(cat "$BASE/dockerd/exec/containerd/containerd.pid" 2>/dev/null) || true
-    if [[ -z $pid ]]; then # older layouts: dockerd's direct child named containerd
-        pid=$(ps -o pid=,comm= --ppid "$DOCKERD_PID" | awk '$2 == "containerd" { print $1; exit }')
-    fi
-    alive "$pid" || die "cannot find the containerd started by dockerd"
-    echo "$pid"
-}
 CONTAINERD_PID=$(containerd_pid)
 
-rss_kb() { # pid...
-    local pid sum=0 kb
-    for pid in "$@"; do
-        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status") || die "process $pid is gone"
-        sum=$((sum + kb))
-    done
-    echo "$sum"
-}
 
 # ---------------------------------------------------------------- facts
 
@@ -276,10 +182,6 @@ ARCHIVE_MB=$(( $(stat -c %s "$ARCHIVE") / 1048576 ))
 
 # ---------------------------------------------------------------- 1. load
 
-# hyperfine's CSV: command,mean,stddev,median,user,system,min,max (seconds)
-csv_field() { # file row(1-based) column(1-based)
-    awk -F, -v r="$2" -v c="$3" 'NR == r + 1 { print $c }' "$1"
-}
 
 q() { printf '%q ' "$@"; }
 
@@ -316,7 +218,6 @@ cpu_of_load() { # pid... (the daemon's docker CLI is in $cli)
     "${cli[@]}" load -i "$ARCHIVE" >/dev/null || die "docker load failed"
     calc '%.2f' "($(cpu_ticks "$@") - $before) / $(getconf CLK_TCK)"
 }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 cli=("${BDOCKER[@]}"); LOAD_CPU_B=$(cpu_of_load "$BERTHD_PID")
 cli=("${DDOCKER[@]}"); LOAD_CPU_D=$(cpu_of_load "$DOCKERD_PID" "$CONTAINERD_PID")
 sync
@@ -431,8 +332,6 @@ MANY_D=$(csv_field "$BASE/many.csv" 2 2); MANY_D_SD=$(csv_field "$BASE/many.csv"
 MAPI_B=$(csv_field "$BASE/many-api.csv" 1 2); MAPI_B_SD=$(csv_field "$BASE/many-api.csv" 1 3)
 MAPI_D=$(csv_field "$BASE/many-api.csv" 2 2); MAPI_D_SD=$(csv_field "$BASE/many-api.csv" 2 3)
 
-met() { if awk "BEGIN { exit !($1) }"; then echo yes; else echo NO; fi; }
-mib() { calc '%.1f MiB' "$1 / 1024"; }
 
 row() { printf '%-32s %-18s %-26s %-13s %-15s %s\n' "$@"; }
 
