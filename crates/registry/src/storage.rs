@@ -10,7 +10,9 @@
 //! a blob (upload, mount, HEAD/GET, a manifest naming it) sets the blob's
 //! mtime to now under `blob_lock`, and the collector checks the mtime and
 //! deletes under the same lock, so a blob is either gone before the client
-//! learns it exists or fresh when the collector looks.
+//! learns it exists or fresh when the collector looks. (A blob touched less
+//! than `fresh_for` ago is left as it is: a push has its grace period less
+//! that to put its manifest.)
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
