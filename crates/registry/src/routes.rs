@@ -465,6 +465,12 @@ async fn get_blob(
     );
     headers.insert(DIGEST_HEADER, header_value(&digest.to_string()));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // A blob never changes: caches in between may keep it (as registry:2 says).
+    headers.insert(header::ETAG, header_value(&format!("\"{digest}\"")));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000"),
+    );
     if let Some((start, end)) = range {
         headers.insert(
             header::CONTENT_RANGE,

@@ -167,6 +167,12 @@ impl Upload {
     /// Fsyncs the ingest file, checks it against `expected` and moves it
     /// into the store; the session's directory goes either way.
     pub async fn finish(mut self, store: &Storage, expected: &Digest) -> Result<()> {
+        let result = self.commit(store, expected).await;
+        let _ = tokio::fs::remove_dir_all(&self.dir).await;
+        result
+    }
+
+    async fn commit(&mut self, store: &Storage, expected: &Digest) -> Result<()> {
         self.ready().await?;
         let (Some(file), Some(hasher)) = (self.file.take(), self.hasher.take()) else {
             unreachable!("ready opens the file and the hasher");
@@ -174,16 +180,13 @@ impl Upload {
         file.sync_all().await?;
         drop(file);
         let actual = Digest::from_hasher(hasher);
-        let result = if &actual != expected {
-            Err(RegistryError::DigestMismatch {
+        if &actual != expected {
+            return Err(RegistryError::DigestMismatch {
                 expected: expected.to_string(),
                 actual: actual.to_string(),
-            })
-        } else {
-            store.commit_blob(&self.data_path(), expected).await
-        };
-        let _ = tokio::fs::remove_dir_all(&self.dir).await;
-        result
+            });
+        }
+        store.commit_blob(&self.data_path(), expected).await
     }
 
     pub async fn discard(self) {
