@@ -385,10 +385,13 @@ fn paginate(
     (items, link)
 }
 
-/// The bytes one read of a blob file hands to the response.
-const BLOB_CHUNK: usize = 1 << 20;
-/// Chunks read ahead of the socket.
-const READ_AHEAD: usize = 4;
+/// The bytes one read of a blob file hands to the response. Reads happen on
+/// a thread of their own (no hop per read), so chunks can be small enough to
+/// stay in the CPU's cache between the read and the socket write; 256 KiB
+/// served loopback pulls faster than 1 MiB.
+const BLOB_CHUNK: usize = 256 << 10;
+/// Chunks read ahead of the socket (2 MiB).
+const READ_AHEAD: usize = 8;
 
 /// `length` bytes of `file` from `start`, read on a blocking thread a few
 /// chunks ahead of what the connection has sent, so disk (or page cache)
