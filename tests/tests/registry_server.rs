@@ -70,8 +70,18 @@ impl Registry {
 
     /// SIGKILL, as a crash would, then the same command again on the same root.
     fn crash_and_restart(&mut self) {
+        self.stop();
+        self.restart();
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The same command again on the same root.
+    fn restart(&mut self) {
         self.child = spawn(self.dir.path(), self.port, &self.extra);
         self.wait_until_listening();
     }
@@ -808,35 +818,360 @@ fn protocol_corners_follow_the_spec() {
     );
 }
 
+/// The upload session directories in the registry's root.
+fn upload_dirs(registry: &Registry) -> Vec<PathBuf> {
+    std::fs::read_dir(registry.root().join("uploads"))
+        .expect("uploads dir")
+        .flatten()
+        .map(|entry| entry.path())
+        .collect()
+}
+
 #[test]
-fn a_crash_mid_upload_exposes_no_partial_blob() {
+fn an_upload_survives_a_crash_and_resumes_where_it_stopped() {
     let mut registry = Registry::start(&[]);
-    let data = b"all of the blob";
+    let data = b"all of the blob, in two chunks";
     let digest = digest_of(data);
     let start = registry.http("POST", "/v2/c/d/blobs/uploads/", &[], None);
+    assert_eq!(start.status, 202, "{start:?}");
     let location = start.header("location").expect("upload location");
     let chunk = registry.http(
         "PATCH",
         &location,
-        &["Content-Type: application/octet-stream"],
+        &[
+            "Content-Type: application/octet-stream",
+            "Content-Range: 0-5",
+        ],
         Some(&data[..6]),
     );
     assert_eq!(chunk.status, 202, "{chunk:?}");
 
     registry.crash_and_restart();
-    let uploads = std::fs::read_dir(registry.root().join("uploads")).expect("uploads");
-    assert_eq!(uploads.count(), 0, "ingest file survived the restart");
+    // Nothing of the unfinished blob is visible.
     let head = registry.http("HEAD", &format!("/v2/c/d/blobs/{digest}"), &[], None);
     assert_eq!(head.status, 404, "{head:?}");
     assert!(!registry.blob_file(&digest).exists());
+    // The session is still there, and says how far it got.
+    let status = registry.http("GET", &location, &[], None);
+    assert_eq!(
+        (status.status, status.header("range").as_deref()),
+        (204, Some("0-5")),
+        "{status:?}\n{}",
+        registry.log()
+    );
+    // Another repository cannot use it.
+    let elsewhere = registry.http(
+        "GET",
+        &location.replace("/v2/c/d/", "/v2/c/other/"),
+        &[],
+        None,
+    );
+    assert_eq!(elsewhere.status, 404, "{elsewhere:?}");
+    let rest = format!("Content-Range: 6-{}", data.len() - 1);
+    let chunk = registry.http(
+        "PATCH",
+        &location,
+        &["Content-Type: application/octet-stream", &rest],
+        Some(&data[6..]),
+    );
+    assert_eq!(
+        (chunk.status, chunk.header("range")),
+        (202, Some(format!("0-{}", data.len() - 1))),
+        "{chunk:?}"
+    );
+    let finish = registry.http("PUT", &format!("{location}?digest={digest}"), &[], None);
+    assert_eq!(finish.status, 201, "{finish:?}\n{}", registry.log());
+    assert_eq!(finish.header("docker-content-digest"), Some(digest.clone()));
+    let get = registry.http("GET", &format!("/v2/c/d/blobs/{digest}"), &[], None);
+    assert_eq!((get.status, get.body.as_bytes()), (200, &data[..]));
+    assert_eq!(upload_dirs(&registry), Vec::<PathBuf>::new());
+
+    // A cancelled upload leaves nothing behind, before or after a restart.
+    for crash in [false, true] {
+        let start = registry.http("POST", "/v2/c/d/blobs/uploads/", &[], None);
+        let location = start.header("location").expect("upload location");
+        let chunk = registry.http("PATCH", &location, &[], Some(b"abandoned"));
+        assert_eq!(chunk.status, 202, "{chunk:?}");
+        assert_eq!(upload_dirs(&registry).len(), 1);
+        if crash {
+            registry.crash_and_restart();
+        }
+        let cancel = registry.http("DELETE", &location, &[], None);
+        assert_eq!(cancel.status, 204, "{cancel:?}");
+        assert_eq!(upload_dirs(&registry), Vec::<PathBuf>::new());
+        let status = registry.http("GET", &location, &[], None);
+        assert_eq!(
+            (status.status, status.error_code().as_str()),
+            (404, "BLOB_UPLOAD_UNKNOWN")
+        );
+    }
+}
+
+#[test]
+fn idle_upload_sessions_are_purged_even_after_a_restart() {
+    let mut registry = Registry::start(&["--upload-purge-after", "3"]);
+    let start = registry.http("POST", "/v2/p/q/blobs/uploads/", &[], None);
+    let location = start.header("location").expect("upload location");
+    let chunk = registry.http("PATCH", &location, &[], Some(b"never finished"));
+    assert_eq!(chunk.status, 202, "{chunk:?}");
+    registry.crash_and_restart();
+    let started = Instant::now();
+    while !upload_dirs(&registry).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "idle upload not purged: {}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let status = registry.http("GET", &location, &[], None);
     assert_eq!(
         (status.status, status.error_code().as_str()),
         (404, "BLOB_UPLOAD_UNKNOWN")
     );
-    push_blob(&registry, "c/d", data);
-    let get = registry.http("GET", &format!("/v2/c/d/blobs/{digest}"), &[], None);
-    assert_eq!((get.status, get.body.as_bytes()), (200, &data[..]));
+    // A session in use is not idle.
+    let start = registry.http("POST", "/v2/p/q/blobs/uploads/", &[], None);
+    let location = start.header("location").expect("upload location");
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(1));
+        let chunk = registry.http("PATCH", &location, &[], Some(b"x"));
+        assert_eq!(chunk.status, 202, "{chunk:?}");
+    }
+}
+
+/// `berth registry serve` with exactly `args`, its output collected if it
+/// exits within a few seconds (bad configuration); None when it is still
+/// serving after them (then it was killed).
+fn serve_briefly(args: &[&str]) -> Option<Output> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(workspace_binary("berth"))
+        .args(["registry", "serve"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(std::fs::File::create(&err).expect("err"))
+        .spawn()
+        .expect("spawn berth registry serve");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(Output {
+                status,
+                stdout: std::fs::read(&out).unwrap_or_default(),
+                stderr: std::fs::read(&err).unwrap_or_default(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_config_file_sets_what_flags_do_and_flags_override_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file_port = free_loopback_port();
+    let config = dir.path().join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "# berth registry serve --config\naddr: 127.0.0.1:{file_port}\nroot: from-file\n\
+             log-level: warn\nmax-manifest-bytes: 600\ngc-interval: 1h\ngc-grace: 30m\n\
+             upload-purge-after: 2d\n"
+        ),
+    )
+    .expect("write config");
+    let config_arg = config.to_str().expect("utf-8 path");
+    // Flags (--addr, --root from the guard) win over the file's; the rest is the file's.
+    let registry = Registry::start(&["--config", config_arg]);
+    assert!(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, file_port)).is_err(),
+        "listening on the file's address despite --addr"
+    );
+    let blob = push_blob(&registry, "cfg/a", b"{}");
+    assert!(registry.blob_file(&blob).exists(), "--root not used");
+    assert!(!dir.path().join("from-file").exists());
+    let manifest = |padding: usize| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": blob, "size": 2 },
+            "layers": [],
+            "annotations": { "padding": "x".repeat(padding) },
+        })
+    };
+    let small = put_manifest(&registry, "cfg/a", "small", &manifest(10));
+    assert_eq!(small.status, 201, "{small:?}");
+    let big = put_manifest(&registry, "cfg/a", "big", &manifest(1000));
+    assert_eq!(
+        (big.status, big.error_code().as_str()),
+        (413, "MANIFEST_INVALID"),
+        "max-manifest-bytes of the file not applied: {big:?}"
+    );
+    drop(registry);
+
+    // The file alone: its address, and its root (relative to the file).
+    let output = serve_briefly(&["--config", config_arg]);
+    assert!(
+        output.is_none(),
+        "exited: {}",
+        output.map(|o| describe(&o)).unwrap_or_default()
+    );
+    assert!(
+        dir.path().join("from-file/blobs/sha256").is_dir(),
+        "file's root not used"
+    );
+
+    // Unknown keys and bad values stop it at start, naming the key.
+    for (text, key) in [
+        ("gc-intervall: 5\n", "gc-intervall"),
+        ("gc-interval: soon\n", "gc-interval"),
+        ("addr: localhost\n", "addr"),
+        ("gc-delete-untagged: maybe\n", "gc-delete-untagged"),
+        ("log-level: loud\n", "log-level"),
+        ("max-manifest-bytes: -1\n", "max-manifest-bytes"),
+        ("[1, 2]\n", "a mapping"),
+        ("root: x\ngc-delete-untagged: true\n", "gc-interval"),
+        ("tls-cert: c.pem\nroot: x\n", "tls-key"),
+    ] {
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(&bad, text).expect("write config");
+        let out = serve_briefly(&[
+            "--config",
+            bad.to_str().expect("utf-8"),
+            "--root",
+            dir.path().join("r").to_str().expect("utf-8"),
+        ])
+        .unwrap_or_else(|| panic!("{text:?} accepted"));
+        assert!(!out.status.success(), "{text:?}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{text:?}: {stderr}");
+    }
+    let out = serve_briefly(&["--config", "/nonexistent/registry.yml", "--root", "/tmp/x"])
+        .expect("a missing file accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/registry.yml"));
+}
+
+/// `berth registry gc` with `args`.
+fn offline_gc(args: &[&str]) -> Output {
+    let mut command = Command::new(workspace_binary("berth"));
+    command.args(["registry", "gc"]).args(args);
+    output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth registry gc")
+}
+
+#[test]
+fn offline_gc_removes_what_nothing_refers_to_and_refuses_a_served_root() {
+    let mut registry = Registry::start(&[]);
+    let root = registry.root();
+    let root_arg = root.to_str().expect("utf-8 root").to_owned();
+    let config = push_blob(&registry, "o/img", b"{}");
+    let layer = push_blob(&registry, "o/img", b"a layer of the tagged image");
+    let orphan = push_blob(&registry, "o/img", b"nobody refers to me");
+    let untagged_layer = push_blob(&registry, "o/img", b"only an untagged manifest has me");
+    let image = |layer: &str, size: usize| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config, "size": 2 },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size }],
+        })
+    };
+    let tagged = image(&layer, 27);
+    assert_eq!(put_manifest(&registry, "o/img", "v1", &tagged).status, 201);
+    let untagged = image(&untagged_layer, 32);
+    let untagged_digest = digest_of(untagged.to_string().as_bytes());
+    let out = put_manifest(&registry, "o/img", &untagged_digest, &untagged);
+    assert_eq!(out.status, 201, "{out:?}");
+
+    let out = offline_gc(&["--root", &root_arg]);
+    assert!(
+        !out.status.success(),
+        "gc ran under a server: {}",
+        describe(&out)
+    );
+    assert!(text(&out.stderr).contains("in use"), "{}", describe(&out));
+    assert!(registry.blob_file(&orphan).exists());
+
+    registry.stop();
+    // Within the grace period, nothing goes.
+    let out = offline_gc(&["--root", &root_arg, "--grace", "1h", "--delete-untagged"]);
+    let printed = assert_success(&out, "berth registry gc --grace 1h");
+    assert!(
+        printed.contains("0 blobs and 0 manifests eligible for deletion"),
+        "{printed}"
+    );
+    // A dry run says what would go and removes nothing.
+    let out = offline_gc(&["--root", &root_arg, "--dry-run", "--delete-untagged"]);
+    let printed = assert_success(&out, "berth registry gc --dry-run");
+    let untagged_size = untagged.to_string().len();
+    let freed = 19 + 32 + untagged_size;
+    for expected in [
+        format!("manifest eligible for deletion: o/img@{untagged_digest}"),
+        format!("blob eligible for deletion: {orphan} (19 bytes)"),
+        format!("blob eligible for deletion: {untagged_layer} (32 bytes)"),
+        format!("blob eligible for deletion: {untagged_digest} ({untagged_size} bytes)"),
+        "3 blobs marked, 3 blobs and 1 manifests eligible for deletion".to_owned(),
+        format!("{freed} bytes would be freed"),
+    ] {
+        assert!(
+            printed.contains(&expected),
+            "{expected:?} not in:\n{printed}"
+        );
+    }
+    assert!(!printed.contains(&layer), "{printed}");
+    assert!(
+        registry.blob_file(&orphan).exists(),
+        "dry run removed a blob"
+    );
+    assert!(registry.blob_file(&untagged_digest).exists());
+    // Without --delete-untagged the untagged image stays.
+    let out = offline_gc(&["--root", &root_arg]);
+    let printed = assert_success(&out, "berth registry gc");
+    assert!(
+        printed.contains("5 blobs marked, 1 blobs and 0 manifests eligible for deletion"),
+        "{printed}"
+    );
+    assert!(printed.contains("19 bytes freed"), "{printed}");
+    assert!(!registry.blob_file(&orphan).exists());
+    assert!(registry.blob_file(&untagged_layer).exists());
+    let out = offline_gc(&["--root", &root_arg, "--delete-untagged"]);
+    let printed = assert_success(&out, "berth registry gc --delete-untagged");
+    assert!(
+        printed.contains(&format!("{} bytes freed", 32 + untagged_size)),
+        "{printed}"
+    );
+    for gone in [&untagged_layer, &untagged_digest] {
+        assert!(!registry.blob_file(gone).exists(), "{gone} kept");
+    }
+
+    // Served again: the tagged image is whole, the rest is gone.
+    registry.restart();
+    let get = registry.http("GET", "/v2/o/img/manifests/v1", &[], None);
+    assert_eq!(get.status, 200, "{get:?}");
+    for blob in [&config, &layer] {
+        let head = registry.http("HEAD", &format!("/v2/o/img/blobs/{blob}"), &[], None);
+        assert_eq!(head.status, 200, "{blob}: {head:?}");
+    }
+    for blob in [&orphan, &untagged_layer] {
+        let head = registry.http("HEAD", &format!("/v2/o/img/blobs/{blob}"), &[], None);
+        assert_eq!(head.status, 404, "{blob}: {head:?}");
+    }
+    let get = registry.http(
+        "GET",
+        &format!("/v2/o/img/manifests/{untagged_digest}"),
+        &[],
+        None,
+    );
+    assert_eq!(get.status, 404, "{get:?}");
+    let out = offline_gc(&["--root", "/nonexistent/registry"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("/nonexistent/registry"),
+        "{}",
+        describe(&out)
+    );
 }
 
 /// What token mode needs, in `dir`: a P-256 signing key with a certificate

@@ -285,10 +285,15 @@ fn main() -> ExitCode {
         .host
         .or_else(|| std::env::var("BERTH_HOST").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The registry server serves many connections at once: a thread per core.
+    let runtime = if matches!(command, Command::Registry(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

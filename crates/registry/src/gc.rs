@@ -27,13 +27,18 @@ use crate::names::Digest;
 use crate::storage::Storage;
 use crate::GcConfig;
 
-/// What one run did.
+/// What one run did (or, dry, would do).
 #[derive(Debug, Default)]
 pub struct GcReport {
+    /// Blobs (manifests included) kept.
     pub marked: usize,
     pub removed: usize,
     pub bytes: u64,
     pub untagged_removed: usize,
+    /// `sha256:<hex>` and size of each blob removed.
+    pub removed_blobs: Vec<(String, u64)>,
+    /// Repository and digest of each untagged manifest removed.
+    pub removed_manifests: Vec<(String, String)>,
 }
 
 pub async fn run_periodically(storage: Arc<Storage>, config: GcConfig) {
@@ -43,7 +48,7 @@ pub async fn run_periodically(storage: Arc<Storage>, config: GcConfig) {
         ticker.tick().await;
         let storage = storage.clone();
         let collected = tokio::task::spawn_blocking(move || {
-            collect(&storage, config.grace, config.delete_untagged)
+            collect(&storage, config.grace, config.delete_untagged, false)
         });
         match collected.await {
             Ok(Ok(report)) if report.removed + report.untagged_removed > 0 => tracing::info!(
@@ -60,17 +65,24 @@ pub async fn run_periodically(storage: Arc<Storage>, config: GcConfig) {
     }
 }
 
-/// One mark and sweep.
+/// One mark and sweep; `dry_run` reports what it would remove and removes
+/// nothing.
 pub fn collect(
     storage: &Storage,
     grace: Duration,
     delete_untagged: bool,
+    dry_run: bool,
 ) -> std::io::Result<GcReport> {
     let cutoff = SystemTime::now()
         .checked_sub(grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut report = GcReport::default();
-    let marked = mark(storage, delete_untagged.then_some(cutoff), &mut report)?;
+    let marked = mark(
+        storage,
+        delete_untagged.then_some(cutoff),
+        dry_run,
+        &mut report,
+    )?;
     report.marked = marked.len();
     for prefix in read_dir_names(&storage.root().join("blobs/sha256"))? {
         let dir = storage.root().join("blobs/sha256").join(&prefix);
@@ -84,13 +96,20 @@ pub fn collect(
                 continue;
             };
             if meta.modified()? < cutoff {
-                std::fs::remove_file(&path)?;
+                if !dry_run {
+                    std::fs::remove_file(&path)?;
+                }
                 report.removed += 1;
                 report.bytes += meta.len();
+                report
+                    .removed_blobs
+                    .push((format!("sha256:{hex}"), meta.len()));
             }
         }
     }
-    remove_dangling_layer_links(storage, cutoff)?;
+    if !dry_run {
+        remove_dangling_layer_links(storage, cutoff)?;
+    }
     Ok(report)
 }
 
@@ -100,10 +119,17 @@ pub fn collect(
 fn mark(
     storage: &Storage,
     untagged_cutoff: Option<SystemTime>,
+    dry_run: bool,
     report: &mut GcReport,
 ) -> std::io::Result<HashSet<String>> {
     let mut marked = HashSet::new();
+    let repositories = storage.root().join("repositories");
     for repo in repository_dirs(storage)? {
+        let repo_name = repo
+            .strip_prefix(&repositories)
+            .unwrap_or(&repo)
+            .to_string_lossy()
+            .into_owned();
         let revisions = repo.join("_manifests/revisions");
         let mut manifests = HashMap::new();
         for hex in read_dir_names(&revisions)? {
@@ -121,8 +147,13 @@ fn mark(
             for hex in manifests.keys().filter(|hex| !kept.contains(*hex)) {
                 let link = revisions.join(hex);
                 let _guard = storage.lock_blobs();
-                if modified_before(&link, cutoff) && std::fs::remove_file(&link).is_ok() {
+                if modified_before(&link, cutoff)
+                    && (dry_run || std::fs::remove_file(&link).is_ok())
+                {
                     report.untagged_removed += 1;
+                    report
+                        .removed_manifests
+                        .push((repo_name.clone(), format!("sha256:{hex}")));
                 }
             }
             manifests.retain(|hex, _| kept.contains(hex));
@@ -293,7 +324,7 @@ mod tests {
         for digest in blobs.iter().take(3).chain([&manifest_digest]) {
             backdate(&store.blob_path(digest));
         }
-        let report = collect(&store, Duration::from_secs(60), false).expect("gc");
+        let report = collect(&store, Duration::from_secs(60), false, false).expect("gc");
         assert_eq!(report.removed, 1, "{report:?}");
         assert!(!store.blob_path(&blobs[2]).exists(), "orphan kept");
         for digest in [&blobs[0], &blobs[1], &blobs[3], &manifest_digest] {
@@ -303,7 +334,7 @@ mod tests {
         backdate(&store.blob_path(&blobs[3]));
         assert!(store.has_layer("r", &blobs[3]).await.expect("has layer"));
         assert_eq!(
-            collect(&store, Duration::from_secs(60), false)
+            collect(&store, Duration::from_secs(60), false, false)
                 .expect("gc")
                 .removed,
             0
@@ -317,7 +348,7 @@ mod tests {
             backdate(&store.blob_path(digest));
         }
         assert_eq!(
-            collect(&store, Duration::from_secs(60), false)
+            collect(&store, Duration::from_secs(60), false, false)
                 .expect("gc")
                 .removed,
             4

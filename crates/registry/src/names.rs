@@ -75,6 +75,7 @@ impl std::fmt::Display for Digest {
 }
 
 /// What a manifest request names: a tag or a digest.
+#[derive(Clone)]
 pub enum Reference {
     Tag(String),
     Digest(Digest),

@@ -10,11 +10,13 @@
 //! a blob (upload, mount, HEAD/GET, a manifest naming it) sets the blob's
 //! mtime to now under `blob_lock`, and the collector checks the mtime and
 //! deletes under the same lock, so a blob is either gone before the client
-//! learns it exists or fresh when the collector looks.
+//! learns it exists or fresh when the collector looks. (A blob touched less
+//! than `fresh_for` ago is left as it is: a push has its grace period less
+//! that to put its manifest.)
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -25,22 +27,64 @@ use crate::names::Digest;
 pub struct Storage {
     root: PathBuf,
     blob_lock: Mutex<()>,
+    /// A blob whose mtime is within this of now is not touched again: a pull
+    /// of a hot blob then costs a `stat`, not an inode write. Garbage
+    /// collection keeps a blob for its grace period, so this is a small part
+    /// of it (see `Storage::set_grace`).
+    fresh_for: Duration,
+}
+
+/// A blob a repository holds, ready to be served.
+pub struct LinkedBlob {
+    pub size: u64,
+    /// Open when the caller asked for the content.
+    pub file: Option<std::fs::File>,
+}
+
+/// A manifest a repository holds.
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// Absent when only the size was asked for (HEAD).
+    pub body: Option<Vec<u8>>,
 }
 
 impl Storage {
-    /// Creates the store's directories under `root`; ingest files left by a
-    /// previous run are removed, since upload sessions do not survive a restart.
+    /// Creates the store's directories under `root`. Upload sessions left by
+    /// a previous run stay (`upload.rs` picks them up).
     pub fn open(root: &Path) -> std::io::Result<Storage> {
         for dir in ["blobs/sha256", "repositories", "uploads"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
-        for entry in std::fs::read_dir(root.join("uploads"))? {
-            let _ = std::fs::remove_file(entry?.path());
+        Ok(Storage {
+            root: root.to_path_buf(),
+            blob_lock: Mutex::new(()),
+            fresh_for: MAX_FRESH_FOR,
+        })
+    }
+
+    /// Opens an existing store without creating anything (offline gc).
+    pub fn open_existing(root: &Path) -> std::io::Result<Storage> {
+        for dir in ["blobs/sha256", "repositories"] {
+            if !root.join(dir).is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no {dir} directory: not a registry root"),
+                ));
+            }
         }
         Ok(Storage {
             root: root.to_path_buf(),
             blob_lock: Mutex::new(()),
+            fresh_for: MAX_FRESH_FOR,
         })
+    }
+
+    /// Blobs touched within a quarter of the collector's grace period (at
+    /// most a minute) are not touched again.
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.fresh_for = (grace / 4).min(MAX_FRESH_FOR);
     }
 
     pub fn root(&self) -> &Path {
@@ -58,9 +102,122 @@ impl Storage {
     /// Marks a blob as in use now; false when it is not in the store.
     pub fn touch_blob(&self, digest: &Digest) -> bool {
         let _guard = self.lock_blobs();
-        touch(&self.blob_path(digest))
+        self.touch_if_stale(&self.blob_path(digest), None).is_some()
     }
 
+    /// [`touch`] unless the file's mtime is within `fresh_for` of now; its
+    /// metadata, or none when it is not there. Call under `blob_lock`.
+    fn touch_if_stale(
+        &self,
+        path: &Path,
+        file: Option<&std::fs::File>,
+    ) -> Option<std::fs::Metadata> {
+        let meta = match file {
+            Some(file) => file.metadata(),
+            None => std::fs::metadata(path),
+        }
+        .ok()?;
+        let fresh = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age < self.fresh_for);
+        if fresh {
+            return Some(meta);
+        }
+        let touched = match file {
+            Some(file) => file.set_modified(SystemTime::now()).is_ok(),
+            None => touch(path),
+        };
+        touched.then_some(meta)
+    }
+
+    /// In one trip to a blocking thread: whether the repository holds the
+    /// blob (as a layer or a manifest), its size, and with `open` the file.
+    /// The blob is marked as in use.
+    pub async fn linked_blob(
+        self: &Arc<Self>,
+        name: &str,
+        digest: &Digest,
+        open: bool,
+    ) -> Result<Option<LinkedBlob>> {
+        let store = self.clone();
+        let (name, digest) = (name.to_owned(), digest.clone());
+        blocking(move || {
+            let linked = store.layer_link(&name, &digest).exists()
+                || store.revision_link(&name, &digest).exists();
+            if !linked {
+                return Ok(None);
+            }
+            let path = store.blob_path(&digest);
+            let _guard = store.lock_blobs();
+            let file = if open {
+                match std::fs::File::open(&path) {
+                    Ok(file) => Some(file),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            Ok(store
+                .touch_if_stale(&path, file.as_ref())
+                .map(|meta| LinkedBlob {
+                    size: meta.len(),
+                    file,
+                }))
+        })
+        .await
+    }
+
+    /// In one trip to a blocking thread: the manifest a tag or digest names
+    /// in the repository, with its body unless `head`.
+    pub async fn stored_manifest(
+        self: &Arc<Self>,
+        name: &str,
+        reference_text: &str,
+        head: bool,
+    ) -> Result<StoredManifest> {
+        let reference = crate::names::Reference::parse(reference_text)?;
+        let store = self.clone();
+        let name = name.to_owned();
+        let reference_text = reference_text.to_owned();
+        blocking(move || {
+            let unknown = || RegistryError::ManifestUnknown(reference_text.clone());
+            let digest = match &reference {
+                crate::names::Reference::Digest(digest) => digest.clone(),
+                crate::names::Reference::Tag(tag) => {
+                    match std::fs::read_to_string(store.tag_path(&name, tag)) {
+                        Ok(text) => Digest::parse(text.trim()).map_err(|_| unknown())?,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            let media_type = match std::fs::read_to_string(store.revision_link(&name, &digest)) {
+                Ok(media_type) => media_type,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
+                Err(e) => return Err(e.into()),
+            };
+            let path = store.blob_path(&digest);
+            let (size, body) = if head {
+                (std::fs::metadata(&path)?.len(), None)
+            } else {
+                let body = std::fs::read(&path)?;
+                (body.len() as u64, Some(body))
+            };
+            Ok(StoredManifest {
+                digest,
+                media_type,
+                size,
+                body,
+            })
+        })
+        .await
+    }
+
+    /// Where the tests put ingest files.
+    #[cfg(test)]
     pub fn upload_path(&self, id: &str) -> PathBuf {
         self.root.join("uploads").join(id)
     }
@@ -120,18 +277,6 @@ impl Storage {
             return Ok(());
         }
         write_atomically(&target, data).await
-    }
-
-    pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        match tokio::fs::metadata(self.blob_path(digest)).await {
-            Ok(meta) => Ok(Some(meta.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    pub async fn open_blob(&self, digest: &Digest) -> Result<tokio::fs::File> {
-        Ok(tokio::fs::File::open(self.blob_path(digest)).await?)
     }
 
     /// Whether the repository holds the blob; one it holds is marked as in
@@ -283,6 +428,19 @@ impl Storage {
     }
 }
 
+/// A minute: far below any sensible grace period, far above the time
+/// between the requests of one pull.
+const MAX_FRESH_FOR: Duration = Duration::from_secs(60);
+
+/// Runs `work` on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
 /// File names in `dir`, sorted; none when it does not exist. Temporary files
 /// (`.tmp-…`) are left out.
 async fn list_dir(dir: &Path) -> Result<Vec<String>> {
@@ -402,7 +560,14 @@ mod tests {
         }
         store.link_layer("r", &digest).await.expect("link");
         assert!(store.has_layer("r", &digest).await.expect("has layer"));
-        assert_eq!(store.blob_size(&digest).await.expect("size"), Some(4));
+        let store = Arc::new(store);
+        let blob = store.linked_blob("r", &digest, true).await.expect("blob");
+        assert_eq!(blob.map(|b| (b.size, b.file.is_some())), Some((4, true)));
+        assert!(store
+            .linked_blob("other", &digest, false)
+            .await
+            .expect("blob")
+            .is_none());
         store.unlink_layer("r", &digest).await.expect("unlink");
         assert!(!store.has_layer("r", &digest).await.expect("has layer"));
     }

@@ -186,7 +186,15 @@ pub struct TokenAuth {
     key: EcdsaKeyPair,
     kid: String,
     rng: SystemRandom,
+    /// sha256 of a token whose signature verified → its claims, so a pull
+    /// pays for one ECDSA verification, not one per request. Lifetime,
+    /// audience and issuer are still checked every time.
+    verified:
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<serde_json::Value>>>,
 }
+
+/// Verified tokens remembered before the cache starts over.
+const VERIFIED_CACHE: usize = 1024;
 
 /// What the token endpoint was asked.
 pub struct TokenRequest<'a> {
@@ -262,6 +270,7 @@ impl TokenAuth {
             key,
             kid,
             rng,
+            verified: Default::default(),
         })
     }
 
@@ -443,7 +452,34 @@ impl TokenAuth {
 
     /// The claims of a token this server signed that is valid now for its
     /// service.
-    fn verify(&self, token: &str) -> Option<serde_json::Value> {
+    fn verify(&self, token: &str) -> Option<std::sync::Arc<serde_json::Value>> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.cache().get(&key).cloned();
+        let claims = match cached {
+            Some(claims) => claims,
+            None => {
+                let claims = std::sync::Arc::new(self.verify_signature(token)?);
+                let mut cache = self.cache();
+                if cache.len() >= VERIFIED_CACHE {
+                    cache.clear();
+                }
+                cache.insert(key, claims.clone());
+                claims
+            }
+        };
+        let now = unix_now();
+        let fresh = claims["exp"].as_u64()? + LEEWAY_SECS >= now
+            && claims["nbf"].as_u64().unwrap_or(0) <= now + LEEWAY_SECS;
+        let audience_ok = match &claims["aud"] {
+            serde_json::Value::String(aud) => aud == &self.config.service,
+            serde_json::Value::Array(auds) => auds.iter().any(|a| a == &self.config.service),
+            _ => false,
+        };
+        (fresh && audience_ok && claims["iss"] == self.config.issuer.as_str()).then_some(claims)
+    }
+
+    /// The claims of a token this server signed.
+    fn verify_signature(&self, token: &str) -> Option<serde_json::Value> {
         let (signing_input, signature) = token.rsplit_once('.')?;
         let (header, claims) = signing_input.split_once('.')?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -458,16 +494,18 @@ impl TokenAuth {
         public
             .verify(signing_input.as_bytes(), &b64.decode(signature).ok()?)
             .ok()?;
-        let claims: serde_json::Value = serde_json::from_slice(&b64.decode(claims).ok()?).ok()?;
-        let now = unix_now();
-        let fresh = claims["exp"].as_u64()? + LEEWAY_SECS >= now
-            && claims["nbf"].as_u64().unwrap_or(0) <= now + LEEWAY_SECS;
-        let audience_ok = match &claims["aud"] {
-            serde_json::Value::String(aud) => aud == &self.config.service,
-            serde_json::Value::Array(auds) => auds.iter().any(|a| a == &self.config.service),
-            _ => false,
-        };
-        (fresh && audience_ok && claims["iss"] == self.config.issuer.as_str()).then_some(claims)
+        serde_json::from_slice(&b64.decode(claims).ok()?).ok()
+    }
+
+    fn cache(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<[u8; 32], std::sync::Arc<serde_json::Value>>,
+    > {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
