@@ -601,10 +601,7 @@ impl BlobDownload<'_> {
     /// while its receiver takes them (an unpacker that stopped early leaves
     /// the rest to be downloaded and hashed here); the unpacker gives the
     /// buffers back through the second channel to be used again.
-    fn finish(
-        mut self,
-        mut unpack: Option<(mpsc::SyncSender<Vec<u8>>, mpsc::Receiver<Vec<u8>>)>,
-    ) -> Result<berth_content::Writer> {
+    fn finish(mut self, mut unpack: Option<ToUnpacker>) -> Result<berth_content::Writer> {
         let mut spare = Vec::new();
         loop {
             let mut buf = match &unpack {
@@ -633,6 +630,9 @@ impl BlobDownload<'_> {
         Ok(self.writer)
     }
 }
+
+/// Where a download sends its chunks, and where they come back, used.
+type ToUnpacker = (mpsc::SyncSender<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
 
 /// Bytes of a layer read from the network at a time.
 const CHUNK: usize = 256 << 10;
