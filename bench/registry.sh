@@ -112,7 +112,7 @@ stop_pid() { # pid grace-seconds
 pids_under_base() {
     local p
     for p in /proc/[0-9]*; do
-        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$BASE/" && echo "${p#/proc/}"
+        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF "$BASE/" && echo "${p#/proc/}"
     done
     return 0
 }
