@@ -28,9 +28,10 @@ pub fn detect_compression<R: BufRead>(reader: &mut R) -> io::Result<Compression>
 }
 
 /// Wraps `reader` in the decompressor its magic bytes call for (gzip, zstd
-/// or none), so the result reads the uncompressed tar stream.
+/// or none), so the result reads the uncompressed tar stream. `reader` is
+/// read 256 KiB at a time, so it needs no buffer of its own.
 pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
     Ok(match detect_compression(&mut reader)? {
         // MultiGzDecoder: some tools write a layer as several gzip members.
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),

@@ -497,10 +497,7 @@ impl Registry {
         let body: Box<dyn Read + Send> = if head_only {
             Box::new(std::io::empty())
         } else {
-            Box::new(IncomingReader {
-                body: response.into_body(),
-                pending: Bytes::new(),
-            })
+            Box::new(IncomingReader::new(response.into_body()))
         };
         Ok(Response {
             status,
@@ -566,7 +563,7 @@ fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("registry-client")
             .enable_all()
             .build()
@@ -574,28 +571,59 @@ fn runtime() -> &'static Runtime {
     })
 }
 
-/// A response body read as blocking `Read`, one frame at a time.
+/// Frames a response body reads ahead of its reader (each up to hyper's
+/// read buffer, about 400 KiB).
+const READ_AHEAD: usize = 8;
+
+/// A response body read as blocking `Read`. A task on the client runtime
+/// reads the body's frames ahead of the caller, so the network keeps going
+/// while the caller hashes and writes what it got; dropping the reader ends
+/// the task and closes the connection.
 struct IncomingReader {
-    body: Incoming,
+    frames: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     pending: Bytes,
+}
+
+impl IncomingReader {
+    fn new(mut body: Incoming) -> IncomingReader {
+        let (sender, frames) = tokio::sync::mpsc::channel(READ_AHEAD);
+        runtime().spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    frame = tokio::time::timeout(timeout(), body.frame()) => frame,
+                    _ = sender.closed() => return,
+                };
+                let item = match frame {
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "registry stalled",
+                    )),
+                    Ok(None) => return,
+                    Ok(Some(Err(e))) => Err(std::io::Error::other(e)),
+                    Ok(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) if !data.is_empty() => Ok(data),
+                        _ => continue,
+                    },
+                };
+                let stop = item.is_err();
+                if sender.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        IncomingReader {
+            frames,
+            pending: Bytes::new(),
+        }
+    }
 }
 
 impl Read for IncomingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pending.is_empty() {
-            let frame = runtime()
-                .block_on(async { tokio::time::timeout(timeout(), self.body.frame()).await })
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "registry stalled")
-                })?;
-            match frame {
+        if self.pending.is_empty() {
+            match self.frames.blocking_recv() {
                 None => return Ok(0),
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.pending = data;
-                    }
-                }
+                Some(frame) => self.pending = frame?,
             }
         }
         let n = buf.len().min(self.pending.len());

@@ -6,7 +6,7 @@
 //! with a Range request. Only after its size, digest and diff_id are checked
 //! is a layer committed; nothing unverified becomes visible.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -622,14 +622,30 @@ impl BlobDownload<'_> {
         }
     }
 
-    /// Reads what is left (after the unpacker stopped) and returns the
-    /// writer, ready to be verified and committed.
-    fn finish(mut self) -> Result<berth_content::Writer> {
-        let mut buf = vec![0u8; 256 << 10];
+    /// Reads the blob to its end and returns the writer, ready to be
+    /// verified and committed. Each piece read is also sent to `unpack`
+    /// while its receiver takes them (an unpacker that stopped early leaves
+    /// the rest to be downloaded and hashed here); the unpacker gives the
+    /// buffers back through the second channel to be used again.
+    fn finish(mut self, mut unpack: Option<ToUnpacker>) -> Result<berth_content::Writer> {
+        let mut spare = Vec::new();
         loop {
+            let mut buf = match &unpack {
+                Some((_, returned)) => returned.try_recv().unwrap_or_default(),
+                None => std::mem::take(&mut spare),
+            };
+            buf.resize(CHUNK, 0);
             match self.read(&mut buf) {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(n) => match &unpack {
+                    Some((to, _)) => {
+                        buf.truncate(n);
+                        if to.send(buf).is_err() {
+                            unpack = None;
+                        }
+                    }
+                    None => spare = buf,
+                },
                 Err(e) => {
                     return Err(self.failure.take().unwrap_or_else(|| {
                         Error::io(format!("download layer {}", self.digest), e)
@@ -638,6 +654,47 @@ impl BlobDownload<'_> {
             }
         }
         Ok(self.writer)
+    }
+}
+
+/// Where a download sends its chunks, and where they come back, used.
+type ToUnpacker = (mpsc::SyncSender<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
+
+/// Bytes of a layer read from the network at a time.
+const CHUNK: usize = 256 << 10;
+/// Chunks a layer's download may be ahead of its unpacking.
+const READ_AHEAD: usize = 8;
+
+/// The unpacking side of a download: reads the chunks the downloading
+/// thread sends; ends where the download ends (or failed, which the
+/// downloading thread reports).
+struct Chunks {
+    received: mpsc::Receiver<Vec<u8>>,
+    /// Where used chunks go back to the downloading thread.
+    give_back: mpsc::Sender<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.received.recv() {
+                Ok(chunk) => {
+                    let mut used = std::mem::replace(&mut self.chunk, chunk);
+                    if used.capacity() > 0 {
+                        used.clear();
+                        let _ = self.give_back.send(used);
+                    }
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -747,7 +804,7 @@ impl LayerJob<'_> {
             || parent.is_none_or(|p| self.images.has_snapshot(p)))
             && !self.images.has_snapshot(chain);
         let writer = self.images.blob_writer(&layer.digest, layer.size)?;
-        let mut download = BlobDownload {
+        let download = BlobDownload {
             registry: self.registry,
             reference: self.reference,
             digest: &layer.digest,
@@ -764,38 +821,60 @@ impl LayerJob<'_> {
         };
         let mut staged = None;
         let mut unpack_error = None;
-        if stage {
+        let finished = if stage {
             let name = format!(
                 "pull-{}-{}",
                 std::process::id(),
                 STAGES.fetch_add(1, Ordering::Relaxed)
             );
-            let result =
-                berth_snapshot::decompress(BufReader::with_capacity(256 << 10, &mut download))
-                    .map_err(|e| Error::InvalidArgument(format!("layer {}: {e}", layer.digest)))
-                    .and_then(|tar| self.images.stage_layer(chain, parent, &name, tar));
-            match result {
+            let (chunks, received) = mpsc::sync_channel(READ_AHEAD);
+            let (give_back, returned) = mpsc::channel();
+            // The layer is unpacked on a thread of its own, fed the bytes
+            // this one downloads: hashing and writing the blob overlaps with
+            // decompressing, hashing and writing its files.
+            let (unpacked, finished) = std::thread::scope(|scope| {
+                let unpacker = scope.spawn(move || {
+                    let chunks = Chunks {
+                        received,
+                        give_back,
+                        chunk: Vec::new(),
+                        at: 0,
+                    };
+                    berth_snapshot::decompress(chunks)
+                        .map_err(|e| Error::InvalidArgument(format!("layer {}: {e}", layer.digest)))
+                        .and_then(|tar| self.images.stage_layer(chain, parent, &name, tar))
+                });
+                let finished = download.finish(Some((chunks, returned)));
+                let unpacked = unpacker.join().unwrap_or_else(|_| {
+                    Err(Error::Internal(format!(
+                        "unpacking layer {} panicked",
+                        layer.digest
+                    )))
+                });
+                (unpacked, finished)
+            });
+            match unpacked {
                 Ok(s) => staged = Some(s),
-                // A download failure explains an unpack failure best; a
-                // digest mismatch found below does too.
-                Err(e) => match download.failure.take() {
-                    Some(failure) => return Err(failure),
-                    None => {
-                        unpack_error = Some(Error::InvalidArgument(format!(
-                            "layer {} of {}: {e}",
-                            layer.digest,
-                            self.reference.familiar()
-                        )))
-                    }
-                },
+                // A download failure explains an unpack failure best (it is
+                // returned below); a digest mismatch found below does too.
+                Err(e) => {
+                    unpack_error = Some(Error::InvalidArgument(format!(
+                        "layer {} of {}: {e}",
+                        layer.digest,
+                        self.reference.familiar()
+                    )))
+                }
             }
-        }
+            finished
+        } else {
+            download.finish(None)
+        };
         let abort = |staged: &Option<StagedLayer>| {
             if let Some(s) = staged {
                 self.images.abort_staged(chain, &s.name);
             }
         };
-        let writer = match download.finish() {
+        let writer = match finished {
             Ok(w) => w,
             Err(e) => {
                 abort(&staged);
