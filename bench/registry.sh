@@ -27,12 +27,8 @@ RUNS=${BENCH_RUNS:-3}           # hyperfine runs per command
 IMAGE_PATH=bench/pull
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-say() { printf '== %s\n' "$*" >&2; }
-die() {
-    printf 'bench: %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 [[ $(id -u) -eq 0 ]] || die "run as root: sudo ./bench/registry.sh"
 for tool in hyperfine curl tar sha256sum awk python3; do
@@ -45,38 +41,16 @@ done
 
 # ---------------------------------------------------------------- berth build
 
-find_cargo() {
-    local home
-    command -v cargo && return
-    for home in "${SUDO_USER:+$(getent passwd "$SUDO_USER" | cut -d: -f6)}" "$HOME" /root; do
-        [[ -n $home && -x $home/.cargo/bin/cargo ]] && { echo "$home/.cargo/bin/cargo"; return; }
-    done
-    return 1
-}
-
 # BERTHD and BERTH (the `berth` CLI, for `berth registry serve`) may be
 # given; otherwise both are built in release mode.
 if [[ -n ${BERTHD:-} || -n ${BERTH:-} ]]; then
     [[ -x ${BERTHD:-} ]] || die "BERTHD=${BERTHD:-} is not an executable (give BERTHD and BERTH together)"
     [[ -x ${BERTH:-} ]] || die "BERTH=${BERTH:-} is not an executable (give BERTHD and BERTH together)"
 else
-    BERTHD=${CARGO_TARGET_DIR:-$REPO/target}/release/berthd
-    BERTH=${CARGO_TARGET_DIR:-$REPO/target}/release/berth
-    cargo=$(find_cargo) || {
+    BERTHD=$(release_binary berthd)
+    BERTH=$(release_binary berth)
+    release_build berthd berth-cli berth-runtime-cli berth-shim-bin ||
         [[ -x $BERTHD && -x $BERTH ]] || die "cargo not found and berthd/berth not built"
-        cargo=
-    }
-    if [[ -n $cargo ]]; then
-        say "building berthd, berth, berth-runtime and berth-shim (release)"
-        build=("$cargo" build --release --quiet -p berthd -p berth-cli -p berth-runtime-cli
-            -p berth-shim-bin --manifest-path "$REPO/Cargo.toml")
-        if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
-            sudo -u "$SUDO_USER" -H env "PATH=$(dirname "$cargo"):$PATH" "${build[@]}" ||
-                die "cargo build failed"
-        else
-            "${build[@]}" || die "cargo build failed"
-        fi
-    fi
     [[ -x $BERTHD && -x $BERTH ]] || die "berthd or berth was not built"
 fi
 
@@ -91,40 +65,9 @@ for d in "${HOST_DIRS[@]}"; do
     [[ -e $d ]] || CREATED_HOST_DIRS+=("$d")
 done
 
-alive() { [[ -n $1 && -e /proc/$1 ]] && ! grep -q '^State:[[:space:]]*[ZX]' "/proc/$1/status" 2>/dev/null; }
-
-stop_pid() { # pid grace-seconds
-    local pid=$1 grace=$2 i
-    alive "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-}
-
-# Processes whose command line names a path under $BASE (containerd, shims).
-pids_under_base() {
-    local p
-    for p in /proc/[0-9]*; do
-        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF "$BASE/" && echo "${p#/proc/}"
-    done
-    return 0
-}
-
-mounts_under_base() {
-    awk -v base="$BASE" '
-        { mp = $5; gsub(/\\040/, " ", mp); if (index(mp, base) == 1) print mp }
-    ' /proc/self/mountinfo | awk '{ print gsub("/", "/") " " $0 }' | sort -rn | cut -d' ' -f2-
-}
 
 cleanup() {
-    local status=$? pid containerd i m
+    local status=$? pid containerd
     trap - EXIT INT TERM
     set +e
     containerd=$(cat "$BASE/dockerd/exec/containerd/containerd.pid" 2>/dev/null)
@@ -134,18 +77,7 @@ cleanup() {
         [[ $pid != "$$" ]] && stop_pid "$pid" 2
     done
     wait 2>/dev/null
-    for i in 1 2 3 4 5; do
-        mapfile -t mounts < <(mounts_under_base)
-        ((${#mounts[@]})) || break
-        for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null; done
-    done
-    if [[ -n $(mounts_under_base) ]]; then
-        echo "bench: leaving $BASE in place, still mounted:" >&2
-        mounts_under_base >&2
-    else
-        rm -rf "$BASE"
-    fi
-    for d in "${CREATED_HOST_DIRS[@]}"; do rmdir "$d" 2>/dev/null; done
+    remove_base
     exit "$status"
 }
 trap cleanup EXIT
@@ -167,17 +99,6 @@ wait_http() { # name url pid log
     done
     tail -n 30 "$4" >&2
     die "$1 did not answer within 60 s (log above)"
-}
-
-wait_ping() { # name socket pid log
-    local i
-    for ((i = 0; i < 600; i++)); do
-        curl -sf --unix-socket "$2" http://localhost/_ping >/dev/null 2>&1 && return 0
-        alive "$3" || { tail -n 30 "$4" >&2; die "$1 exited during startup (log above)"; }
-        sleep 0.1
-    done
-    tail -n 30 "$4" >&2
-    die "$1 did not answer /_ping within 60 s (log above)"
 }
 
 start_distribution() { # name -> host:port
