@@ -779,23 +779,7 @@ impl ImageService {
                 layer.diff_id
             )));
         }
-        // dockerd's overlay2 counts what the layer's directory holds (symlinks
-        // included, hard links once); its vfs driver the file bytes unpacked.
-        let size = match self.driver {
-            Driver::Overlay => self.snapshots.usage(&key).map_err(snapshot_err)?,
-            Driver::Vfs => stats.file_bytes,
-        };
-        self.meta().transaction(|tx| -> Result<()> {
-            tx.insert_snapshot(&Snapshot {
-                chain_id: chain.clone(),
-                parent: parent.cloned(),
-                key: key.clone(),
-                size,
-                created_at: berth_metadata::now_nanos(),
-            })?;
-            Ok(())
-        })?;
-        Ok(size)
+        self.record_snapshot(chain, parent, &key, stats.file_bytes)
     }
 
     /// Commits a layer a pull unpacked while it downloaded (its blob
@@ -832,15 +816,28 @@ impl ImageService {
         self.snapshots
             .commit_staged(&key, parent_key.as_deref(), &stage.name)
             .map_err(snapshot_err)?;
+        self.record_snapshot(chain, parent, &key, stage.file_bytes)
+    }
+
+    /// Lists a committed layer snapshot in the metadata with its size:
+    /// dockerd's overlay2 counts what the layer's directory holds (symlinks
+    /// included, hard links once), its vfs driver the file bytes unpacked.
+    fn record_snapshot(
+        &self,
+        chain: &Digest,
+        parent: Option<&Digest>,
+        key: &str,
+        file_bytes: u64,
+    ) -> Result<u64> {
         let size = match self.driver {
-            Driver::Overlay => self.snapshots.usage(&key).map_err(snapshot_err)?,
-            Driver::Vfs => stage.file_bytes,
+            Driver::Overlay => self.snapshots.usage(key).map_err(snapshot_err)?,
+            Driver::Vfs => file_bytes,
         };
         self.meta().transaction(|tx| -> Result<()> {
             tx.insert_snapshot(&Snapshot {
                 chain_id: chain.clone(),
                 parent: parent.cloned(),
-                key: key.clone(),
+                key: key.to_string(),
                 size,
                 created_at: berth_metadata::now_nanos(),
             })?;

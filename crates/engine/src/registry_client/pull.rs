@@ -1357,6 +1357,17 @@ mod tests {
         ImageService::open(dir, Some("vfs"), Arc::new(EventBus::new(16))).expect("open images")
     }
 
+    /// [`resolve`] of `host/rest` with default settings, no credentials
+    /// and the host's platform.
+    fn resolve_on(host: &str, rest: &str) -> Result<ResolvedPull> {
+        resolve(
+            &RegistrySettings::default(),
+            &reference(host, rest),
+            None,
+            None,
+        )
+    }
+
     fn reference(host: &str, rest: &str) -> Reference {
         Reference::parse_normalized(&format!("{host}/{rest}")).expect("reference")
     }
@@ -1405,13 +1416,7 @@ mod tests {
         let images = service(dir.path());
         let (routes, config_digest, manifest_digest) = image_routes("t/ok", None, None);
         let host = serve(routes);
-        let resolved = resolve(
-            &RegistrySettings::default(),
-            &reference(&host, "t/ok:1"),
-            None,
-            None,
-        )
-        .expect("resolve");
+        let resolved = resolve_on(&host, "t/ok:1").expect("resolve");
         let mut lines = Vec::new();
         pull(&images, resolved, &TransferLimits::default(), &mut |s| {
             lines.push(s.status)
@@ -1458,13 +1463,7 @@ mod tests {
             (200, media_type::OCI_INDEX.to_string(), index.into_bytes()),
         );
         let host = serve(routes);
-        let resolved = resolve(
-            &RegistrySettings::default(),
-            &reference(&host, "t/idx:1"),
-            None,
-            None,
-        )
-        .expect("resolve");
+        let resolved = resolve_on(&host, "t/idx:1").expect("resolve");
         let mut lines = Vec::new();
         pull(&images, resolved, &TransferLimits::default(), &mut |s| {
             lines.push(s.status)
@@ -1490,13 +1489,7 @@ mod tests {
         tampered[0] = b'x';
         let (routes, _, _) = image_routes("t/bad", Some(tampered), None);
         let host = serve(routes);
-        let resolved = resolve(
-            &RegistrySettings::default(),
-            &reference(&host, "t/bad:1"),
-            None,
-            None,
-        )
-        .expect("resolve");
+        let resolved = resolve_on(&host, "t/bad:1").expect("resolve");
         let err = pull(&images, resolved, &TransferLimits::default(), &mut |_| {})
             .expect_err("tampered layer");
         assert!(err.to_string().contains("digest"), "{err}");
@@ -1511,13 +1504,7 @@ mod tests {
         let (routes, _, _) =
             image_routes("t/diff", None, Some(Digest::sha256_of(b"something else")));
         let host = serve(routes);
-        let resolved = resolve(
-            &RegistrySettings::default(),
-            &reference(&host, "t/diff:1"),
-            None,
-            None,
-        )
-        .expect("resolve");
+        let resolved = resolve_on(&host, "t/diff:1").expect("resolve");
         let err = pull(&images, resolved, &TransferLimits::default(), &mut |_| {})
             .expect_err("wrong diff_id");
         assert!(err.to_string().contains("diff_id"), "{err}");
@@ -1549,25 +1536,13 @@ mod tests {
             ),
         );
         let host = serve(routes);
-        let err = resolve(
-            &RegistrySettings::default(),
-            &reference(&host, "t/none:1"),
-            None,
-            None,
-        )
-        .expect_err("missing");
+        let err = resolve_on(&host, "t/none:1").expect_err("missing");
         assert!(matches!(err, Error::NotFound(_)), "{err:?}");
         assert_eq!(
             err.to_string(),
             format!("manifest for {host}/t/none:1 not found: manifest unknown: manifest unknown")
         );
-        let err = resolve(
-            &RegistrySettings::default(),
-            &reference(&host, "t/old:1"),
-            None,
-            None,
-        )
-        .expect_err("schema 1");
+        let err = resolve_on(&host, "t/old:1").expect_err("schema 1");
         assert!(err.to_string().contains("schema 1"), "{err}");
     }
 
@@ -1577,13 +1552,7 @@ mod tests {
         let images = service(dir.path());
         let (routes, config_digest, _) = image_routes("t/tok", None, None);
         let host = serve_with_token(routes, Some("s3cret-token"));
-        let resolved = resolve(
-            &RegistrySettings::default(),
-            &reference(&host, "t/tok:1"),
-            None,
-            None,
-        )
-        .expect("resolve");
+        let resolved = resolve_on(&host, "t/tok:1").expect("resolve");
         pull(&images, resolved, &TransferLimits::default(), &mut |_| {}).expect("pull");
         let (id, _) = images.resolve(&format!("{host}/t/tok:1")).expect("tagged");
         assert_eq!(id, config_digest);
