@@ -1343,3 +1343,62 @@ fn exec_and_attach_without_an_upgrade_stream_the_output_as_the_body() {
     assert_eq!(frames(&out.stdout), vec![(1, "hi\n".to_string())]);
     berthd.docker_ok(&["rm", "-f", "plain", "talker"]);
 }
+
+/// The superblock options of what is mounted at `dir` (the last field of its
+/// mountinfo line), or None when nothing is.
+fn super_options(dir: &std::path::Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter(|line| line.split(' ').nth(4) == Some(&*dir.to_string_lossy()))
+        .filter_map(|line| line.rsplit(' ').next().map(str::to_owned))
+        .next_back()
+}
+
+#[test]
+fn rm_containers_skip_the_sync_and_force_remove_cleanly() {
+    let berthd = daemon();
+    let merged = |id: &str| {
+        berthd
+            .data_root()
+            .join(format!("snapshots/overlay/container-{id}/merged"))
+    };
+    let volatile = |id: &str| {
+        let options = super_options(&merged(id)).unwrap_or_else(|| panic!("{id} not mounted"));
+        // Newer kernels show it as `fsync=volatile`.
+        options
+            .split(',')
+            .any(|o| o == "volatile" || o == "fsync=volatile")
+    };
+    let kept = berthd.docker_ok(&["run", "-d", "busybox", "sleep", "60"]);
+    let kept = kept.trim();
+    let removed = berthd.docker_ok(&["run", "-d", "--rm", "busybox", "sleep", "60"]);
+    let removed = removed.trim();
+    // A `--rm` container's writable layer is thrown away: overlay need not
+    // sync it (nor the whole filesystem when it is unmounted). A container
+    // that stays keeps a durable layer.
+    assert!(volatile(removed), "{:?}", super_options(&merged(removed)));
+    assert!(!volatile(kept), "{:?}", super_options(&merged(kept)));
+    let out = berthd.docker(&["exec", removed, "sh", "-c", "echo data > /f && cat /f"]);
+    assert_eq!(text(&out.stdout), "data\n", "{}", describe(&out));
+    // Mounted again after a restart (overlay leaves a marker that refuses
+    // the next mount unless it is cleared).
+    berthd.docker_ok(&["restart", "-t", "0", removed]);
+    assert_eq!(inspect(&berthd, removed, "{{.State.Running}}"), "true");
+    assert!(volatile(removed));
+
+    // `docker rm -f` of a running `--rm` container succeeds every time,
+    // though the container's own removal races it, as with dockerd.
+    let mut ids = vec![removed.to_string()];
+    for _ in 0..5 {
+        let id = berthd.docker_ok(&["run", "-d", "--rm", "busybox", "sleep", "60"]);
+        ids.push(id.trim().to_string());
+    }
+    for id in &ids {
+        let out = berthd.docker(&["rm", "-f", id]);
+        assert_eq!(status(&out), 0, "rm -f {id}: {}", describe(&out));
+        assert_eq!(text(&out.stdout).trim(), id.as_str());
+    }
+    assert_eq!(berthd.docker_ok(&["ps", "-aq", "--no-trunc"]).trim(), kept);
+    berthd.docker_ok(&["rm", "-f", kept]);
+    assert!(mounts_under(&berthd.data_root()).is_empty());
+}

@@ -307,6 +307,15 @@ impl ImageService {
             .map_err(snapshot_err)
     }
 
+    /// The rootfs of a container removed when it exits: nothing in its
+    /// writable layer needs to reach the disk (see
+    /// `SnapshotStore::mount_container_volatile`).
+    pub(crate) fn mount_rootfs_volatile(&self, key: &str) -> Result<PathBuf> {
+        self.snapshots
+            .mount_container_volatile(&rootfs_key(key))
+            .map_err(snapshot_err)
+    }
+
     pub(crate) fn unmount_rootfs(&self, key: &str) -> Result<()> {
         self.snapshots
             .unmount_container(&rootfs_key(key))

@@ -722,6 +722,20 @@ impl SnapshotStore {
     /// Mounts container `key` at `<key>/merged` (if not mounted yet) and
     /// returns that path.
     pub fn mount_container(&self, key: &str) -> Result<PathBuf> {
+        self.mount_container_as(key, false)
+    }
+
+    /// As [`mount_container`](Self::mount_container), for a container whose
+    /// writable layer is thrown away when it exits (`--rm`): overlay is
+    /// mounted `volatile`, so neither writes nor the unmount wait for the
+    /// upper filesystem to sync (a plain overlay unmount syncs the whole
+    /// filesystem under the data-root). A kernel without `volatile` gets a
+    /// plain mount.
+    pub fn mount_container_volatile(&self, key: &str) -> Result<PathBuf> {
+        self.mount_container_as(key, true)
+    }
+
+    fn mount_container_as(&self, key: &str, volatile: bool) -> Result<PathBuf> {
         let info = self.expect_kind(key, SnapshotKind::Container)?;
         let snap = self.snap_dir(key)?;
         let merged = snap.join("merged");
@@ -738,13 +752,30 @@ impl SnapshotStore {
                     Error::io(format!("opening {}", self.dir.join("l").display()), e)
                 })?;
                 let data = self.overlay_mount_data(&info, Some(links.as_raw_fd()))?;
-                mount(
-                    Some("overlay"),
-                    &merged,
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(data.as_str()),
-                )
+                // A volatile mount leaves this marker, and overlay refuses
+                // the next mount while it exists. Only this store mounts the
+                // snapshot and it is not mounted now: the last mount ended.
+                let _ = fs::remove_dir_all(snap.join("work/work/incompat/volatile"));
+                let overlay = |data: &str| {
+                    mount(
+                        Some("overlay"),
+                        &merged,
+                        Some("overlay"),
+                        MsFlags::empty(),
+                        Some(data),
+                    )
+                };
+                let volatile_data = volatile
+                    .then(|| format!("{data},volatile"))
+                    .filter(|d| d.len() <= MOUNT_DATA_MAX);
+                match volatile_data {
+                    // EINVAL: a kernel older than 5.10 does not know it.
+                    Some(d) => overlay(&d).or_else(|e| match e {
+                        Errno::EINVAL => overlay(&data),
+                        e => Err(e),
+                    }),
+                    None => overlay(&data),
+                }
                 .map_err(mount_err)?;
             }
             Driver::Vfs => {

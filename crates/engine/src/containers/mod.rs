@@ -134,6 +134,9 @@ struct Inner {
     started: Option<Instant>,
     /// Delay before the next policy restart (100 ms, doubling, at most 1 min).
     backoff: Duration,
+    /// `docker restart` is stopping it: a `--rm` container is not removed
+    /// when this run exits.
+    restarting_by_user: bool,
 }
 
 struct Entry {
@@ -305,6 +308,7 @@ impl ContainerService {
                     shim: None,
                     started: None,
                     backoff: BACKOFF_START,
+                    restarting_by_user: false,
                 },
             );
             let status = entry.inner().state.status;
@@ -592,6 +596,7 @@ impl ContainerService {
                 shim: None,
                 started: None,
                 backoff: BACKOFF_START,
+                restarting_by_user: false,
             },
         );
         self.event(&entry, "create", &[]);
@@ -657,8 +662,11 @@ impl ContainerService {
         if result.is_err() && entry.inner().record.host_config.auto_remove == Some(true) {
             // As dockerd: a `--rm` container that cannot start is removed
             // (the docker CLI waits for that).
-            if let Err(e) = self.remove(&entry.id, true) {
-                tracing::error!("container {}: auto-remove: {e}", entry.id);
+            match self.remove(&entry.id, true) {
+                // A user's `rm -f` removed it first.
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(Error::Conflict(_)) if entry.watch.borrow().removed => {}
+                Err(e) => tracing::error!("container {}: auto-remove: {e}", entry.id),
             }
         }
         result
@@ -708,7 +716,13 @@ impl ContainerService {
             .mode(0o700)
             .create(&state_dir)
             .map_err(io_err(format!("create {}", state_dir.display())))?;
-        let rootfs = match self.images.mount_rootfs(&id) {
+        let auto_remove = entry.inner().record.host_config.auto_remove == Some(true);
+        let mounted = if auto_remove {
+            self.images.mount_rootfs_volatile(&id)
+        } else {
+            self.images.mount_rootfs(&id)
+        };
+        let rootfs = match mounted {
             Ok(r) => r,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&state_dir);
@@ -966,7 +980,7 @@ impl ContainerService {
         let (auto_remove, code) = {
             let inner = entry.inner();
             (
-                inner.record.host_config.auto_remove.unwrap_or(false),
+                inner.record.host_config.auto_remove.unwrap_or(false) && !inner.restarting_by_user,
                 inner.state.exit_code,
             )
         };
@@ -975,8 +989,11 @@ impl ContainerService {
         }
         self.event(entry, "die", &[("exitCode", code.to_string())]);
         if auto_remove {
-            if let Err(e) = self.remove(&entry.id, true) {
-                tracing::error!("container {}: auto-remove: {e}", entry.id);
+            match self.remove(&entry.id, true) {
+                // A user's `rm -f` removed it first.
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(Error::Conflict(_)) if entry.watch.borrow().removed => {}
+                Err(e) => tracing::error!("container {}: auto-remove: {e}", entry.id),
             }
             return;
         }
@@ -1258,9 +1275,24 @@ impl ContainerService {
 
     /// `docker restart`: stop (if running), then start.
     pub fn restart(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
-        self.stop(name, timeout, signal)?;
-        self.start(name)?;
         let entry = self.lookup(name)?;
+        entry.inner().restarting_by_user = true;
+        let result = self
+            .stop(&entry.id, timeout, signal)
+            .and_then(|_| self.start(&entry.id));
+        let auto_remove = {
+            let mut inner = entry.inner();
+            inner.restarting_by_user = false;
+            inner.record.host_config.auto_remove == Some(true) && !inner.state.status.is_live()
+        };
+        if let Err(e) = result {
+            // A `--rm` container that did not come back goes, as its exit
+            // would have removed it.
+            if auto_remove {
+                let _ = self.remove(&entry.id, true);
+            }
+            return Err(e);
+        }
         self.event(&entry, "restart", &[]);
         Ok(())
     }
@@ -1338,6 +1370,11 @@ impl ContainerService {
         {
             let mut inner = entry.inner();
             if inner.state.status == Status::Removing {
+                // This call stopped a `--rm` container and its auto-removal
+                // got there first: removed, as the caller asked.
+                if live && entry.watch.borrow().removed {
+                    return Ok(());
+                }
                 return Err(Error::Conflict(format!(
                     "removal of container {} is already in progress",
                     entry.id
