@@ -627,3 +627,252 @@ fn a_pulled_image_is_pushed_with_the_manifest_it_was_pulled_with() {
     let out = berthd.docker_ok(&["push", &dst]);
     assert_eq!(pushed_digest(&out), original.manifest_digest, "{out}");
 }
+
+/// A blob written into the OCI layout at `dir`; its digest.
+fn oci_blob(dir: &Path, bytes: &[u8]) -> String {
+    use berth_tests::fake_registry::sha256;
+    let digest = sha256(bytes);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("create blobs dir");
+    std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).expect("write blob");
+    digest
+}
+
+/// An image manifest in an OCI layout: its digest and bytes.
+struct OciManifest {
+    digest: String,
+    bytes: Vec<u8>,
+}
+
+/// An image for `architecture` of `layers` in the OCI layout at `dir`.
+fn oci_image(
+    dir: &Path,
+    architecture: &str,
+    layers: &[&berth_tests::fake_registry::Layer],
+) -> OciManifest {
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": architecture,
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>()},
+    }))
+    .expect("config json");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": oci_blob(dir, &config),
+            "size": config.len(),
+        },
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type,
+            "digest": oci_blob(dir, &l.data),
+            "size": l.data.len(),
+        })).collect::<Vec<_>>(),
+    }))
+    .expect("manifest json");
+    OciManifest {
+        digest: oci_blob(dir, &manifest),
+        bytes: manifest,
+    }
+}
+
+/// An OCI layout at `dir` whose tag `1` is an index of `entries`
+/// (architecture, image; all linux); the index's digest.
+fn oci_index(dir: &Path, entries: &[(&str, &OciManifest)]) -> String {
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries.iter().map(|(arch, m)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m.digest,
+            "size": m.bytes.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        })).collect::<Vec<_>>(),
+    }))
+    .expect("index json");
+    let digest = oci_blob(dir, &index);
+    let layout = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest,
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "1"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), layout.to_string()).expect("write index.json");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("write oci-layout");
+    digest
+}
+
+/// `skopeo <args>`, which must succeed; its stdout as bytes.
+fn skopeo(args: &[&str]) -> Vec<u8> {
+    let mut command = Command::new("skopeo");
+    command.args(args);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run skopeo");
+    assert!(out.status.success(), "skopeo {args:?}: {}", describe(&out));
+    out.stdout
+}
+
+/// What `host/name` (a tag or a digest reference) serves as a manifest.
+fn raw_manifest(reference: &str) -> Vec<u8> {
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ])
+}
+
+#[test]
+fn an_index_is_pushed_whole_when_every_platform_is_here() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    use berth_tests::fake_registry::{layer, sha256, LayerCompression};
+    let (host_arch, other_arch) = match std::env::consts::ARCH {
+        "aarch64" => ("arm64", "amd64"),
+        _ => ("amd64", "arm64"),
+    };
+    // Two platforms sharing their base layer, in Debian's docker-registry
+    // as `src/multi:1` (copied there from an OCI layout, digests kept).
+    let layout = tempfile::tempdir().expect("tempdir");
+    let shared = layer(&[("shared", b"both platforms")], LayerCompression::Gzip);
+    let own_host = layer(&[("own", b"host platform")], LayerCompression::Gzip);
+    let own_other = layer(&[("own", b"other platform")], LayerCompression::Gzip);
+    let host_image = oci_image(layout.path(), host_arch, &[&shared, &own_host]);
+    let other_image = oci_image(layout.path(), other_arch, &[&shared, &own_other]);
+    let index = oci_index(
+        layout.path(),
+        &[(host_arch, &host_image), (other_arch, &other_image)],
+    );
+    let source = Registry::distribution();
+    let src = format!("{}/src/multi:1", source.host());
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", layout.path().display()),
+        &format!("docker://{src}"),
+    ]);
+    assert_eq!(sha256(&raw_manifest(&src)), index);
+
+    let berthd = Berthd::start();
+    let out = berthd.docker_ok(&["pull", &src]);
+    assert!(out.contains(&format!("Digest: {index}")), "{out}");
+
+    // Only the host's platform here: its manifest alone goes up, and the
+    // output says why the index did not.
+    let one = format!("{}/copy/one:1", source.host());
+    berthd.docker_ok(&["tag", &src, &one]);
+    let out = berthd.docker_ok(&["push", &one]);
+    assert_eq!(pushed_digest(&out), host_image.digest, "{out}");
+    assert!(
+        out.contains(&format!("The image index {index}"))
+            && out.contains(&format!("linux/{other_arch} is not here")),
+        "{out}"
+    );
+    assert_eq!(raw_manifest(&one), host_image.bytes);
+
+    // The other platform too: a second image; the tag names the last pulled.
+    let out = berthd.docker_ok(&["pull", "--platform", &format!("linux/{other_arch}"), &src]);
+    assert!(out.contains(&format!("Digest: {index}")), "{out}");
+    assert_eq!(
+        berthd
+            .docker_ok(&["image", "inspect", "--format", "{{.Architecture}}", &src])
+            .trim(),
+        other_arch
+    );
+    let host_id = serde_json::from_slice::<serde_json::Value>(&host_image.bytes).expect("manifest")
+        ["config"]["digest"]
+        .as_str()
+        .expect("config digest")
+        .to_string();
+    assert_eq!(
+        berthd
+            .docker_ok(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Architecture}}",
+                &host_id
+            ])
+            .trim(),
+        host_arch
+    );
+
+    // Now the whole index goes up: to another repository of the source
+    // registry (blobs mounted from where they came from), and to another
+    // registry (uploaded); the tag resolves to the source's index digest,
+    // every platform's manifest by its own.
+    let target = Registry::distribution();
+    for (dst, moved, not) in [
+        (
+            format!("{}/copy/multi:1", source.host()),
+            "Mounted from",
+            "Pushed",
+        ),
+        (
+            format!("{}/copy/multi:1", target.host()),
+            "Pushed",
+            "Mounted",
+        ),
+    ] {
+        berthd.docker_ok(&["tag", &src, &dst]);
+        let out = berthd.docker_ok(&["push", &dst]);
+        assert_eq!(pushed_digest(&out), index, "{out}");
+        assert!(out.contains(moved) && !out.contains(not), "{out}");
+        assert!(!out.contains("was not pushed"), "{out}");
+        assert_eq!(sha256(&raw_manifest(&dst)), index);
+        let repo = dst.trim_end_matches(":1");
+        for image in [&host_image, &other_image] {
+            assert_eq!(
+                raw_manifest(&format!("{repo}@{}", image.digest)),
+                image.bytes
+            );
+        }
+        // Pushed again: every blob is there already.
+        let again = berthd.docker_ok(&["push", &dst]);
+        assert_eq!(pushed_digest(&again), index, "{again}");
+        assert!(!again.contains("Pushed"), "{again}");
+    }
+
+    // `--platform`: that platform's manifest alone, also when the tag
+    // names the other platform's image of the index.
+    for arch in [host_arch, other_arch] {
+        let dst = format!("{}/only/{arch}:1", target.host());
+        berthd.docker_ok(&["tag", &src, &dst]);
+        let out = berthd.docker_ok(&["push", "--platform", &format!("linux/{arch}"), &dst]);
+        let want = if arch == host_arch {
+            &host_image
+        } else {
+            &other_image
+        };
+        assert_eq!(pushed_digest(&out), want.digest, "{out}");
+        assert_eq!(raw_manifest(&dst), want.bytes);
+    }
+    let dst = format!("{}/only/none:1", target.host());
+    berthd.docker_ok(&["tag", &src, &dst]);
+    let out = berthd.docker(&["push", "--platform", "linux/s390x", &dst]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("linux/s390x"),
+        "{}",
+        describe(&out)
+    );
+    let mut command = Command::new("skopeo");
+    command.args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{dst}"),
+    ]);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run skopeo");
+    assert!(!out.status.success(), "{}", describe(&out));
+}

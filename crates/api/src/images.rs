@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use berth_engine::images::{HistoryEntry, ImageDetails, Progress, Removed};
 use berth_engine::registry_client::{self, Credentials, Status};
 use berth_engine::Engine;
@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::query::QueryParams;
 use crate::stream::{BodyReader, BodyWriter};
+use crate::version::ApiVersion;
 use crate::AppState;
 
 /// Runs blocking engine work off the async threads.
@@ -613,12 +614,13 @@ pub async fn get_by_name(
 pub async fn post_by_name(
     State(state): State<AppState>,
     Path(rest): Path<String>,
+    Extension(version): Extension<ApiVersion>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = QueryParams::parse(q.as_deref());
     if let Some(name) = rest.strip_suffix("/push") {
-        return push(state, name, &q, &headers).await;
+        return push(state, name, version, &q, &headers).await;
     }
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = q.get("repo").unwrap_or("").to_string();
@@ -1051,16 +1053,22 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
 }
 
 /// POST /images/{name}/push?tag=…: the image must exist before the stream
-/// starts (404 otherwise).
+/// starts (404 otherwise). From API 1.46, `platform` (OCI platform JSON)
+/// pushes only that platform's image, as dockerd.
 async fn push(
     state: AppState,
     name: &str,
+    version: ApiVersion,
     q: &QueryParams,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(tag) => format!("{name}:{tag}"),
         None => name.to_string(),
+    };
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) if version >= ApiVersion(1, 46) => Some(registry_client::parse_platform_json(p)?),
+        _ => None,
     };
     let reference = berth_engine::images::parse_reference(&name)?;
     let credentials = registry_credentials(headers)?;
@@ -1085,6 +1093,7 @@ async fn push(
             &e.config().registry,
             e.images(),
             &reference,
+            platform.as_ref(),
             credentials.as_ref(),
             &limits,
             emit,

@@ -33,7 +33,7 @@ pub use pull::{
     list_tags, parse_platform, pull, pull_all_tags, repository_only, resolve, ResolvedPull,
     TransferLimits,
 };
-pub use push::push;
+pub use push::{parse_platform_json, push};
 
 /// One progress message, as dockerd streams them (`id` is a layer's short
 /// id or the tag; `progress` is bytes done and total).

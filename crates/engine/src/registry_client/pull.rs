@@ -100,6 +100,26 @@ pub fn parse_platform(text: &str) -> Result<Platform> {
     Ok(platform.normalized())
 }
 
+/// The platform image config `config` is for, normalized.
+pub(super) fn config_platform(config: &ImageConfig) -> Platform {
+    let parsed = config.parsed();
+    Platform::new(
+        parsed.os.as_deref().unwrap_or("linux"),
+        parsed.architecture.as_deref().unwrap_or(""),
+        parsed.variant.as_deref(),
+    )
+    .normalized()
+}
+
+/// Whether an image for `got` (normalized) is one for `wanted`: the same
+/// os and architecture, and the variant when `wanted` names one.
+pub(super) fn platform_matches(got: &Platform, wanted: &Platform) -> bool {
+    let wanted = wanted.normalized();
+    got.os == wanted.os
+        && got.architecture == wanted.architecture
+        && (wanted.variant.is_none() || got.variant == wanted.variant)
+}
+
 /// Finds the image manifest `reference` names (a tag defaults to `latest`),
 /// on the registry's mirrors first, in order: a mirror that fails or lacks
 /// the manifest passes the pull on, the origin answers last. From an index,
@@ -1002,21 +1022,12 @@ fn pull_one(
     }
     let config = ImageConfig::from_bytes(config_raw).map_err(image_error)?;
     if let Some(wanted) = &platform {
-        let parsed = config.parsed();
-        let got = Platform::new(
-            parsed.os.as_deref().unwrap_or("linux"),
-            parsed.architecture.as_deref().unwrap_or(""),
-            parsed.variant.as_deref(),
-        )
-        .normalized();
-        let wanted = wanted.normalized();
-        if got.os != wanted.os
-            || got.architecture != wanted.architecture
-            || (wanted.variant.is_some() && got.variant != wanted.variant)
-        {
+        let got = config_platform(&config);
+        if !platform_matches(&got, wanted) {
             return Err(Error::NotFound(format!(
-                "image with reference {} was found but does not provide the specified platform ({wanted}): it is {got}",
-                reference.familiar()
+                "image with reference {} was found but does not provide the specified platform ({}): it is {got}",
+                reference.familiar(),
+                wanted.normalized()
             )));
         }
     }
