@@ -728,19 +728,26 @@ fn raw_manifest(reference: &str) -> Vec<u8> {
     ])
 }
 
-#[test]
-fn an_index_is_pushed_whole_when_every_platform_is_here() {
-    if !is_root() {
-        eprintln!("skipped: berthd needs root");
-        return;
-    }
+/// An index of two platforms (this machine's and another) sharing their
+/// base layer, in a registry.
+struct TwoPlatforms {
+    /// `host/src/multi:1`, the index.
+    src: String,
+    index: String,
+    host_arch: &'static str,
+    other_arch: &'static str,
+    host_image: OciManifest,
+    other_image: OciManifest,
+}
+
+/// Puts a [`TwoPlatforms`] index into `registry` as `src/multi:1` (copied
+/// there by skopeo from an OCI layout, digests kept).
+fn two_platform_index(registry: &Registry) -> TwoPlatforms {
     use berth_tests::fake_registry::{layer, sha256, LayerCompression};
     let (host_arch, other_arch) = match std::env::consts::ARCH {
         "aarch64" => ("arm64", "amd64"),
         _ => ("amd64", "arm64"),
     };
-    // Two platforms sharing their base layer, in Debian's docker-registry
-    // as `src/multi:1` (copied there from an OCI layout, digests kept).
     let layout = tempfile::tempdir().expect("tempdir");
     let shared = layer(&[("shared", b"both platforms")], LayerCompression::Gzip);
     let own_host = layer(&[("own", b"host platform")], LayerCompression::Gzip);
@@ -751,8 +758,7 @@ fn an_index_is_pushed_whole_when_every_platform_is_here() {
         layout.path(),
         &[(host_arch, &host_image), (other_arch, &other_image)],
     );
-    let source = Registry::distribution();
-    let src = format!("{}/src/multi:1", source.host());
+    let src = format!("{}/src/multi:1", registry.host());
     skopeo(&[
         "copy",
         "--all",
@@ -762,6 +768,48 @@ fn an_index_is_pushed_whole_when_every_platform_is_here() {
         &format!("docker://{src}"),
     ]);
     assert_eq!(sha256(&raw_manifest(&src)), index);
+    TwoPlatforms {
+        src,
+        index,
+        host_arch,
+        other_arch,
+        host_image,
+        other_image,
+    }
+}
+
+/// The image ID (config digest) `manifest` names.
+fn config_of(manifest: &OciManifest) -> String {
+    serde_json::from_slice::<serde_json::Value>(&manifest.bytes).expect("manifest")["config"]
+        ["digest"]
+        .as_str()
+        .expect("config digest")
+        .to_string()
+}
+
+fn architecture(daemon: &impl DockerApi, image: &str) -> String {
+    daemon
+        .docker_ok(&["image", "inspect", "--format", "{{.Architecture}}", image])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn an_index_is_pushed_whole_when_every_platform_is_here() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    use berth_tests::fake_registry::sha256;
+    let source = Registry::distribution();
+    let TwoPlatforms {
+        src,
+        index,
+        host_arch,
+        other_arch,
+        host_image,
+        other_image,
+    } = two_platform_index(&source);
 
     let berthd = Berthd::start();
     let out = berthd.docker_ok(&["pull", &src]);
@@ -783,29 +831,8 @@ fn an_index_is_pushed_whole_when_every_platform_is_here() {
     // The other platform too: a second image; the tag names the last pulled.
     let out = berthd.docker_ok(&["pull", "--platform", &format!("linux/{other_arch}"), &src]);
     assert!(out.contains(&format!("Digest: {index}")), "{out}");
-    assert_eq!(
-        berthd
-            .docker_ok(&["image", "inspect", "--format", "{{.Architecture}}", &src])
-            .trim(),
-        other_arch
-    );
-    let host_id = serde_json::from_slice::<serde_json::Value>(&host_image.bytes).expect("manifest")
-        ["config"]["digest"]
-        .as_str()
-        .expect("config digest")
-        .to_string();
-    assert_eq!(
-        berthd
-            .docker_ok(&[
-                "image",
-                "inspect",
-                "--format",
-                "{{.Architecture}}",
-                &host_id
-            ])
-            .trim(),
-        host_arch
-    );
+    assert_eq!(architecture(&berthd, &src), other_arch);
+    assert_eq!(architecture(&berthd, &config_of(&host_image)), host_arch);
 
     // Now the whole index goes up: to another repository of the source
     // registry (blobs mounted from where they came from), and to another
@@ -875,4 +902,54 @@ fn an_index_is_pushed_whole_when_every_platform_is_here() {
     ]);
     let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run skopeo");
     assert!(!out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn berth_pulls_every_platform_of_an_index_and_pushes_one() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    use berth_tests::fake_registry::sha256;
+    let source = Registry::distribution();
+    let fixture = two_platform_index(&source);
+    let berthd = Berthd::start();
+    let berth = |args: &[&str]| {
+        let mut command = berthd.cli_command(&workspace_binary("berth"));
+        command.args(args);
+        let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth");
+        assert!(out.status.success(), "berth {args:?}: {}", describe(&out));
+        text(&out.stdout)
+    };
+
+    // Both platforms' images, the tag on this machine's.
+    let out = berth(&["pull", "--all-platforms", &fixture.src]);
+    assert!(out.contains(&format!("Digest: {}", fixture.index)), "{out}");
+    assert_eq!(architecture(&berthd, &fixture.src), fixture.host_arch);
+    assert_eq!(
+        architecture(&berthd, &config_of(&fixture.other_image)),
+        fixture.other_arch
+    );
+
+    // So the whole index can go up at once.
+    let target = Registry::distribution();
+    let dst = format!("{}/copy/all:1", target.host());
+    berthd.docker_ok(&["tag", &fixture.src, &dst]);
+    let out = berthd.docker_ok(&["push", &dst]);
+    assert_eq!(pushed_digest(&out), fixture.index, "{out}");
+    assert_eq!(sha256(&raw_manifest(&dst)), fixture.index);
+
+    // `berth push --platform`: that platform's manifest alone.
+    let dst = format!("{}/only/other:1", target.host());
+    berthd.docker_ok(&["tag", &fixture.src, &dst]);
+    let platform = format!("linux/{}", fixture.other_arch);
+    let out = berth(&["push", "--platform", &platform, &dst]);
+    assert_eq!(pushed_digest(&out), fixture.other_image.digest, "{out}");
+    assert_eq!(raw_manifest(&dst), fixture.other_image.bytes);
+
+    // An image that is no index: --all-platforms pulls it as it is.
+    let single = format!("{}/src/multi@{}", source.host(), fixture.host_image.digest);
+    berthd.docker_ok(&["rmi", "-f", &config_of(&fixture.host_image)]);
+    berth(&["pull", "--all-platforms", &single]);
+    assert_eq!(architecture(&berthd, &single), fixture.host_arch);
 }

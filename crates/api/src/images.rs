@@ -989,7 +989,8 @@ fn stream_status(
 /// `fromImage` (+ `tag`, which the docker CLI also uses for a digest,
 /// and `platform`): the manifest is resolved before the stream starts, so
 /// a missing image is a 404 as with dockerd. A repository with neither tag
-/// nor digest is `docker pull --all-tags`.
+/// nor digest is `docker pull --all-tags`. `allPlatforms=1` (Berth's own)
+/// pulls every platform an index lists.
 async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<Response, ApiError> {
     let image = q.get("fromImage").unwrap_or("");
     if image.is_empty() {
@@ -1000,6 +1001,20 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
         None => None,
     };
     let tag = q.get("tag").filter(|t| !t.is_empty());
+    let all_platforms = match q.get("allPlatforms") {
+        None | Some("" | "0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "allPlatforms={other:?}: expected 1 or 0"
+            )))
+        }
+    };
+    if all_platforms && (platform.is_some() || tag.is_none()) {
+        return Err(ApiError::bad_request(
+            "allPlatforms takes neither a platform nor --all-tags: name one tag or digest",
+        ));
+    }
     let name = match tag {
         Some(digest) if digest.contains(':') => format!("{image}@{digest}"),
         Some(tag) => format!("{image}:{tag}"),
@@ -1039,6 +1054,13 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
     }
     let reference = berth_engine::images::parse_reference(&name)?;
     let resolved = blocking(&state, move |e| {
+        if all_platforms {
+            return registry_client::resolve_all_platforms(
+                &e.config().registry,
+                &reference,
+                credentials.as_ref(),
+            );
+        }
         registry_client::resolve(
             &e.config().registry,
             &reference,

@@ -30,8 +30,8 @@ pub use auth::{parse_auth_config, Credentials};
 pub use hosts::{registry_name, Mirror, RegistrySettings, DEFAULT_CERTS_DIR, DOCKER_HUB};
 pub use login::login;
 pub use pull::{
-    list_tags, parse_platform, pull, pull_all_tags, repository_only, resolve, ResolvedPull,
-    TransferLimits,
+    list_tags, parse_platform, pull, pull_all_tags, repository_only, resolve,
+    resolve_all_platforms, ResolvedPull, TransferLimits,
 };
 pub use push::{parse_platform_json, push};
 
