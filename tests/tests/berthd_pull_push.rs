@@ -679,18 +679,35 @@ fn oci_image(
     }
 }
 
+/// The index entry of image `m` for `os`/`architecture`.
+fn index_entry(m: &OciManifest, os: &str, architecture: &str) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": m.digest,
+        "size": m.bytes.len(),
+        "platform": {"architecture": architecture, "os": os},
+    })
+}
+
 /// An OCI layout at `dir` whose tag `1` is an index of `entries`
 /// (architecture, image; all linux); the index's digest.
 fn oci_index(dir: &Path, entries: &[(&str, &OciManifest)]) -> String {
+    oci_index_of(
+        dir,
+        entries
+            .iter()
+            .map(|(arch, m)| index_entry(m, "linux", arch))
+            .collect(),
+    )
+}
+
+/// An OCI layout at `dir` whose tag `1` is an index of `manifests`
+/// (descriptors); the index's digest.
+fn oci_index_of(dir: &Path, manifests: Vec<serde_json::Value>) -> String {
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": entries.iter().map(|(arch, m)| serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": m.digest,
-            "size": m.bytes.len(),
-            "platform": {"architecture": arch, "os": "linux"},
-        })).collect::<Vec<_>>(),
+        "manifests": manifests,
     }))
     .expect("index json");
     let digest = oci_blob(dir, &index);
@@ -952,4 +969,86 @@ fn berth_pulls_every_platform_of_an_index_and_pushes_one() {
     berthd.docker_ok(&["rmi", "-f", &config_of(&fixture.host_image)]);
     berth(&["pull", "--all-platforms", &single]);
     assert_eq!(architecture(&berthd, &single), fixture.host_arch);
+}
+
+#[test]
+fn an_index_with_attestations_is_pushed_as_the_platform_manifest() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    use berth_tests::fake_registry::{layer, sha256, LayerCompression};
+    let host_arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    // This machine's image and an attestation of it (an image manifest for
+    // the unknown platform, in-toto layers), as buildx makes them.
+    let layout = tempfile::tempdir().expect("tempdir");
+    let image = oci_image(
+        layout.path(),
+        host_arch,
+        &[&layer(&[("a", b"attested")], LayerCompression::Gzip)],
+    );
+    let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#;
+    let config = b"{}";
+    let attestation = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": oci_blob(layout.path(), config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.in-toto+json",
+            "digest": oci_blob(layout.path(), statement),
+            "size": statement.len(),
+            "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"},
+        }],
+    }))
+    .expect("attestation json");
+    let attestation = OciManifest {
+        digest: oci_blob(layout.path(), &attestation),
+        bytes: attestation,
+    };
+    let mut attestation_entry = index_entry(&attestation, "unknown", "unknown");
+    attestation_entry["annotations"] = serde_json::json!({
+        "vnd.docker.reference.digest": image.digest,
+        "vnd.docker.reference.type": "attestation-manifest",
+    });
+    let index = oci_index_of(
+        layout.path(),
+        vec![index_entry(&image, "linux", host_arch), attestation_entry],
+    );
+    let source = Registry::distribution();
+    let src = format!("{}/src/attested:1", source.host());
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", layout.path().display()),
+        &format!("docker://{src}"),
+    ]);
+    assert_eq!(sha256(&raw_manifest(&src)), index);
+
+    // Every platform pulled, but the attestation is no image: the push
+    // sends this platform's manifest and says why not the index.
+    let berthd = Berthd::start();
+    let mut command = berthd.cli_command(&workspace_binary("berth"));
+    command.args(["pull", "--all-platforms", &src]);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth");
+    assert!(out.status.success(), "{}", describe(&out));
+    let target = Registry::distribution();
+    let dst = format!("{}/copy/attested:1", target.host());
+    berthd.docker_ok(&["tag", &src, &dst]);
+    let out = berthd.docker_ok(&["push", &dst]);
+    assert_eq!(pushed_digest(&out), image.digest, "{out}");
+    assert!(
+        out.contains(&format!("The image index {index}"))
+            && out.contains("it lists 1 entry no pull keeps (attestations"),
+        "{out}"
+    );
+    assert_eq!(raw_manifest(&dst), image.bytes);
 }

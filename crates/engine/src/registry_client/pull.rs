@@ -198,7 +198,7 @@ fn resolve_wanted(
 
 /// Whether an index entry is a platform's image (not an attestation or
 /// another artifact, which name the `unknown` platform or none).
-fn is_platform_image(entry: &berth_image::Descriptor) -> bool {
+pub(super) fn is_platform_image(entry: &berth_image::Descriptor) -> bool {
     matches!(
         entry.media_type.as_str(),
         media_type::OCI_MANIFEST | media_type::DOCKER_MANIFEST

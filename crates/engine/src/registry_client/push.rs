@@ -22,7 +22,7 @@ use berth_image::{
     Compression, Descriptor, ImageConfig, LoadedLayer, Manifest, ManifestKind, Platform, Reference,
 };
 
-use super::pull::{config_platform, platform_matches, ATTEMPTS, BACKOFF};
+use super::pull::{config_platform, is_platform_image, platform_matches, ATTEMPTS, BACKOFF};
 use super::{Body, Credentials, Registry, RegistrySettings, Status, TransferLimits};
 use crate::error::{Error, Result};
 use crate::images::{ImageService, PushSource};
@@ -119,15 +119,6 @@ fn kept_index(
     Some((digest, bytes, media_type, index.manifests))
 }
 
-/// How an index entry is named in messages: its platform, else its digest.
-fn entry_name(entry: &Descriptor) -> String {
-    entry
-        .platform
-        .as_ref()
-        .map(|p| p.normalized().to_string())
-        .unwrap_or_else(|| entry.digest.to_string())
-}
-
 /// Decides what a push of `source` (the image `reference` names) sends:
 /// with `platform`, that platform's image alone (this image or another
 /// platform of the index it came from); else the whole index when every
@@ -167,14 +158,20 @@ fn plan(
         return Ok(Plan::single(source, None));
     };
     let mut platforms = Vec::new();
+    // Platforms a pull could add, and entries no pull keeps (attestations,
+    // other artifacts, nested indexes).
     let mut missing = Vec::new();
+    let mut not_kept = 0;
     for entry in &entries {
         match images.image_keeping(&entry.digest) {
             Some(image) => platforms.push(image),
-            None => missing.push(entry_name(entry)),
+            None => match &entry.platform {
+                Some(p) if is_platform_image(entry) => missing.push(p.normalized().to_string()),
+                _ => not_kept += 1,
+            },
         }
     }
-    if missing.is_empty() && !platforms.is_empty() {
+    if missing.is_empty() && not_kept == 0 && !platforms.is_empty() {
         return Ok(Plan::Index {
             platforms,
             bytes,
@@ -182,11 +179,24 @@ fn plan(
             digest,
         });
     }
+    let mut why = Vec::new();
+    if !missing.is_empty() {
+        why.push(format!(
+            "{} {} not here (docker pull --platform adds a platform)",
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    if not_kept > 0 {
+        why.push(format!(
+            "it lists {not_kept} {} no pull keeps (attestations or other artifacts)",
+            if not_kept == 1 { "entry" } else { "entries" }
+        ));
+    }
     let note = format!(
-        "The image index {digest} that {} was pulled with was not pushed: {} {} not here (docker pull --platform fetches one); pushed the {} manifest only",
+        "The image index {digest} that {} was pulled with was not pushed: {}; pushed the {} manifest only",
         reference.familiar(),
-        missing.join(", "),
-        if missing.len() == 1 { "is" } else { "are" },
+        why.join("; "),
         config_platform(&source.config)
     );
     Ok(Plan::single(source, Some(note)))
