@@ -1099,6 +1099,7 @@ async fn push(
         "An image does not exist locally with the tag: {}",
         reference.familiar_name()
     );
+    let (check_reference, check_platform) = (reference.clone(), platform.clone());
     blocking(&state, move |e| {
         e.images()
             .resolve(&check)
@@ -1106,7 +1107,11 @@ async fn push(
             .map_err(|err| match err {
                 berth_engine::Error::NotFound(_) => berth_engine::Error::NotFound(missing),
                 other => other,
-            })
+            })?;
+        match &check_platform {
+            Some(p) => registry_client::check_push(e.images(), &check_reference, Some(p)),
+            None => Ok(()),
+        }
     })
     .await?;
     let limits = state.engine.config().transfers;

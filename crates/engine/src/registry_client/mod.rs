@@ -33,7 +33,7 @@ pub use pull::{
     list_tags, parse_platform, pull, pull_all_tags, repository_only, resolve,
     resolve_all_platforms, ResolvedPull, TransferLimits,
 };
-pub use push::{parse_platform_json, push};
+pub use push::{check_push, parse_platform_json, push};
 
 /// One progress message, as dockerd streams them (`id` is a layer's short
 /// id or the tag; `progress` is bytes done and total).

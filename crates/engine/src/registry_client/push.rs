@@ -202,6 +202,23 @@ fn plan(
     Ok(Plan::single(source, Some(note)))
 }
 
+/// What [`push`] of `reference` for `platform` would refuse before it
+/// sends anything (no such image, no such platform here), so the API can
+/// answer with a status instead of a stream.
+pub fn check_push(
+    images: &ImageService,
+    reference: &Reference,
+    platform: Option<&Platform>,
+) -> Result<()> {
+    let reference = if reference.tag().is_none() {
+        reference.clone().with_default_tag()
+    } else {
+        reference.clone()
+    };
+    let source = images.push_source(&reference)?;
+    plan(images, &reference, source, platform).map(drop)
+}
+
 /// Pushes the local image `reference` (a tag; `latest` when none is given)
 /// to its registry (never to a mirror). With `platform`, only that
 /// platform's image of the index it was pulled with.
