@@ -1,6 +1,7 @@
 //! `docker pull`: resolve the manifest (an index picks the requested
-//! platform, or linux/<host arch>), fetch the config, then download the
-//! missing layers in parallel (`max-concurrent-downloads`). Each layer
+//! platform, or linux/<host arch>, or with Berth's `allPlatforms` every
+//! platform's image, pulled one after the other), fetch the config, then
+//! download the missing layers in parallel (`max-concurrent-downloads`). Each layer
 //! streams into the content store's ingest and, at the same time, through
 //! the decompressor into a staging snapshot; a dropped connection resumes
 //! with a Range request. Only after its size, digest and diff_id are checked
