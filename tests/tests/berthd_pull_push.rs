@@ -627,3 +627,431 @@ fn a_pulled_image_is_pushed_with_the_manifest_it_was_pulled_with() {
     let out = berthd.docker_ok(&["push", &dst]);
     assert_eq!(pushed_digest(&out), original.manifest_digest, "{out}");
 }
+
+/// A blob written into the OCI layout at `dir`; its digest.
+fn oci_blob(dir: &Path, bytes: &[u8]) -> String {
+    use berth_tests::fake_registry::sha256;
+    let digest = sha256(bytes);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("create blobs dir");
+    std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).expect("write blob");
+    digest
+}
+
+/// An image manifest in an OCI layout: its digest and bytes.
+struct OciManifest {
+    digest: String,
+    bytes: Vec<u8>,
+}
+
+/// An image for `architecture` of `layers` in the OCI layout at `dir`.
+fn oci_image(
+    dir: &Path,
+    architecture: &str,
+    layers: &[&berth_tests::fake_registry::Layer],
+) -> OciManifest {
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": architecture,
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>()},
+    }))
+    .expect("config json");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": oci_blob(dir, &config),
+            "size": config.len(),
+        },
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type,
+            "digest": oci_blob(dir, &l.data),
+            "size": l.data.len(),
+        })).collect::<Vec<_>>(),
+    }))
+    .expect("manifest json");
+    OciManifest {
+        digest: oci_blob(dir, &manifest),
+        bytes: manifest,
+    }
+}
+
+/// The index entry of image `m` for `os`/`architecture`.
+fn index_entry(m: &OciManifest, os: &str, architecture: &str) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": m.digest,
+        "size": m.bytes.len(),
+        "platform": {"architecture": architecture, "os": os},
+    })
+}
+
+/// An OCI layout at `dir` whose tag `1` is an index of `entries`
+/// (architecture, image; all linux); the index's digest.
+fn oci_index(dir: &Path, entries: &[(&str, &OciManifest)]) -> String {
+    oci_index_of(
+        dir,
+        entries
+            .iter()
+            .map(|(arch, m)| index_entry(m, "linux", arch))
+            .collect(),
+    )
+}
+
+/// An OCI layout at `dir` whose tag `1` is an index of `manifests`
+/// (descriptors); the index's digest.
+fn oci_index_of(dir: &Path, manifests: Vec<serde_json::Value>) -> String {
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .expect("index json");
+    let digest = oci_blob(dir, &index);
+    let layout = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest,
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "1"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), layout.to_string()).expect("write index.json");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("write oci-layout");
+    digest
+}
+
+/// `skopeo <args>`, which must succeed; its stdout as bytes.
+fn skopeo(args: &[&str]) -> Vec<u8> {
+    let mut command = Command::new("skopeo");
+    command.args(args);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run skopeo");
+    assert!(out.status.success(), "skopeo {args:?}: {}", describe(&out));
+    out.stdout
+}
+
+/// What `host/name` (a tag or a digest reference) serves as a manifest.
+fn raw_manifest(reference: &str) -> Vec<u8> {
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ])
+}
+
+/// An index of two platforms (this machine's and another) sharing their
+/// base layer, in a registry.
+struct TwoPlatforms {
+    /// `host/src/multi:1`, the index.
+    src: String,
+    index: String,
+    host_arch: &'static str,
+    other_arch: &'static str,
+    host_image: OciManifest,
+    other_image: OciManifest,
+}
+
+/// Puts a [`TwoPlatforms`] index into `registry` as `src/multi:1` (copied
+/// there by skopeo from an OCI layout, digests kept).
+fn two_platform_index(registry: &Registry) -> TwoPlatforms {
+    use berth_tests::fake_registry::{layer, sha256, LayerCompression};
+    let (host_arch, other_arch) = match std::env::consts::ARCH {
+        "aarch64" => ("arm64", "amd64"),
+        _ => ("amd64", "arm64"),
+    };
+    let layout = tempfile::tempdir().expect("tempdir");
+    let shared = layer(&[("shared", b"both platforms")], LayerCompression::Gzip);
+    let own_host = layer(&[("own", b"host platform")], LayerCompression::Gzip);
+    let own_other = layer(&[("own", b"other platform")], LayerCompression::Gzip);
+    let host_image = oci_image(layout.path(), host_arch, &[&shared, &own_host]);
+    let other_image = oci_image(layout.path(), other_arch, &[&shared, &own_other]);
+    let index = oci_index(
+        layout.path(),
+        &[(host_arch, &host_image), (other_arch, &other_image)],
+    );
+    let src = format!("{}/src/multi:1", registry.host());
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", layout.path().display()),
+        &format!("docker://{src}"),
+    ]);
+    assert_eq!(sha256(&raw_manifest(&src)), index);
+    TwoPlatforms {
+        src,
+        index,
+        host_arch,
+        other_arch,
+        host_image,
+        other_image,
+    }
+}
+
+/// The image ID (config digest) `manifest` names.
+fn config_of(manifest: &OciManifest) -> String {
+    serde_json::from_slice::<serde_json::Value>(&manifest.bytes).expect("manifest")["config"]
+        ["digest"]
+        .as_str()
+        .expect("config digest")
+        .to_string()
+}
+
+fn architecture(daemon: &impl DockerApi, image: &str) -> String {
+    daemon
+        .docker_ok(&["image", "inspect", "--format", "{{.Architecture}}", image])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn an_index_is_pushed_whole_when_every_platform_is_here() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    use berth_tests::fake_registry::sha256;
+    let source = Registry::distribution();
+    let TwoPlatforms {
+        src,
+        index,
+        host_arch,
+        other_arch,
+        host_image,
+        other_image,
+    } = two_platform_index(&source);
+
+    let berthd = Berthd::start();
+    let out = berthd.docker_ok(&["pull", &src]);
+    assert!(out.contains(&format!("Digest: {index}")), "{out}");
+
+    // Only the host's platform here: its manifest alone goes up, and the
+    // output says why the index did not.
+    let one = format!("{}/copy/one:1", source.host());
+    berthd.docker_ok(&["tag", &src, &one]);
+    let out = berthd.docker_ok(&["push", &one]);
+    assert_eq!(pushed_digest(&out), host_image.digest, "{out}");
+    assert!(
+        out.contains(&format!("The image index {index}"))
+            && out.contains(&format!("linux/{other_arch} is not here")),
+        "{out}"
+    );
+    assert_eq!(raw_manifest(&one), host_image.bytes);
+
+    // The other platform too: a second image; the tag names the last pulled.
+    let out = berthd.docker_ok(&["pull", "--platform", &format!("linux/{other_arch}"), &src]);
+    assert!(out.contains(&format!("Digest: {index}")), "{out}");
+    assert_eq!(architecture(&berthd, &src), other_arch);
+    assert_eq!(architecture(&berthd, &config_of(&host_image)), host_arch);
+
+    // Now the whole index goes up: to another repository of the source
+    // registry (blobs mounted from where they came from), and to another
+    // registry (uploaded); the tag resolves to the source's index digest,
+    // every platform's manifest by its own.
+    let target = Registry::distribution();
+    for (dst, moved, not) in [
+        (
+            format!("{}/copy/multi:1", source.host()),
+            "Mounted from",
+            "Pushed",
+        ),
+        (
+            format!("{}/copy/multi:1", target.host()),
+            "Pushed",
+            "Mounted",
+        ),
+    ] {
+        berthd.docker_ok(&["tag", &src, &dst]);
+        let out = berthd.docker_ok(&["push", &dst]);
+        assert_eq!(pushed_digest(&out), index, "{out}");
+        assert!(out.contains(moved) && !out.contains(not), "{out}");
+        assert!(!out.contains("was not pushed"), "{out}");
+        assert_eq!(sha256(&raw_manifest(&dst)), index);
+        let repo = dst.trim_end_matches(":1");
+        for image in [&host_image, &other_image] {
+            assert_eq!(
+                raw_manifest(&format!("{repo}@{}", image.digest)),
+                image.bytes
+            );
+        }
+        // Pushed again: every blob is there already.
+        let again = berthd.docker_ok(&["push", &dst]);
+        assert_eq!(pushed_digest(&again), index, "{again}");
+        assert!(!again.contains("Pushed"), "{again}");
+    }
+
+    // `--platform`: that platform's manifest alone, also when the tag
+    // names the other platform's image of the index.
+    for arch in [host_arch, other_arch] {
+        let dst = format!("{}/only/{arch}:1", target.host());
+        berthd.docker_ok(&["tag", &src, &dst]);
+        let out = berthd.docker_ok(&["push", "--platform", &format!("linux/{arch}"), &dst]);
+        let want = if arch == host_arch {
+            &host_image
+        } else {
+            &other_image
+        };
+        assert_eq!(pushed_digest(&out), want.digest, "{out}");
+        assert_eq!(raw_manifest(&dst), want.bytes);
+    }
+    let dst = format!("{}/only/none:1", target.host());
+    berthd.docker_ok(&["tag", &src, &dst]);
+    let out = berthd.docker(&["push", "--platform", "linux/s390x", &dst]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    // Refused before anything is sent, as an error response.
+    assert!(
+        text(&out.stderr).contains("Error response from daemon")
+            && text(&out.stderr).contains("no linux/s390x image here")
+            && !text(&out.stdout).contains("The push refers to"),
+        "{}",
+        describe(&out)
+    );
+    let mut command = Command::new("skopeo");
+    command.args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{dst}"),
+    ]);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run skopeo");
+    assert!(!out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn berth_pulls_every_platform_of_an_index_and_pushes_one() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    use berth_tests::fake_registry::sha256;
+    let source = Registry::distribution();
+    let fixture = two_platform_index(&source);
+    let berthd = Berthd::start();
+    let berth = |args: &[&str]| {
+        let mut command = berthd.cli_command(&workspace_binary("berth"));
+        command.args(args);
+        let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth");
+        assert!(out.status.success(), "berth {args:?}: {}", describe(&out));
+        text(&out.stdout)
+    };
+
+    // Both platforms' images, the tag on this machine's.
+    let out = berth(&["pull", "--all-platforms", &fixture.src]);
+    assert!(out.contains(&format!("Digest: {}", fixture.index)), "{out}");
+    assert_eq!(architecture(&berthd, &fixture.src), fixture.host_arch);
+    assert_eq!(
+        architecture(&berthd, &config_of(&fixture.other_image)),
+        fixture.other_arch
+    );
+
+    // So the whole index can go up at once.
+    let target = Registry::distribution();
+    let dst = format!("{}/copy/all:1", target.host());
+    berthd.docker_ok(&["tag", &fixture.src, &dst]);
+    let out = berthd.docker_ok(&["push", &dst]);
+    assert_eq!(pushed_digest(&out), fixture.index, "{out}");
+    assert_eq!(sha256(&raw_manifest(&dst)), fixture.index);
+
+    // `berth push --platform`: that platform's manifest alone.
+    let dst = format!("{}/only/other:1", target.host());
+    berthd.docker_ok(&["tag", &fixture.src, &dst]);
+    let platform = format!("linux/{}", fixture.other_arch);
+    let out = berth(&["push", "--platform", &platform, &dst]);
+    assert_eq!(pushed_digest(&out), fixture.other_image.digest, "{out}");
+    assert_eq!(raw_manifest(&dst), fixture.other_image.bytes);
+
+    // An image that is no index: --all-platforms pulls it as it is.
+    let single = format!("{}/src/multi@{}", source.host(), fixture.host_image.digest);
+    berthd.docker_ok(&["rmi", "-f", &config_of(&fixture.host_image)]);
+    berth(&["pull", "--all-platforms", &single]);
+    assert_eq!(architecture(&berthd, &single), fixture.host_arch);
+}
+
+#[test]
+fn an_index_with_attestations_is_pushed_as_the_platform_manifest() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    use berth_tests::fake_registry::{layer, sha256, LayerCompression};
+    let host_arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    // This machine's image and an attestation of it (an image manifest for
+    // the unknown platform, in-toto layers), as buildx makes them.
+    let layout = tempfile::tempdir().expect("tempdir");
+    let image = oci_image(
+        layout.path(),
+        host_arch,
+        &[&layer(&[("a", b"attested")], LayerCompression::Gzip)],
+    );
+    let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#;
+    let config = b"{}";
+    let attestation = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": oci_blob(layout.path(), config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.in-toto+json",
+            "digest": oci_blob(layout.path(), statement),
+            "size": statement.len(),
+            "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"},
+        }],
+    }))
+    .expect("attestation json");
+    let attestation = OciManifest {
+        digest: oci_blob(layout.path(), &attestation),
+        bytes: attestation,
+    };
+    let mut attestation_entry = index_entry(&attestation, "unknown", "unknown");
+    attestation_entry["annotations"] = serde_json::json!({
+        "vnd.docker.reference.digest": image.digest,
+        "vnd.docker.reference.type": "attestation-manifest",
+    });
+    let index = oci_index_of(
+        layout.path(),
+        vec![index_entry(&image, "linux", host_arch), attestation_entry],
+    );
+    let source = Registry::distribution();
+    let src = format!("{}/src/attested:1", source.host());
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", layout.path().display()),
+        &format!("docker://{src}"),
+    ]);
+    assert_eq!(sha256(&raw_manifest(&src)), index);
+
+    // Every platform pulled, but the attestation is no image: the push
+    // sends this platform's manifest and says why not the index.
+    let berthd = Berthd::start();
+    let mut command = berthd.cli_command(&workspace_binary("berth"));
+    command.args(["pull", "--all-platforms", &src]);
+    let out = output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth");
+    assert!(out.status.success(), "{}", describe(&out));
+    let target = Registry::distribution();
+    let dst = format!("{}/copy/attested:1", target.host());
+    berthd.docker_ok(&["tag", &src, &dst]);
+    let out = berthd.docker_ok(&["push", &dst]);
+    assert_eq!(pushed_digest(&out), image.digest, "{out}");
+    assert!(
+        out.contains(&format!("The image index {index}"))
+            && out.contains("it lists 1 entry no pull keeps (attestations"),
+        "{out}"
+    );
+    assert_eq!(raw_manifest(&dst), image.bytes);
+}

@@ -235,6 +235,19 @@ impl Client {
         Ok(response.into_body())
     }
 
+    /// As [`Client::stream`], with `headers` added to the request.
+    pub async fn stream_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Incoming, Failure> {
+        let response = self
+            .send_with(method, &self.versioned(path), None, false, headers)
+            .await?;
+        Ok(response.into_body())
+    }
+
     /// POST `path` asking to take the connection over (attach, exec start):
     /// both directions of the raw stream once the daemon agreed.
     pub async fn hijack(&self, path: &str, body: Option<&Value>) -> Result<Hijacked, Failure> {
@@ -270,6 +283,18 @@ impl Client {
         body: Option<&Value>,
         upgrade: bool,
     ) -> Result<hyper::Response<Incoming>, Failure> {
+        self.send_with(method, path, body, upgrade, &[]).await
+    }
+
+    /// [`Client::send`] with `headers` added.
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        upgrade: bool,
+        headers: &[(&str, String)],
+    ) -> Result<hyper::Response<Incoming>, Failure> {
         let mut sender = self.dial().await?;
         let (host_header, _) = self.endpoint();
         let mut request = hyper::Request::builder()
@@ -280,6 +305,9 @@ impl Client {
                 header::USER_AGENT,
                 concat!("berth/", env!("CARGO_PKG_VERSION")),
             );
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
         if upgrade {
             request = request
                 .header(header::CONNECTION, "Upgrade")

@@ -680,6 +680,10 @@ pub async fn import(client: &Client, args: &ImportArgs) -> Result<(), Failure> {
 
 #[derive(Args)]
 pub struct PullArgs {
+    /// Pull the image of every platform an index lists (Berth only); the
+    /// tag names this machine's
+    #[arg(long = "all-platforms", conflicts_with = "platform")]
+    all_platforms: bool,
     /// Suppress verbose output
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
@@ -710,6 +714,79 @@ pub async fn pull_image(
     progress::display_to(Box::pin(messages), sink).await
 }
 
+/// `berth pull --all-platforms`: POST /images/create with Berth's
+/// `allPlatforms=1` (bollard has no such option), the progress as for
+/// any pull.
+async fn pull_all_platforms(
+    client: &Client,
+    from_image: &str,
+    tag: &str,
+    sink: progress::Sink,
+) -> Result<(), Failure> {
+    use base64::Engine as _;
+    use http_body_util::BodyExt;
+    let mut headers = Vec::new();
+    if let Some(auth) = credentials::for_registry(registry_of(from_image))? {
+        let json = serde_json::to_string(&auth)
+            .map_err(|e| Failure::Message(format!("encoding credentials: {e}")))?;
+        headers.push((
+            "X-Registry-Auth",
+            base64::engine::general_purpose::URL_SAFE.encode(json),
+        ));
+    }
+    let path = format!(
+        "/images/create?fromImage={}&tag={}&allPlatforms=1",
+        crate::client::url_encode(from_image),
+        crate::client::url_encode(tag)
+    );
+    let body = client
+        .stream_with_headers(hyper::Method::POST, &path, &headers)
+        .await?;
+    type Item = Result<bollard::models::CreateImageInfo, bollard::errors::Error>;
+    let parse = |line: &[u8]| -> Item { Ok(serde_json::from_slice(line)?) };
+    let messages = futures_util::stream::unfold(
+        (
+            body,
+            Vec::<u8>::new(),
+            std::collections::VecDeque::<Item>::new(),
+            false,
+        ),
+        move |(mut body, mut buf, mut ready, mut done)| async move {
+            loop {
+                if let Some(item) = ready.pop_front() {
+                    return Some((item, (body, buf, ready, done)));
+                }
+                if done {
+                    return None;
+                }
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            buf.extend_from_slice(&data);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        done = true;
+                        ready.push_back(Err(std::io::Error::other(e).into()));
+                        continue;
+                    }
+                    None => {
+                        done = true;
+                        buf.push(b'\n');
+                    }
+                }
+                while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=end).collect();
+                    if !line.trim_ascii().is_empty() {
+                        ready.push_back(parse(&line));
+                    }
+                }
+            }
+        },
+    );
+    progress::display_to(Box::pin(messages), sink).await
+}
+
 pub async fn pull(client: &Client, args: &PullArgs) -> Result<(), Failure> {
     let Some((_, from_image, tag)) = crate::run::pull_reference(&args.image) else {
         return Err(Failure::Message(format!(
@@ -728,13 +805,21 @@ pub async fn pull(client: &Client, args: &PullArgs) -> Result<(), Failure> {
     } else {
         progress::Sink::Stdout
     };
-    pull_image(client, from_image, tag, args.platform.clone(), sink).await?;
+    if args.all_platforms {
+        pull_all_platforms(client, &from_image, &tag, sink).await?;
+    } else {
+        pull_image(client, from_image, tag, args.platform.clone(), sink).await?;
+    }
     println!("{full}");
     Ok(())
 }
 
 #[derive(Args)]
 pub struct PushArgs {
+    /// Push a platform-specific manifest as a single-platform image to the
+    /// registry ('os[/arch[/variant]]')
+    #[arg(long = "platform", value_name = "PLATFORM")]
+    platform: Option<String>,
     /// Suppress verbose output
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
@@ -742,13 +827,42 @@ pub struct PushArgs {
     image: String,
 }
 
+/// `os[/arch[/variant]]` (linux and this machine's architecture when
+/// left out) as the OCI platform JSON the push API takes.
+fn platform_json(text: &str) -> Result<String, Failure> {
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let parts: Vec<&str> = text.split('/').collect();
+    let (os, arch, variant) = match parts.as_slice() {
+        [os] if !os.is_empty() => (*os, host_arch, None),
+        [os, arch] if !os.is_empty() && !arch.is_empty() => (*os, *arch, None),
+        [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+            (*os, *arch, Some(*variant))
+        }
+        _ => {
+            return Err(Failure::Message(format!(
+                "invalid platform {text:?}: expected os[/arch[/variant]], e.g. linux/arm64"
+            )))
+        }
+    };
+    let mut platform = serde_json::json!({"architecture": arch, "os": os});
+    if let Some(v) = variant {
+        platform["variant"] = serde_json::json!(v);
+    }
+    Ok(platform.to_string())
+}
+
 pub async fn push(client: &Client, args: &PushArgs) -> Result<(), Failure> {
     let (repository, tag) = split_tag(&args.image);
     let normalized = normalized_name(repository);
     let auth = credentials::for_registry(registry_of(&normalized))?;
+    let platform = args.platform.as_deref().map(platform_json).transpose()?;
     let options = PushImageOptions {
         tag: tag.map(str::to_owned),
-        ..Default::default()
+        platform,
     };
     let messages = client.docker.push_image(repository, Some(options), auth);
     let sink = if args.quiet {

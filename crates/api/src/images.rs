@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use berth_engine::images::{HistoryEntry, ImageDetails, Progress, Removed};
 use berth_engine::registry_client::{self, Credentials, Status};
 use berth_engine::Engine;
@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::query::QueryParams;
 use crate::stream::{BodyReader, BodyWriter};
+use crate::version::ApiVersion;
 use crate::AppState;
 
 /// Runs blocking engine work off the async threads.
@@ -613,12 +614,13 @@ pub async fn get_by_name(
 pub async fn post_by_name(
     State(state): State<AppState>,
     Path(rest): Path<String>,
+    Extension(version): Extension<ApiVersion>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = QueryParams::parse(q.as_deref());
     if let Some(name) = rest.strip_suffix("/push") {
-        return push(state, name, &q, &headers).await;
+        return push(state, name, version, &q, &headers).await;
     }
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = q.get("repo").unwrap_or("").to_string();
@@ -987,7 +989,8 @@ fn stream_status(
 /// `fromImage` (+ `tag`, which the docker CLI also uses for a digest,
 /// and `platform`): the manifest is resolved before the stream starts, so
 /// a missing image is a 404 as with dockerd. A repository with neither tag
-/// nor digest is `docker pull --all-tags`.
+/// nor digest is `docker pull --all-tags`. `allPlatforms=1` (Berth's own)
+/// pulls every platform an index lists.
 async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<Response, ApiError> {
     let image = q.get("fromImage").unwrap_or("");
     if image.is_empty() {
@@ -998,6 +1001,20 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
         None => None,
     };
     let tag = q.get("tag").filter(|t| !t.is_empty());
+    let all_platforms = match q.get("allPlatforms") {
+        None | Some("" | "0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "allPlatforms={other:?}: expected 1 or 0"
+            )))
+        }
+    };
+    if all_platforms && (platform.is_some() || tag.is_none()) {
+        return Err(ApiError::bad_request(
+            "allPlatforms takes neither a platform nor --all-tags: name one tag or digest",
+        ));
+    }
     let name = match tag {
         Some(digest) if digest.contains(':') => format!("{image}@{digest}"),
         Some(tag) => format!("{image}:{tag}"),
@@ -1037,6 +1054,13 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
     }
     let reference = berth_engine::images::parse_reference(&name)?;
     let resolved = blocking(&state, move |e| {
+        if all_platforms {
+            return registry_client::resolve_all_platforms(
+                &e.config().registry,
+                &reference,
+                credentials.as_ref(),
+            );
+        }
         registry_client::resolve(
             &e.config().registry,
             &reference,
@@ -1051,16 +1075,22 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
 }
 
 /// POST /images/{name}/push?tag=…: the image must exist before the stream
-/// starts (404 otherwise).
+/// starts (404 otherwise). From API 1.46, `platform` (OCI platform JSON)
+/// pushes only that platform's image, as dockerd.
 async fn push(
     state: AppState,
     name: &str,
+    version: ApiVersion,
     q: &QueryParams,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(tag) => format!("{name}:{tag}"),
         None => name.to_string(),
+    };
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) if version >= ApiVersion(1, 46) => Some(registry_client::parse_platform_json(p)?),
+        _ => None,
     };
     let reference = berth_engine::images::parse_reference(&name)?;
     let credentials = registry_credentials(headers)?;
@@ -1069,6 +1099,7 @@ async fn push(
         "An image does not exist locally with the tag: {}",
         reference.familiar_name()
     );
+    let (check_reference, check_platform) = (reference.clone(), platform.clone());
     blocking(&state, move |e| {
         e.images()
             .resolve(&check)
@@ -1076,7 +1107,11 @@ async fn push(
             .map_err(|err| match err {
                 berth_engine::Error::NotFound(_) => berth_engine::Error::NotFound(missing),
                 other => other,
-            })
+            })?;
+        match &check_platform {
+            Some(p) => registry_client::check_push(e.images(), &check_reference, Some(p)),
+            None => Ok(()),
+        }
     })
     .await?;
     let limits = state.engine.config().transfers;
@@ -1085,6 +1120,7 @@ async fn push(
             &e.config().registry,
             e.images(),
             &reference,
+            platform.as_ref(),
             credentials.as_ref(),
             &limits,
             emit,

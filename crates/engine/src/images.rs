@@ -1508,6 +1508,25 @@ impl ImageService {
         out
     }
 
+    /// Repositories on registry `domain` an image here was pulled from as
+    /// `digest` (its repo digests), e.g. where an index came from: the
+    /// registry has every blob it names there.
+    pub(crate) fn repositories_of_digest(&self, digest: &Digest, domain: &str) -> Vec<String> {
+        let Ok(images) = self.meta().list_images() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = images
+            .iter()
+            .flat_map(|img| img.repo_digests.iter())
+            .filter_map(|r| Reference::parse_normalized(r).ok())
+            .filter(|r| r.domain() == domain && r.digest() == Some(digest))
+            .map(|r| r.path().to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// After a push: `repo_digest` names image `id`, as dockerd records it.
     pub(crate) fn record_pushed(&self, id: &Digest, repo_digest: &Reference) -> Result<()> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -1517,12 +1536,8 @@ impl ImageService {
         })
     }
 
-    /// The config and layer blobs of the local image `reference`, for a push.
-    /// With the manifest it was pulled with, if a push can send that.
-    pub(crate) fn push_source(
-        &self,
-        reference: &Reference,
-    ) -> Result<(ImageConfig, Vec<LoadedLayer>, Option<PulledManifest>)> {
+    /// The local image `reference` names, as a push sends it.
+    pub(crate) fn push_source(&self, reference: &Reference) -> Result<PushSource> {
         let id = self
             .meta()
             .resolve_reference(&reference.to_string())
@@ -1533,44 +1548,102 @@ impl ImageService {
                 )),
                 other => other.into(),
             })?;
-        let image = self.meta().get_image(&id)?;
-        let config = self.config_of(&id)?;
-        let layers = self.stored_layers(&id, &image)?;
-        let kept = self.kept_manifest(&id, &layers);
-        Ok((config, layers, kept))
-    }
-
-    /// The newest manifest image `id` was pulled with that names exactly
-    /// its config and the layer blobs kept here (a push can send it as it
-    /// is); `None` when there is none, or it can't be read.
-    fn kept_manifest(&self, id: &Digest, layers: &[LoadedLayer]) -> Option<PulledManifest> {
+        let (config, layers) = self.push_blobs(&id)?;
         let kept = self
             .meta()
-            .read(|tx| -> Result<_> { Ok(tx.image_manifests(id)?) })
+            .read(|tx| -> Result<_> { Ok(tx.image_manifests(&id)?) })
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|m| self.kept_manifest(&id, &layers, m));
+        Ok(PushSource {
+            id,
+            config,
+            layers,
+            kept,
+        })
+    }
+
+    /// A local image that keeps manifest `digest` (it was pulled with it)
+    /// and has every blob it names, so a push can send that manifest as it
+    /// is; `None` when there is none.
+    pub(crate) fn image_keeping(&self, digest: &Digest) -> Option<PushSource> {
+        let keeping = self
+            .meta()
+            .read(|tx| -> Result<_> { Ok(tx.images_keeping_manifest(digest)?) })
             .ok()?;
-        kept.into_iter().find_map(|m| {
-            let bytes = self.content.read_blob(&m.digest).ok()?;
-            if Digest::sha256_of(&bytes) != m.digest {
-                return None;
-            }
-            let parsed = match berth_image::parse_manifest(&bytes, Some(&m.media_type)).ok()? {
-                berth_image::ManifestKind::Manifest(parsed) => parsed,
-                berth_image::ManifestKind::Index(_) => return None,
-            };
-            let same = parsed.config.digest == *id
-                && parsed.layers.len() == layers.len()
-                && parsed
-                    .layers
-                    .iter()
-                    .zip(layers)
-                    .all(|(d, l)| d.digest == l.blob_digest && d.size == l.size);
-            same.then_some(PulledManifest {
-                bytes,
-                media_type: m.media_type,
-                index: None,
+        keeping.into_iter().find_map(|(id, m)| {
+            let (config, layers) = self.push_blobs(&id).ok()?;
+            let kept = self.kept_manifest(&id, &layers, m)?;
+            Some(PushSource {
+                id,
+                config,
+                layers,
+                kept: Some(kept),
             })
         })
     }
+
+    /// A kept manifest or index blob, checked against its digest.
+    pub(crate) fn kept_blob(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let bytes = self.content.read_blob(digest).ok()?;
+        (Digest::sha256_of(&bytes) == *digest).then_some(bytes)
+    }
+
+    /// The config and layer blobs of image `id`.
+    fn push_blobs(&self, id: &Digest) -> Result<(ImageConfig, Vec<LoadedLayer>)> {
+        let image = self.meta().get_image(id)?;
+        let config = self.config_of(id)?;
+        let layers = self.stored_layers(id, &image)?;
+        Ok((config, layers))
+    }
+
+    /// Manifest `m` image `id` was pulled with, if it names exactly its
+    /// config and the layer blobs kept here (a push can send it as it is);
+    /// `None` when it does not, or can't be read.
+    fn kept_manifest(
+        &self,
+        id: &Digest,
+        layers: &[LoadedLayer],
+        m: ImageManifest,
+    ) -> Option<KeptManifest> {
+        let bytes = self.kept_blob(&m.digest)?;
+        let parsed = match berth_image::parse_manifest(&bytes, Some(&m.media_type)).ok()? {
+            berth_image::ManifestKind::Manifest(parsed) => parsed,
+            berth_image::ManifestKind::Index(_) => return None,
+        };
+        let same = parsed.config.digest == *id
+            && parsed.layers.len() == layers.len()
+            && parsed
+                .layers
+                .iter()
+                .zip(layers)
+                .all(|(d, l)| d.digest == l.blob_digest && d.size == l.size);
+        same.then_some(KeptManifest {
+            bytes,
+            media_type: m.media_type,
+            digest: m.digest,
+            index_digest: m.index_digest,
+        })
+    }
+}
+
+/// A local image as a push sends it.
+pub(crate) struct PushSource {
+    pub(crate) id: Digest,
+    pub(crate) config: ImageConfig,
+    /// Its layer blobs, base first.
+    pub(crate) layers: Vec<LoadedLayer>,
+    /// The newest manifest it was pulled with that a push can send unchanged.
+    pub(crate) kept: Option<KeptManifest>,
+}
+
+/// A manifest an image was pulled with, as the registry sent it.
+pub(crate) struct KeptManifest {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) media_type: String,
+    pub(crate) digest: Digest,
+    /// The index it was chosen from, when it came through one.
+    pub(crate) index_digest: Option<Digest>,
 }
 
 /// A manifest as a registry sent it (the image manifest a pull used, and

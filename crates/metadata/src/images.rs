@@ -403,6 +403,26 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// The images that keep manifest `digest` (pulled with it), with the
+    /// index each got it through; newest first.
+    pub fn images_keeping_manifest(&self, digest: &Digest) -> Result<Vec<(Digest, ImageManifest)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT image_id, digest, media_type, index_digest FROM image_manifests \
+             WHERE digest = ?1 ORDER BY added_at DESC, image_id",
+        )?;
+        let rows = statement.query_map([digest.as_str()], |row| {
+            Ok((
+                digest_column(row, 0)?,
+                ImageManifest {
+                    digest: digest_column(row, 1)?,
+                    media_type: row.get(2)?,
+                    index_digest: optional_digest_column(row, 3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// Every manifest and index blob an image keeps.
     pub fn manifest_blobs(&self) -> Result<Vec<Digest>> {
         let mut statement = self.conn.prepare_cached(

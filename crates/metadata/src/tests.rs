@@ -775,6 +775,14 @@ fn pulled_manifests_are_kept_with_their_image_newest_first() {
         .unwrap();
     let kept = store.read(|tx| tx.image_manifests(&img.id)).unwrap();
     assert_eq!(kept.len(), 2);
+    let keeping = store
+        .read(|tx| tx.images_keeping_manifest(&first.digest))
+        .unwrap();
+    assert_eq!(keeping, vec![(img.id.clone(), first.clone())]);
+    assert!(store
+        .read(|tx| tx.images_keeping_manifest(&d("index")))
+        .unwrap()
+        .is_empty());
     let mut blobs = store.read(|tx| tx.manifest_blobs()).unwrap();
     blobs.sort();
     let mut want = vec![first.digest.clone(), second.digest.clone(), d("index")];

@@ -30,10 +30,10 @@ pub use auth::{parse_auth_config, Credentials};
 pub use hosts::{registry_name, Mirror, RegistrySettings, DEFAULT_CERTS_DIR, DOCKER_HUB};
 pub use login::login;
 pub use pull::{
-    list_tags, parse_platform, pull, pull_all_tags, repository_only, resolve, ResolvedPull,
-    TransferLimits,
+    list_tags, parse_platform, pull, pull_all_tags, repository_only, resolve,
+    resolve_all_platforms, ResolvedPull, TransferLimits,
 };
-pub use push::push;
+pub use push::{check_push, parse_platform_json, push};
 
 /// One progress message, as dockerd streams them (`id` is a layer's short
 /// id or the tag; `progress` is bytes done and total).

@@ -1,6 +1,7 @@
 //! `docker pull`: resolve the manifest (an index picks the requested
-//! platform, or linux/<host arch>), fetch the config, then download the
-//! missing layers in parallel (`max-concurrent-downloads`). Each layer
+//! platform, or linux/<host arch>, or with Berth's `allPlatforms` every
+//! platform's image, pulled one after the other), fetch the config, then
+//! download the missing layers in parallel (`max-concurrent-downloads`). Each layer
 //! streams into the content store's ingest and, at the same time, through
 //! the decompressor into a staging snapshot; a dropped connection resumes
 //! with a Range request. Only after its size, digest and diff_id are checked
@@ -55,7 +56,16 @@ impl Default for TransferLimits {
 pub struct ResolvedPull {
     registry: Registry,
     reference: Reference,
+    /// What the pulled images are known by: the manifest's digest, or the
+    /// index's when they came through one.
     manifest_digest: Digest,
+    /// The images to pull, one per platform (several only when every
+    /// platform was asked for); the tag ends on the last.
+    images: Vec<ResolvedImage>,
+}
+
+/// One platform's image manifest of a [`ResolvedPull`].
+struct ResolvedImage {
     manifest: Manifest,
     /// The manifest (and index) as the registry sent them, kept with the image.
     pulled: PulledManifest,
@@ -70,6 +80,15 @@ impl std::fmt::Debug for ResolvedPull {
             .field("manifest_digest", &self.manifest_digest)
             .finish_non_exhaustive()
     }
+}
+
+/// Which image of an index a pull takes.
+#[derive(Clone, Copy)]
+enum Want<'a> {
+    /// `--platform`, or the host's.
+    One(Option<&'a Platform>),
+    /// Every platform's image (not attestations), the host's last.
+    All,
 }
 
 fn image_error(e: berth_image::ImageError) -> Error {
@@ -100,6 +119,26 @@ pub fn parse_platform(text: &str) -> Result<Platform> {
     Ok(platform.normalized())
 }
 
+/// The platform image config `config` is for, normalized.
+pub(super) fn config_platform(config: &ImageConfig) -> Platform {
+    let parsed = config.parsed();
+    Platform::new(
+        parsed.os.as_deref().unwrap_or("linux"),
+        parsed.architecture.as_deref().unwrap_or(""),
+        parsed.variant.as_deref(),
+    )
+    .normalized()
+}
+
+/// Whether an image for `got` (normalized) is one for `wanted`: the same
+/// os and architecture, and the variant when `wanted` names one.
+pub(super) fn platform_matches(got: &Platform, wanted: &Platform) -> bool {
+    let wanted = wanted.normalized();
+    got.os == wanted.os
+        && got.architecture == wanted.architecture
+        && (wanted.variant.is_none() || got.variant == wanted.variant)
+}
+
 /// Finds the image manifest `reference` names (a tag defaults to `latest`),
 /// on the registry's mirrors first, in order: a mirror that fails or lacks
 /// the manifest passes the pull on, the origin answers last. From an index,
@@ -111,6 +150,26 @@ pub fn resolve(
     credentials: Option<&Credentials>,
     platform: Option<&Platform>,
 ) -> Result<ResolvedPull> {
+    resolve_wanted(settings, reference, credentials, Want::One(platform))
+}
+
+/// As [`resolve`], for every platform an index lists (its attestations
+/// and entries without a platform left out); the host's platform comes
+/// last, so a tag ends on it.
+pub fn resolve_all_platforms(
+    settings: &RegistrySettings,
+    reference: &Reference,
+    credentials: Option<&Credentials>,
+) -> Result<ResolvedPull> {
+    resolve_wanted(settings, reference, credentials, Want::All)
+}
+
+fn resolve_wanted(
+    settings: &RegistrySettings,
+    reference: &Reference,
+    credentials: Option<&Credentials>,
+    want: Want<'_>,
+) -> Result<ResolvedPull> {
     let reference = if reference.tag().is_none() && reference.digest().is_none() {
         reference.clone().with_default_tag()
     } else {
@@ -118,7 +177,7 @@ pub fn resolve(
     };
     for mirror in settings.mirrors_of(reference.domain()) {
         match Registry::open_mirror(settings, mirror, reference.path())
-            .and_then(|registry| resolve_in(registry, reference.clone(), platform))
+            .and_then(|registry| resolve_in(registry, reference.clone(), want))
         {
             Ok(resolved) => return Ok(resolved),
             Err(e) => tracing::info!(
@@ -135,15 +194,23 @@ pub fn resolve(
         reference.path(),
         "pull",
     )?;
-    resolve_in(registry, reference, platform)
+    resolve_in(registry, reference, want)
+}
+
+/// Whether an index entry is a platform's image (not an attestation or
+/// another artifact, which name the `unknown` platform or none).
+pub(super) fn is_platform_image(entry: &berth_image::Descriptor) -> bool {
+    matches!(
+        entry.media_type.as_str(),
+        media_type::OCI_MANIFEST | media_type::DOCKER_MANIFEST
+    ) && entry
+        .platform
+        .as_ref()
+        .is_some_and(|p| p.os != "unknown" && p.architecture != "unknown")
 }
 
 /// [`resolve`] on one registry.
-fn resolve_in(
-    registry: Registry,
-    reference: Reference,
-    platform: Option<&Platform>,
-) -> Result<ResolvedPull> {
+fn resolve_in(registry: Registry, reference: Reference, want: Want<'_>) -> Result<ResolvedPull> {
     let wanted = match (reference.digest(), reference.tag()) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.to_string(),
@@ -153,7 +220,7 @@ fn resolve_in(
     let kind = parse_manifest(&reference, &bytes, declared.as_deref())?;
     // As dockerd, an image from an index is known by the index's digest
     // (`Digest:` line, RepoDigests), so `name@digest` pulls it again.
-    let (manifest, manifest_digest, pulled) = match kind {
+    let images = match kind {
         ManifestKind::Manifest(m) => {
             let pulled = PulledManifest {
                 // Without either, an OCI manifest (its mediaType is optional).
@@ -165,69 +232,113 @@ fn resolve_in(
                 bytes,
                 index: None,
             };
-            (*m, digest, pulled)
+            let platform = match want {
+                Want::One(p) => p.cloned(),
+                Want::All => None,
+            };
+            vec![ResolvedImage {
+                manifest: *m,
+                pulled,
+                platform,
+            }]
         }
         ManifestKind::Index(index) => {
             let host = Platform::host();
-            let chosen = berth_image::choose_platform(&index.manifests, platform.unwrap_or(&host))
-                .map_err(|e| match (e, platform) {
-                    (berth_image::ImageError::NoMatchingPlatform { available, .. }, Some(p)) => {
-                        Error::NotFound(format!(
-                            "no matching manifest for {p} in the manifest list entries of {} (it has {available})",
-                            reference.familiar()
-                        ))
-                    }
-                    (other, _) => image_error(other),
-                })?;
-            let (entry, entry_type, _) =
-                fetch_manifest(&registry, &reference, chosen.digest.as_str())?;
-            match parse_manifest(&reference, &entry, entry_type.as_deref())? {
-                ManifestKind::Manifest(m) => {
-                    let pulled = PulledManifest {
-                        media_type: m
-                            .media_type
-                            .clone()
-                            .or(entry_type)
-                            .unwrap_or_else(|| chosen.media_type.clone()),
-                        bytes: entry,
-                        index: Some(bytes),
-                    };
-                    (*m, digest, pulled)
+            let entries: Vec<&berth_image::Descriptor> = match want {
+                Want::One(platform) => {
+                    let chosen = berth_image::choose_platform(&index.manifests, platform.unwrap_or(&host))
+                        .map_err(|e| match (e, platform) {
+                            (berth_image::ImageError::NoMatchingPlatform { available, .. }, Some(p)) => {
+                                Error::NotFound(format!(
+                                    "no matching manifest for {p} in the manifest list entries of {} (it has {available})",
+                                    reference.familiar()
+                                ))
+                            }
+                            (other, _) => image_error(other),
+                        })?;
+                    vec![chosen]
                 }
-                ManifestKind::Index(_) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "{}: index entry {} is another index",
-                        reference.familiar(),
-                        chosen.digest
-                    )))
+                Want::All => {
+                    let last = berth_image::choose_platform(&index.manifests, &host)
+                        .ok()
+                        .map(|d| d.digest.clone());
+                    let mut all: Vec<&berth_image::Descriptor> = index
+                        .manifests
+                        .iter()
+                        .filter(|d| is_platform_image(d))
+                        .collect();
+                    all.sort_by_key(|d| Some(&d.digest) == last.as_ref());
+                    if all.is_empty() {
+                        return Err(Error::NotFound(format!(
+                            "the index of {} lists no platform's image",
+                            reference.familiar()
+                        )));
+                    }
+                    all
+                }
+            };
+            let platform = match want {
+                Want::One(p) => p.cloned(),
+                Want::All => None,
+            };
+            let mut images = Vec::new();
+            for chosen in entries {
+                let (entry, entry_type, _) =
+                    fetch_manifest(&registry, &reference, chosen.digest.as_str())?;
+                match parse_manifest(&reference, &entry, entry_type.as_deref())? {
+                    ManifestKind::Manifest(m) => {
+                        let pulled = PulledManifest {
+                            media_type: m
+                                .media_type
+                                .clone()
+                                .or(entry_type)
+                                .unwrap_or_else(|| chosen.media_type.clone()),
+                            bytes: entry,
+                            index: Some(bytes.clone()),
+                        };
+                        images.push(ResolvedImage {
+                            manifest: *m,
+                            pulled,
+                            platform: platform.clone(),
+                        });
+                    }
+                    ManifestKind::Index(_) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "{}: index entry {} is another index",
+                            reference.familiar(),
+                            chosen.digest
+                        )))
+                    }
                 }
             }
+            images
         }
     };
-    if manifest.config.size > CONFIG_LIMIT {
-        return Err(Error::InvalidArgument(format!(
-            "{}: image config of {} bytes is too large",
-            reference.familiar(),
-            manifest.config.size
-        )));
-    }
-    for layer in &manifest.layers {
-        if !media_type::is_layer(&layer.media_type) {
+    for image in &images {
+        let manifest = &image.manifest;
+        if manifest.config.size > CONFIG_LIMIT {
             return Err(Error::InvalidArgument(format!(
-                "{}: layer {} has unsupported media type {}",
+                "{}: image config of {} bytes is too large",
                 reference.familiar(),
-                layer.digest,
-                layer.media_type
+                manifest.config.size
             )));
+        }
+        for layer in &manifest.layers {
+            if !media_type::is_layer(&layer.media_type) {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: layer {} has unsupported media type {}",
+                    reference.familiar(),
+                    layer.digest,
+                    layer.media_type
+                )));
+            }
         }
     }
     Ok(ResolvedPull {
         registry,
         reference,
-        manifest_digest,
-        manifest,
-        pulled,
-        platform: platform.cloned(),
+        manifest_digest: digest,
+        images,
     })
 }
 
@@ -923,7 +1034,7 @@ pub fn pull(
     progress: &mut dyn FnMut(Status),
 ) -> Result<()> {
     let familiar = resolved.reference.familiar();
-    let updated = pull_one(images, resolved, limits, progress)?;
+    let updated = pull_resolved(images, resolved, limits, progress)?;
     progress(Status::line(if updated {
         format!("Status: Downloaded newer image for {familiar}")
     } else {
@@ -957,7 +1068,7 @@ pub fn pull_all_tags(
         let reference = Reference::parse_normalized(&format!("{}:{tag}", repository.name()))
             .map_err(image_error)?;
         let resolved = resolve(settings, &reference, credentials, platform)?;
-        updated |= pull_one(images, resolved, limits, progress)?;
+        updated |= pull_resolved(images, resolved, limits, progress)?;
     }
     let name = repository.familiar_name();
     progress(Status::line(if updated {
@@ -968,8 +1079,9 @@ pub fn pull_all_tags(
     Ok(())
 }
 
-/// One manifest's pull; returns whether the tag now names another image.
-fn pull_one(
+/// Pulls each image of `resolved` in turn; returns whether the tag now
+/// names another image.
+fn pull_resolved(
     images: &ImageService,
     resolved: ResolvedPull,
     limits: &TransferLimits,
@@ -979,10 +1091,38 @@ fn pull_one(
         registry,
         reference,
         manifest_digest,
+        images: resolved,
+    } = resolved;
+    let mut updated = false;
+    for image in resolved {
+        updated |= pull_one(
+            images,
+            &registry,
+            &reference,
+            &manifest_digest,
+            image,
+            limits,
+            progress,
+        )?;
+    }
+    Ok(updated)
+}
+
+/// One manifest's pull; returns whether the tag now names another image.
+fn pull_one(
+    images: &ImageService,
+    registry: &Registry,
+    reference: &Reference,
+    manifest_digest: &Digest,
+    image: ResolvedImage,
+    limits: &TransferLimits,
+    progress: &mut dyn FnMut(Status),
+) -> Result<bool> {
+    let ResolvedImage {
         manifest,
         pulled,
         platform,
-    } = resolved;
+    } = image;
     let label = reference
         .tag()
         .map(str::to_string)
@@ -993,7 +1133,7 @@ fn pull_one(
         progress: None,
     });
 
-    let config_raw = get_small_blob(&registry, &reference, &manifest.config.digest, CONFIG_LIMIT)?;
+    let config_raw = get_small_blob(registry, reference, &manifest.config.digest, CONFIG_LIMIT)?;
     if Digest::sha256_of(&config_raw) != manifest.config.digest {
         return Err(Error::InvalidArgument(format!(
             "image config verification failed for digest {}",
@@ -1002,21 +1142,12 @@ fn pull_one(
     }
     let config = ImageConfig::from_bytes(config_raw).map_err(image_error)?;
     if let Some(wanted) = &platform {
-        let parsed = config.parsed();
-        let got = Platform::new(
-            parsed.os.as_deref().unwrap_or("linux"),
-            parsed.architecture.as_deref().unwrap_or(""),
-            parsed.variant.as_deref(),
-        )
-        .normalized();
-        let wanted = wanted.normalized();
-        if got.os != wanted.os
-            || got.architecture != wanted.architecture
-            || (wanted.variant.is_some() && got.variant != wanted.variant)
-        {
+        let got = config_platform(&config);
+        if !platform_matches(&got, wanted) {
             return Err(Error::NotFound(format!(
-                "image with reference {} was found but does not provide the specified platform ({wanted}): it is {got}",
-                reference.familiar()
+                "image with reference {} was found but does not provide the specified platform ({}): it is {got}",
+                reference.familiar(),
+                wanted.normalized()
             )));
         }
     }
@@ -1036,8 +1167,8 @@ fn pull_one(
     let fetched = fetch_layers(
         &LayerJob {
             images,
-            registry: &registry,
-            reference: &reference,
+            registry,
+            reference,
             manifest: &manifest,
             diff_ids: &diff_ids,
             chain_ids: &chain_ids,
