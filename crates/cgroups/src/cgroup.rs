@@ -51,6 +51,37 @@ pub struct Cgroup {
     pub(crate) v2: Option<V2Dir>,
 }
 
+/// Open files through which a new process joins a [`Cgroup`] itself (see
+/// [`Cgroup::self_join`]).
+#[derive(Debug)]
+pub struct SelfJoin {
+    v1_tasks: Vec<std::os::fd::OwnedFd>,
+    v2_dir: Option<std::os::fd::OwnedFd>,
+}
+
+impl SelfJoin {
+    /// The cgroup2 directory, for a child born in it (`CLONE_INTO_CGROUP`).
+    pub fn v2_dir(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.v2_dir.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Moves the calling thread into the cgroup in every v1 hierarchy. Only
+    /// a single-threaded process moves whole this way.
+    pub fn join_v1(&self) -> io::Result<()> {
+        for fd in &self.v1_tasks {
+            let n = nix::unistd::write(fd, b"0")?;
+            if n != 1 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "short write to tasks",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a container sees at /sys/fs/cgroup when its config asks for a mount
 /// of type "cgroup".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,6 +261,45 @@ impl Cgroup {
             write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// What a new process needs to enter this cgroup without writing its
+    /// pid to `cgroup.procs`. Such a write takes the kernel's global
+    /// threadgroup lock, which waits for an RCU grace period (10–20 ms)
+    /// whenever no other migration happened just before: on a quiet host,
+    /// every container start. A single thread moving itself (`0` written
+    /// to a v1 `tasks` file) skips that lock, and on cgroup2 a child can be
+    /// born in the cgroup (clone3 `CLONE_INTO_CGROUP`). Opened here, by the
+    /// caller that may write these files; used in the new process.
+    pub fn self_join(&self) -> Result<SelfJoin> {
+        let v1_tasks = self
+            .v1
+            .iter()
+            .map(|d| {
+                let path = d.dir.join("tasks");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(std::os::fd::OwnedFd::from)
+                    .map_err(|source| Error::Write {
+                        path,
+                        value: "0".to_owned(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let v2_dir = match &self.v2 {
+            Some(d) => Some(
+                fs::File::open(&d.dir)
+                    .map(std::os::fd::OwnedFd::from)
+                    .map_err(|source| Error::Read {
+                        path: d.dir.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(SelfJoin { v1_tasks, v2_dir })
     }
 
     /// Every process in this cgroup or its descendants, in any hierarchy,

@@ -43,7 +43,7 @@ mod stats;
 mod tests;
 
 pub use berth_sys::bpf::BpfInsn;
-pub use cgroup::{Cgroup, ContainerView, ViewMount};
+pub use cgroup::{Cgroup, ContainerView, SelfJoin, ViewMount};
 pub use device_program::{device_program, install_device_program, DEVICE_PROGRAM_LICENSE};
 pub use devices::{
     device_policy, device_rules, DeviceAccess, DeviceKind, DevicePolicy, DeviceRule,

@@ -347,3 +347,58 @@ fn bad_limit_is_refused_naming_file_and_value() {
     let msg = err.to_string();
     assert!(msg.contains("cpuset.cpus") && msg.contains("999"), "{msg}");
 }
+
+/// Kills and reaps a forked pid when dropped.
+struct Reap(nix::unistd::Pid);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.0, None);
+    }
+}
+
+#[test]
+fn a_child_is_born_in_the_cgroup_and_joins_v1_itself() {
+    if !host_has_v1_memory() {
+        return;
+    }
+    let layout = detect().expect("layout");
+    let name = unique_name();
+    let guard = Guard::new(&layout, Some(&name), "selfjoin");
+    guard.cgroup.create().expect("create");
+    let join = guard.cgroup.self_join().expect("self_join");
+    let forked = match join.v2_dir() {
+        Some(dir) => berth_sys::process::fork_into_cgroup(dir).expect("clone3 into the cgroup"),
+        None => berth_sys::process::fork().expect("fork"),
+    };
+    let pid = match forked {
+        berth_sys::process::Forked::Child => {
+            // Only raw system calls here: the test process has threads.
+            let code = if join.join_v1().is_ok() { 0 } else { 1 };
+            while code == 0 {
+                nix::unistd::pause();
+            }
+            std::process::exit(code);
+        }
+        berth_sys::process::Forked::Parent(pid) => pid,
+    };
+    let reap = Reap(pid);
+    // Every line of /proc/<pid>/cgroup names the test cgroup once the
+    // child wrote "0" to each v1 `tasks` file; cgroup2 from its birth.
+    let inside = || {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        let ours = lines.iter().filter(|l| l.ends_with(&name)).count();
+        (ours, lines.len(), text)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while inside().0 < inside().1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (ours, all, text) = inside();
+    assert!(all > 1, "{text}");
+    assert_eq!(ours, all, "{text}");
+    assert_eq!(guard.cgroup.pids().expect("pids"), vec![pid.as_raw()]);
+    drop(reap);
+}

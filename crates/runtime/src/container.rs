@@ -225,6 +225,18 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // holding its caller forever.
     parent_chan.set_receive_timeout(CREATE_MESSAGE_TIMEOUT)?;
     let view = cgroup_view(&cgroup);
+    // Init enters its cgroup without the global lock a pid written to
+    // cgroup.procs takes (see Cgroup::self_join), except where the cgroup
+    // is its namespace's root (the first child is placed before it
+    // unshares) or a user namespace might not reach the files.
+    let in_userns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
+    let join = (!in_userns && !new_cgroupns(&bundle.spec))
+        .then(|| cgroup.self_join().ok())
+        .flatten();
     let stage1 = match berth_sys::process::fork().context(|| "fork".to_string())? {
         berth_sys::process::Forked::Child => {
             drop(parent_chan);
@@ -237,6 +249,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                         agent: agent.as_ref(),
                         seccomp: seccomp.as_ref(),
                         cgroups: &view,
+                        join: join.as_ref(),
                     },
                     opts,
                 )
@@ -253,6 +266,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     drop(child_chan);
     drop(fifo_fd);
+    drop(join);
     guard.pids.push(stage1.as_raw());
     let console = drive_create(
         &parent_chan,
@@ -385,6 +399,17 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 /// returns (nothing of the container runs before). Only a new cgroup
 /// namespace needs the first child placed first (it takes its root from the
 /// cgroup the unsharing process is in).
+/// Whether the config asks for a new cgroup namespace.
+fn new_cgroupns(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none())
+        })
+}
+
 fn drive_create(
     chan: &Channel,
     bundle: &Bundle,
@@ -394,16 +419,7 @@ fn drive_create(
     st: &mut ContainerState,
     guard: &mut CreateGuard,
 ) -> Result<Option<OwnedFd>> {
-    let new_cgroupns = bundle
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none())
-        });
-    let place_init = if new_cgroupns {
+    let place_init = if new_cgroupns(&bundle.spec) {
         cgroup.add_process(stage1.as_raw())?;
         None
     } else {
@@ -419,6 +435,7 @@ fn drive_create(
         if st.pid == 0 && matches!(msg, Msg::RuntimeHooks | Msg::Ready) {
             match receive(chan)?.0 {
                 Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid, place_init)?,
+                Msg::PlacedPid(pid) => init_pid_known(st, guard, stage1, pid, None)?,
                 Msg::Failed(why) => return Err(Error::Init(why)),
                 other => {
                     return Err(Error::Init(format!(
@@ -433,6 +450,7 @@ fn drive_create(
                 chan.send(&Msg::Proceed)?;
             }
             Msg::Pid(pid) => init_pid_known(st, guard, stage1, pid, place_init)?,
+            Msg::PlacedPid(pid) => init_pid_known(st, guard, stage1, pid, None)?,
             Msg::RuntimeHooks => {
                 let hooks = bundle.spec.hooks().as_ref();
                 let json = serde_json::to_vec(&st.hook_state(Status::Creating))
@@ -603,9 +621,34 @@ fn first_child(
     if new_ns(LinuxNamespaceType::Time) {
         write_time_offsets(spec)?;
     }
-    match berth_sys::process::fork().context(|| "fork init".to_string())? {
+    // Init is born in its cgroup2 directory where it can be; it joins the
+    // v1 hierarchies itself, first thing (init, below).
+    let (forked, placed) = match inputs.join {
+        Some(join) => match join.v2_dir() {
+            Some(dir) => match berth_sys::process::fork_into_cgroup(dir) {
+                Ok(forked) => (forked, true),
+                Err(_) => (
+                    berth_sys::process::fork().context(|| "fork init".to_string())?,
+                    false,
+                ),
+            },
+            None => (
+                berth_sys::process::fork().context(|| "fork init".to_string())?,
+                true,
+            ),
+        },
+        None => (
+            berth_sys::process::fork().context(|| "fork init".to_string())?,
+            false,
+        ),
+    };
+    match forked {
         berth_sys::process::Forked::Parent(pid) => {
-            chan.send(&Msg::Pid(pid.as_raw()))?;
+            chan.send(&if placed {
+                Msg::PlacedPid(pid.as_raw())
+            } else {
+                Msg::Pid(pid.as_raw())
+            })?;
             Ok(())
         }
         berth_sys::process::Forked::Child => {
@@ -649,6 +692,8 @@ struct InitInputs<'a> {
     agent: Option<&'a OwnedFd>,
     seccomp: Option<&'a berth_sys::seccomp::SeccompProgram>,
     cgroups: &'a CgroupView,
+    /// Set when init places itself in its cgroup.
+    join: Option<&'a berth_cgroups::SelfJoin>,
 }
 
 /// The container's init, pid 1 of its pid namespace: everything up to the
@@ -660,6 +705,10 @@ fn init(
     opts: &CreateOptions,
     in_userns: bool,
 ) -> Result<std::convert::Infallible> {
+    if let Some(join) = inputs.join {
+        join.join_v1()
+            .context(|| "join the container's cgroup".to_string())?;
+    }
     let fifo_fd = inputs.fifo;
     let spec = &bundle.spec;
     let process = spec

@@ -17,6 +17,9 @@ pub enum Msg {
     Proceed,
     /// First child → parent: the container process (host pid).
     Pid(i32),
+    /// First child → parent: the container process (host pid), which was
+    /// born in the cgroup or joins it itself (no write of its pid needed).
+    PlacedPid(i32),
     /// Init → parent: run prestart and createRuntime hooks now (only sent
     /// when the config has hooks that run before pivot_root).
     RuntimeHooks,

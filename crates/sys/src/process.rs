@@ -26,6 +26,56 @@ pub fn fork() -> Result<Forked, Errno> {
     }
 }
 
+/// As [`fork`], with the child born in the cgroup2 directory `cgroup`
+/// (clone3 with `CLONE_INTO_CGROUP`), so nobody writes its pid to
+/// `cgroup.procs`. Fails (ENOSYS, EINVAL, EOPNOTSUPP…) where the kernel or
+/// the directory does not allow it; the caller then forks plainly.
+///
+/// The same rule as [`fork`]: single-threaded callers only.
+pub fn fork_into_cgroup(cgroup: std::os::fd::BorrowedFd<'_>) -> Result<Forked, Errno> {
+    use std::os::fd::AsRawFd;
+    // struct clone_args, up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: a clone without CLONE_VM or a new stack is a fork: the child
+    // gets a copy of the address space and returns here on its own copy of
+    // the stack. The caller is single-threaded (as for `fork`), so no lock
+    // is held by a thread the child lacks; glibc's atfork handlers do not
+    // run, and none matter to a process that holds no other thread's locks.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
+    }
+}
+
 /// Makes the program `command` runs an orphan: in the forked child, right
 /// before exec, it forks once more and the middle process exits at once, so
 /// the program runs in a grandchild that init (or the nearest child
