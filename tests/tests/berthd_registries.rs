@@ -813,7 +813,11 @@ fn login_keeps_the_identity_token_and_pulls_refresh_with_it() {
     );
     let out = login("s3cret");
     assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(registry.token_grants(), vec!["get offline".to_string()]);
+    // An OAuth2 password grant that asks for a refresh token.
+    assert_eq!(
+        registry.token_grants(),
+        vec!["password user offline".to_string()]
+    );
     // The CLI keeps the identity token instead of the password.
     let entry = &cli_config(&berthd)["auths"][&host];
     assert_eq!(entry["identitytoken"], "refresh-1", "{entry}");
@@ -830,7 +834,7 @@ fn login_keeps_the_identity_token_and_pulls_refresh_with_it() {
     assert_eq!(
         registry.token_grants(),
         vec![
-            "get offline".to_string(),
+            "password user offline".to_string(),
             "refresh_token refresh-1".to_string()
         ]
     );
@@ -840,4 +844,41 @@ fn login_keeps_the_identity_token_and_pulls_refresh_with_it() {
     );
     let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
     assert_eq!(id.trim(), pushed.config_digest);
+}
+
+#[test]
+fn login_falls_back_to_a_get_where_the_token_server_takes_no_post() {
+    if !can_run() {
+        return;
+    }
+    use berth_tests::fake_registry::{FakeRegistry, TokenPolicy};
+    let berthd = Berthd::start();
+    for status in [404, 405] {
+        let registry = FakeRegistry::start();
+        registry.require_tokens(TokenPolicy {
+            basic: Some("Basic dXNlcjpzM2NyZXQ="),
+            refuse_password_grant: Some(status),
+            ..TokenPolicy::default()
+        });
+        let host = registry.host();
+        let mut command = berthd.docker_command();
+        command.args(["login", "-u", "user", "--password-stdin", &host]);
+        let out = output_with_stdin(&mut command, "s3cret\n");
+        assert!(out.status.success(), "{status}: {}", describe(&out));
+        assert_eq!(
+            registry.token_grants(),
+            vec![
+                "refused password user".to_string(),
+                "get offline".to_string()
+            ],
+            "{status}"
+        );
+        let entry = &cli_config(&berthd)["auths"][&host];
+        assert!(
+            entry["identitytoken"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("refresh-")),
+            "{status}: {entry}"
+        );
+    }
 }

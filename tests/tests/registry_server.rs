@@ -1257,6 +1257,20 @@ impl Registry {
         )
     }
 
+    /// The token endpoint's answer to an OAuth2 POST of `form`.
+    fn token_post(&self, form: &str) -> (u16, serde_json::Value) {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-w", "\n%{http_code}", "--data", form]);
+        curl.arg(self.url("/auth/token"));
+        let out = output_with_timeout(&mut curl, CLI_TIMEOUT).expect("run curl");
+        let out = assert_success(&out, "curl token");
+        let (body, status) = out.rsplit_once('\n').unwrap_or_default();
+        (
+            status.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or_default(),
+        )
+    }
+
     /// A bearer token for `scope` (service: this registry's).
     fn bearer(&self, creds: Option<&str>, scope: &str) -> String {
         let (status, body) = self.token(creds, &format!("service={SERVICE}&scope={scope}"));
@@ -1659,6 +1673,142 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     berthd.docker_ok(&["rmi", &on_issuer]);
     berthd.docker_ok(&["pull", &on_issuer]);
     drop(guard);
+}
+
+#[test]
+fn the_token_endpoint_takes_oauth2_password_and_refresh_grants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let scope = "repository%3Aalice%2Fapp%3Apull%2Cpush";
+    let password = |password: &str, extra: &str| {
+        registry.token_post(&format!(
+            "grant_type=password&username=alice&password={password}&client_id=test&service={SERVICE}&scope={scope}{extra}"
+        ))
+    };
+    let (status, body) = password("wrong", "&access_type=offline");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{body}");
+    // Without access_type=offline: no refresh token.
+    let (status, body) = password("alice-pw", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body["refresh_token"].is_null(), "{body}");
+    let (status, body) = password("alice-pw", "&access_type=offline");
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access_token");
+    assert_eq!(
+        jwt_part(access, 1)["access"][0]["actions"],
+        serde_json::json!(["pull", "push"])
+    );
+    assert!(
+        body["issued_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{body}"
+    );
+    let refresh = body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned();
+    assert_eq!(jwt_part(&refresh, 1)["sub"], "alice");
+
+    // The refresh token gets tokens for other scopes, without the password.
+    let (status, body) = registry.token_post(&format!(
+        "grant_type=refresh_token&refresh_token={refresh}&client_id=test&service={SERVICE}&scope=repository%3Ateam%2Fapp%3Apull"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let renewed = format!(
+        "Authorization: Bearer {}",
+        body["access_token"].as_str().expect("access_token")
+    );
+    let out = registry.http("GET", "/v2/team/app/tags/list", &[&renewed], None);
+    assert_eq!(out.error_code(), "NAME_UNKNOWN", "{out:?}");
+    // It is no access token itself.
+    let out = registry.http(
+        "GET",
+        "/v2/",
+        &[&format!("Authorization: Bearer {refresh}")],
+        None,
+    );
+    assert_eq!(out.status, 401, "{out:?}");
+
+    // Bad requests get 400 and say what is wrong.
+    for (form, expected) in [
+        (
+            format!(
+                "grant_type=refresh_token&refresh_token={access}&client_id=test&service={SERVICE}"
+            ),
+            "refresh_token is not valid",
+        ),
+        (
+            format!("grant_type=refresh_token&refresh_token={refresh}&service={SERVICE}"),
+            "client_id is missing",
+        ),
+        (
+            "grant_type=client_credentials&client_id=test".to_owned(),
+            "unsupported grant_type",
+        ),
+        (
+            "client_id=test&username=alice".to_owned(),
+            "grant_type is missing",
+        ),
+    ] {
+        let (status, body) = registry.token_post(&form);
+        assert_eq!(status, 400, "{form}: {body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(expected)),
+            "{form}: {body}"
+        );
+    }
+    // A GET with offline_token=true gets one too, but not anonymously.
+    let (status, body) = registry.token(
+        Some("bob:bob-pw"),
+        &format!("service={SERVICE}&offline_token=true&client_id=test"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["refresh_token"].as_str().is_some(), "{body}");
+    let (_, body) = registry.token(None, &format!("service={SERVICE}&offline_token=true"));
+    assert!(body["refresh_token"].is_null(), "{body}");
+}
+
+#[test]
+fn docker_login_through_berthd_keeps_an_identity_token_that_pushes_and_pulls() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let berthd = Berthd::start();
+    let host = registry.host();
+    let out = berthd.docker(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let out = berthd.docker(&["login", "-u", "alice", "-p", "alice-pw", &host]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // The CLI keeps the refresh token berthd got, not the password.
+    let config_path = berthd.dir().join("cli/config.json");
+    let config_text = std::fs::read_to_string(&config_path).expect("config.json");
+    let config: serde_json::Value = serde_json::from_str(&config_text).expect("JSON");
+    let identity = config["auths"][&host]["identitytoken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identitytoken: {config}"));
+    assert_eq!(jwt_part(identity, 1)["token_use"], "refresh");
+    assert_eq!(jwt_part(identity, 1)["sub"], "alice");
+    assert!(
+        !config_text.contains("alice-pw") && !config_text.contains("YWxpY2U6YWxpY2UtcHc"),
+        "{config_text}"
+    );
+
+    let scratch = registry.scratch("identity");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{host}/team/ident:1");
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    berthd.docker_ok(&["push", &image]);
+    berthd.docker_ok(&["rmi", &image]);
+    berthd.docker_ok(&["pull", &image]);
+    let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "identity"]);
+    assert_eq!(out.trim(), "identity");
 }
 
 #[test]

@@ -88,6 +88,11 @@ impl Htpasswd {
         Some(user.to_owned())
     }
 
+    /// Whether the file names `user` (a refresh token's user still exists).
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, String>> {
         self.verified
             .lock()

@@ -44,6 +44,8 @@ pub enum RegistryError {
     Denied { challenge: String },
     #[error("no tokens are issued for service {0:?}")]
     ServiceUnknown(String),
+    #[error("token request: {0}")]
+    TokenRequestInvalid(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -74,7 +76,7 @@ impl RegistryError {
             ManifestTooLarge(_) => ("MANIFEST_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
             Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
             Denied { .. } => ("DENIED", StatusCode::FORBIDDEN),
-            ServiceUnknown(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
+            ServiceUnknown(_) | TokenRequestInvalid(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
             NotFound => ("UNSUPPORTED", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Io(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),

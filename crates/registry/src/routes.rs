@@ -17,7 +17,7 @@ use crate::auth::Htpasswd;
 use crate::error::{RegistryError, Result};
 use crate::names::{check_name, Digest, Reference};
 use crate::storage::{sha256_digest, Storage};
-use crate::token::{Actions, Needed, Refusal, TokenAnswer, TokenAuth, TokenRequest};
+use crate::token::{Actions, Grant, Needed, Refusal, TokenAnswer, TokenAuth, TokenRequest};
 use crate::upload::{random_id, Upload, Uploads};
 
 /// Manifests larger than this are refused unless configured otherwise
@@ -141,7 +141,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
     );
     if let Access::Token(token) = &registry.access {
         if path == token.path() {
-            return token_endpoint(token, &method, request.uri().query(), authorization).await;
+            return token_endpoint(token, request, authorization).await;
         }
     }
     let endpoint = endpoint(&path).ok_or(RegistryError::NotFound)?;
@@ -296,40 +296,96 @@ fn needed(endpoint: &Endpoint<'_>, method: &Method) -> Needed {
     }
 }
 
+/// The most a token request form may hold.
+const TOKEN_FORM_LIMIT: usize = 64 * 1024;
+
 /// The token endpoint: `GET <path>?service=…&scope=…` with optional basic
-/// credentials.
+/// credentials, or an OAuth2 `POST` of a form with `grant_type=password`
+/// (`username`, `password`) or `grant_type=refresh_token`
+/// (`refresh_token`), `client_id`, `service`, space-separated `scope` and
+/// `access_type=offline` for a refresh token.
 async fn token_endpoint(
     token: &TokenAuth,
-    method: &Method,
-    query: Option<&str>,
+    request: Request,
     authorization: Option<String>,
 ) -> Result<Response> {
-    if method != Method::GET {
-        return Err(RegistryError::MethodNotAllowed);
-    }
-    let pairs: Vec<(String, String)> = query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let method = request.method().clone();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let form = match method {
+        Method::GET => query.into_bytes(),
+        Method::POST => {
+            let content_type = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !content_type.starts_with("application/x-www-form-urlencoded") {
+                return Err(RegistryError::TokenRequestInvalid(format!(
+                    "expected a form (application/x-www-form-urlencoded), got {content_type:?}"
+                )));
+            }
+            axum::body::to_bytes(request.into_body(), TOKEN_FORM_LIMIT)
+                .await
+                .map_err(|e| RegistryError::TokenRequestInvalid(format!("form: {e}")))?
+                .to_vec()
+        }
+        _ => return Err(RegistryError::MethodNotAllowed),
+    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(&form).into_owned().collect();
     let value = |key: &str| {
         pairs
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let missing = |key: &str| RegistryError::TokenRequestInvalid(format!("{key} is missing"));
+    let (grant, offline) = if method == Method::GET {
+        (
+            Grant::Basic(authorization.as_deref()),
+            value("offline_token") == Some("true"),
+        )
+    } else {
+        value("client_id").ok_or_else(|| missing("client_id"))?;
+        let grant = match value("grant_type") {
+            Some("password") => Grant::Password {
+                username: value("username").ok_or_else(|| missing("username"))?,
+                password: pairs
+                    .iter()
+                    .find(|(k, _)| k == "password")
+                    .map(|(_, v)| v.as_str())
+                    .ok_or_else(|| missing("password"))?,
+            },
+            Some("refresh_token") => {
+                Grant::Refresh(value("refresh_token").ok_or_else(|| missing("refresh_token"))?)
+            }
+            Some(other) => {
+                return Err(RegistryError::TokenRequestInvalid(format!(
+                    "unsupported grant_type {other:?}: expected password or refresh_token"
+                )))
+            }
+            None => return Err(missing("grant_type")),
+        };
+        (grant, value("access_type") == Some("offline"))
     };
     let request = TokenRequest {
-        authorization: authorization.as_deref(),
+        grant,
         service: value("service"),
         scopes: pairs
             .iter()
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str())
             .collect(),
+        offline,
     };
     match token.issue(request).await {
         TokenAnswer::Issued(body) => json_response(body, None),
         TokenAnswer::BadCredentials => Err(RegistryError::Unauthorized {
             challenge: "Basic realm=\"berth-registry\"".into(),
         }),
+        TokenAnswer::BadRefreshToken => Err(RegistryError::TokenRequestInvalid(
+            "refresh_token is not valid (expired, revoked or for another service)".into(),
+        )),
         TokenAnswer::UnknownService(service) => Err(RegistryError::ServiceUnknown(service)),
     }
 }
