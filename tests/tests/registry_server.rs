@@ -1812,6 +1812,94 @@ fn docker_login_through_berthd_keeps_an_identity_token_that_pushes_and_pulls() {
 }
 
 #[test]
+fn berth_login_keeps_the_identity_token_in_the_home_config_and_pushes_with_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let berthd = Berthd::start();
+    let host = registry.host();
+    // ~/.docker/config.json of a HOME of its own.
+    let home = registry.scratch("home");
+    let berth = |args: &[&str], stdin: Option<&str>| {
+        let mut command = berthd.cli_command(&workspace_binary("berth"));
+        command
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", &home)
+            .args(args);
+        match stdin {
+            None => output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth"),
+            Some(input) => {
+                command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = command.spawn().expect("spawn berth");
+                std::io::Write::write_all(
+                    &mut child.stdin.take().expect("stdin"),
+                    input.as_bytes(),
+                )
+                .expect("write stdin");
+                child.wait_with_output().expect("berth login")
+            }
+        }
+    };
+    let out = berth(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("wrong\n"),
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    let config_path = home.join(".docker/config.json");
+    assert!(
+        !config_path.exists(),
+        "a failed login wrote {}",
+        config_path.display()
+    );
+    let out = berth(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("alice-pw\n"),
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), "Login Succeeded");
+    let config_text = std::fs::read_to_string(&config_path).expect("config.json");
+    let config: serde_json::Value = serde_json::from_str(&config_text).expect("JSON");
+    let identity = config["auths"][&host]["identitytoken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identitytoken: {config}"));
+    assert_eq!(jwt_part(identity, 1)["sub"], "alice");
+    // As the docker CLI writes it: the user name without the password.
+    assert_eq!(config["auths"][&host]["auth"], "YWxpY2U6", "{config}");
+    assert!(!config_text.contains("alice-pw"), "{config_text}");
+
+    let scratch = registry.scratch("berth-identity");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{host}/alice/ident:1");
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    let out = berth(&["push", &image], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    berthd.docker_ok(&["rmi", &image]);
+    let out = berth(&["pull", &image], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    // Logging in again without a password uses the identity token.
+    let out = berth(&["login", &host], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("Authenticating with existing credentials"),
+        "{}",
+        describe(&out)
+    );
+    // A token the server does not know fails the push, so the one kept is what works.
+    let mut forged = config.clone();
+    forged["auths"][&host]["identitytoken"] = serde_json::json!("not-a-token");
+    std::fs::write(&config_path, forged.to_string()).expect("write config.json");
+    let out = berth(&["push", &image], None);
+    assert!(!out.status.success(), "{}", describe(&out));
+}
+
+#[test]
 fn berthd_renews_tokens_that_expire_between_transfers() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: berthd needs root");
