@@ -882,3 +882,85 @@ fn login_falls_back_to_a_get_where_the_token_server_takes_no_post() {
         );
     }
 }
+
+#[test]
+fn a_blob_a_mirror_fails_is_fetched_from_the_next_mirror_or_the_origin() {
+    if !can_run() {
+        return;
+    }
+    use berth_tests::fake_registry::{layer, FakeRegistry, LayerCompression, Misbehavior};
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let origin = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let layers = [
+        layer(&[("a", b"one")], LayerCompression::Gzip),
+        layer(&[("b", b"two")], LayerCompression::Gzip),
+        layer(&[("c", b"three")], LayerCompression::Gzip),
+    ];
+    let pushed = origin.add_image("m/fall", "1", arch, &layers);
+    let mirrored = mirror.add_image("m/fall", "1", arch, &layers);
+    assert_eq!(mirrored.manifest_digest, pushed.manifest_digest);
+    let blob = |digest: &str| format!("/v2/m/fall/blobs/{digest}");
+    // The mirror serves the manifest but not one layer (404) nor the
+    // config (503); the mirror after it is down.
+    mirror.misbehave(&blob(&layers[0].digest), Misbehavior::Status(404));
+    mirror.misbehave(&blob(&pushed.config_digest), Misbehavior::Status(503));
+    let dead = format!("127.0.0.1:{}", free_loopback_port());
+    let berthd = Berthd::builder()
+        .args([
+            "--registry-mirror".to_string(),
+            format!("{}=http://{}", origin.host(), mirror.host()),
+            "--registry-mirror".to_string(),
+            format!("{}=http://{dead}", origin.host()),
+        ])
+        .start();
+    let image = format!("{}/m/fall:1", origin.host());
+    let out = berthd.docker(&["pull", &image]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), berthd.log());
+    assert_eq!(image_id(&berthd, &image), pushed.config_digest);
+    // The manifest and the layers the mirror has came from the mirror;
+    // what it failed, from the origin.
+    assert!(origin.gets_of("/v2/m/fall/manifests/1").is_empty());
+    assert_eq!(mirror.gets_of("/v2/m/fall/manifests/1").len(), 1);
+    for (path, from_origin) in [
+        (blob(&layers[0].digest), 1),
+        (blob(&pushed.config_digest), 1),
+        (blob(&layers[1].digest), 0),
+        (blob(&layers[2].digest), 0),
+    ] {
+        assert_eq!(origin.gets_of(&path).len(), from_origin, "{path}");
+    }
+    assert_eq!(mirror.gets_of(&blob(&layers[1].digest)).len(), 1);
+    let log = berthd.log();
+    for (from, to) in [
+        (
+            format!("http://{}", mirror.host()),
+            format!("http://{dead}"),
+        ),
+        (format!("http://{dead}"), origin.host()),
+    ] {
+        assert!(
+            log.contains(&format!("blob {} of m/fall from {from}", layers[0].digest))
+                && log.contains(&format!("fetching it from {to}")),
+            "no fall-back from {from} to {to} logged:\n{log}"
+        );
+    }
+
+    // Where the origin fails the blob too, the pull fails, naming it, and
+    // keeps nothing.
+    berthd.docker_ok(&["rmi", &image]);
+    origin.misbehave(&blob(&layers[0].digest), Misbehavior::Status(404));
+    let out = berthd.docker(&["pull", &image]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains(&layers[0].digest),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["image", "inspect", &image]);
+    assert!(!out.status.success(), "{}", describe(&out));
+}
