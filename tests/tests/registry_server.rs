@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use berth_tests::berthd::{free_loopback_port, Berthd};
 use berth_tests::dockerd::Dockerd;
+use berth_tests::fake_registry::incompressible;
 use berth_tests::host::{assert_success, describe, text, DockerApi, CLI_TIMEOUT};
 use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, workspace_binary};
 use sha2::{Digest as _, Sha256};
@@ -2199,6 +2200,157 @@ fn limits_and_bad_input_get_the_spec_errors() {
         (out.status, out.error_code().as_str()),
         (404, "NAME_UNKNOWN")
     );
+}
+
+#[test]
+fn blob_uploads_over_the_limit_are_refused_and_discarded() {
+    // The limit from the config file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("registry.yaml");
+    std::fs::write(&config, "max-blob-bytes: 1000\n").expect("write config");
+    let registry = Registry::start(&["--config", &config.to_string_lossy()]);
+    let octets = "Content-Type: application/octet-stream";
+    let refused = |out: &Response, what: &str| {
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (413, "SIZE_INVALID"),
+            "{what}: {out:?}"
+        );
+        assert!(
+            out.body.contains("larger than the limit of 1000 bytes"),
+            "{what}: {out:?}"
+        );
+        assert!(
+            upload_dirs(&registry).is_empty(),
+            "{what}: the partial upload was kept: {:?}",
+            upload_dirs(&registry)
+        );
+    };
+    let blob_known = |digest: &str| {
+        registry
+            .http("HEAD", &format!("/v2/l/b/blobs/{digest}"), &[], None)
+            .status
+            == 200
+    };
+
+    // Monolithic: at the limit is stored, one byte over is refused.
+    let fits = incompressible(1000, 1);
+    let digest = push_blob(&registry, "l/b", &fits);
+    assert!(blob_known(&digest));
+    let over = incompressible(1001, 2);
+    let over_digest = digest_of(&over);
+    let out = registry.http(
+        "POST",
+        &format!("/v2/l/b/blobs/uploads/?digest={over_digest}"),
+        &[octets],
+        Some(&over),
+    );
+    refused(&out, "monolithic POST");
+    assert!(!blob_known(&over_digest));
+
+    // Chunked: the chunk that crosses the limit ends the session, whether
+    // its length is declared or streamed (Transfer-Encoding: chunked).
+    let start = |registry: &Registry| {
+        let out = registry.http("POST", "/v2/l/b/blobs/uploads/", &[], None);
+        assert_eq!(out.status, 202, "{out:?}");
+        out.header("location").expect("Location")
+    };
+    for streamed in [false, true] {
+        let location = start(&registry);
+        let out = registry.http(
+            "PATCH",
+            &location,
+            &[octets, "Content-Range: 0-599"],
+            Some(&over[..600]),
+        );
+        assert_eq!(out.status, 202, "{out:?}");
+        let mut headers = vec![octets, "Content-Range: 600-1000"];
+        if streamed {
+            headers.push("Transfer-Encoding: chunked");
+        }
+        let out = registry.http("PATCH", &location, &headers, Some(&over[600..]));
+        refused(&out, if streamed { "streamed PATCH" } else { "PATCH" });
+        let out = registry.http("GET", &location, &[], None);
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (404, "BLOB_UPLOAD_UNKNOWN"),
+            "{out:?}"
+        );
+        let out = registry.http(
+            "PUT",
+            &format!("{location}?digest={over_digest}"),
+            &[octets],
+            Some(b""),
+        );
+        assert_eq!(out.error_code(), "BLOB_UPLOAD_UNKNOWN", "{out:?}");
+    }
+    // The last bytes sent with the closing PUT count too.
+    let location = start(&registry);
+    let out = registry.http(
+        "PATCH",
+        &location,
+        &[octets, "Content-Range: 0-599"],
+        Some(&over[..600]),
+    );
+    assert_eq!(out.status, 202, "{out:?}");
+    let out = registry.http(
+        "PUT",
+        &format!("{location}?digest={over_digest}"),
+        &[octets],
+        Some(&over[600..]),
+    );
+    refused(&out, "closing PUT");
+    assert!(!blob_known(&over_digest));
+    // What fits still goes through the same way.
+    let location = start(&registry);
+    let out = registry.http(
+        "PUT",
+        &format!("{location}?digest={}", digest_of(&fits[..999])),
+        &[octets],
+        Some(&fits[..999]),
+    );
+    assert_eq!(out.status, 201, "{out:?}");
+
+    // A limit of 0 is refused at start.
+    let out =
+        serve_briefly(&["--root", "/nonexistent", "--max-blob-bytes", "0"]).expect("exits at once");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--max-blob-bytes"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn a_push_of_a_layer_over_the_blob_limit_fails_with_the_registry_s_reason() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    // busybox's layer is about 1 MB; its config is far under the limit.
+    let registry = Registry::start(&["--max-blob-bytes", "100000"]);
+    let berthd = Berthd::start();
+    let scratch = registry.scratch("over-limit");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{}/l/too-big:1", registry.host());
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    let out = berthd.docker(&["push", &image]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        said.contains("blob upload is larger than the limit of 100000 bytes"),
+        "{}\n{}",
+        describe(&out),
+        berthd.log()
+    );
+    assert!(
+        upload_dirs(&registry).is_empty(),
+        "{:?}",
+        upload_dirs(&registry)
+    );
+    let out = registry.http("GET", "/v2/l/too-big/tags/list", &[], None);
+    assert_eq!(out.error_code(), "NAME_UNKNOWN", "{out:?}");
 }
 
 /// oras (the Python SDK) pushes and pulls an artifact, attaches two to an

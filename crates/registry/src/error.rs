@@ -36,6 +36,8 @@ pub enum RegistryError {
     ManifestBlobUnknown(String),
     #[error("manifest is larger than the limit of {0} bytes")]
     ManifestTooLarge(usize),
+    #[error("blob upload is larger than the limit of {0} bytes; the upload was discarded")]
+    BlobTooLarge(u64),
     /// `challenge` is the `WWW-Authenticate` value sent with the 401.
     #[error("authentication required")]
     Unauthorized { challenge: String },
@@ -74,6 +76,7 @@ impl RegistryError {
             ManifestInvalid(_) => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST),
             ManifestBlobUnknown(_) => ("MANIFEST_BLOB_UNKNOWN", StatusCode::BAD_REQUEST),
             ManifestTooLarge(_) => ("MANIFEST_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+            BlobTooLarge(_) => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
             Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
             Denied { .. } => ("DENIED", StatusCode::FORBIDDEN),
             ServiceUnknown(_) | TokenRequestInvalid(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),

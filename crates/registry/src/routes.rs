@@ -37,12 +37,19 @@ pub enum Access {
     Token(Box<TokenAuth>),
 }
 
+/// The most a client may upload.
+pub struct Limits {
+    pub manifest_bytes: usize,
+    /// One blob, over all its chunks (`None`: no limit).
+    pub blob_bytes: Option<u64>,
+}
+
 pub struct Registry {
     storage: Arc<Storage>,
     uploads: Arc<Uploads>,
     access: Access,
     tls: bool,
-    max_manifest_bytes: usize,
+    limits: Limits,
 }
 
 impl Registry {
@@ -51,14 +58,29 @@ impl Registry {
         uploads: Arc<Uploads>,
         access: Access,
         tls: bool,
-        max_manifest_bytes: usize,
+        limits: Limits,
     ) -> Registry {
         Registry {
             storage,
             uploads,
             access,
             tls,
-            max_manifest_bytes,
+            limits,
+        }
+    }
+
+    /// Refuses an upload at `offset` whose request says (Content-Length)
+    /// it brings more than the blob limit allows, before reading it.
+    fn check_declared_size(&self, offset: u64, headers: &HeaderMap) -> Result<()> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match (self.limits.blob_bytes, declared) {
+            (Some(limit), Some(length)) if offset.saturating_add(length) > limit => {
+                Err(RegistryError::BlobTooLarge(limit))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -208,7 +230,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
                 reference,
                 &headers,
                 body,
-                registry.max_manifest_bytes,
+                registry.limits.manifest_bytes,
             )
             .await
         }
@@ -238,7 +260,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
             Ok(empty(StatusCode::ACCEPTED))
         }
         (Endpoint::UploadStart(name), Method::POST) => {
-            start_upload(registry, name, &query, mount_from_allowed, body).await
+            start_upload(registry, name, &query, &headers, mount_from_allowed, body).await
         }
         (Endpoint::Upload(name, id), Method::GET) => {
             let session = session(registry, name, id).await?;
@@ -257,7 +279,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
             patch_upload(registry, name, id, &headers, body).await
         }
         (Endpoint::Upload(name, id), Method::PUT) => {
-            finish_upload(registry, name, id, &query, body).await
+            finish_upload(registry, name, id, &query, &headers, body).await
         }
         (Endpoint::Upload(name, id), Method::DELETE) => {
             let session = session(registry, name, id).await?;
@@ -759,6 +781,7 @@ async fn start_upload(
     registry: &Registry,
     name: &str,
     query: &HashMap<String, String>,
+    headers: &HeaderMap,
     mount_from_allowed: bool,
     body: Body,
 ) -> Result<Response> {
@@ -775,8 +798,9 @@ async fn start_upload(
     let id = random_id();
     if let Some(expected) = query.get("digest") {
         let expected = Digest::parse(expected)?;
+        registry.check_declared_size(0, headers)?;
         let mut upload = Upload::create(registry.uploads.dir(), &id, name).await?;
-        if let Err(e) = upload.append(body).await {
+        if let Err(e) = upload.append(body, registry.limits.blob_bytes).await {
             upload.discard().await;
             return Err(e);
         }
@@ -859,8 +883,22 @@ async fn patch_upload(
             });
         }
     }
-    let added = match upload.append(body).await {
+    let checked = registry.check_declared_size(upload.offset, headers);
+    let added = match checked {
+        Ok(()) => upload.append(body, registry.limits.blob_bytes).await,
+        Err(e) => Err(e),
+    };
+    let added = match added {
         Ok(added) => added,
+        Err(e @ RegistryError::BlobTooLarge(_)) => {
+            // Nothing more may be added, so the session is of no use.
+            tracing::warn!("upload {id} to {name}: {e}");
+            if let Some(upload) = guard.take() {
+                upload.discard().await;
+            }
+            registry.uploads.remove(id);
+            return Err(e);
+        }
         Err(e) => {
             tracing::warn!("upload {id}: {e}");
             return Err(e);
@@ -893,6 +931,7 @@ async fn finish_upload(
     name: &str,
     id: &str,
     query: &HashMap<String, String>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
     let expected = Digest::parse(query.get("digest").map(String::as_str).unwrap_or_default())?;
@@ -902,7 +941,11 @@ async fn finish_upload(
         .take()
         .ok_or_else(|| RegistryError::UploadUnknown(id.to_owned()))?;
     registry.uploads.remove(id);
-    if let Err(e) = upload.append(body).await {
+    let appended = match registry.check_declared_size(upload.offset, headers) {
+        Ok(()) => upload.append(body, registry.limits.blob_bytes).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = appended {
         upload.discard().await;
         return Err(e);
     }
