@@ -1506,6 +1506,17 @@ fn dockerd_logs_in_with_a_token_and_pushes_and_pulls() {
     );
     let login = dockerd.docker_ok(&["login", "-u", "alice", "-p", "alice-pw", &host]);
     assert!(login.contains("Login Succeeded"), "{login}");
+    // dockerd asked for a refresh token (offline_token=true): the CLI keeps
+    // it instead of the password, and the push and pull below get their
+    // tokens with it (grant_type=refresh_token).
+    let config_path = dockerd.dir().join("cli/config.json");
+    let config_text = std::fs::read_to_string(&config_path).expect("config.json");
+    let config: serde_json::Value = serde_json::from_str(&config_text).expect("JSON");
+    let identity = config["auths"][&host]["identitytoken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identitytoken: {config}"));
+    assert_eq!(jwt_part(identity, 1)["token_use"], "refresh");
+    assert!(!config_text.contains("alice-pw"), "{config_text}");
 
     let scratch = registry.scratch("dockerd-token");
     let tar = make_busybox_rootfs_tar(&scratch);
