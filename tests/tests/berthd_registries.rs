@@ -844,6 +844,48 @@ fn login_keeps_the_identity_token_and_pulls_refresh_with_it() {
     );
     let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
     assert_eq!(id.trim(), pushed.config_digest);
+
+    // berth login with a credential helper keeps the identity token there,
+    // as the secret of the user <token>, and berth pull sends it.
+    berthd.docker_ok(&["rmi", &image]);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let bin = scratch.path().join("bin");
+    let store = scratch.path().join("helper-store.json");
+    write_credential_helper(&bin, &store);
+    let config_dir = scratch.path().join("config");
+    std::fs::create_dir_all(&config_dir).expect("mkdir");
+    std::fs::write(config_dir.join("config.json"), r#"{"credsStore": "test"}"#)
+        .expect("write config.json");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let berth = |args: &[&str]| {
+        let mut command = berthd.cli_command(&workspace_binary("berth"));
+        command
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &config_dir)
+            .args(args);
+        command
+    };
+    let out = output_with_stdin(
+        &mut berth(&["login", "-u", "user", "--password-stdin", &host]),
+        "s3cret\n",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&store).expect("helper store"))
+            .expect("helper JSON");
+    assert_eq!(kept["Username"], "<token>", "{kept}");
+    let secret = kept["Secret"].as_str().unwrap_or_default().to_owned();
+    assert!(secret.starts_with("refresh-"), "{kept}");
+    let out = output_with_timeout(&mut berth(&["pull", &image]), CLI_TIMEOUT).expect("pull");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        registry.token_grants().last(),
+        Some(&format!("refresh_token {secret}"))
+    );
 }
 
 #[test]
