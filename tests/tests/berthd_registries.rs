@@ -948,9 +948,11 @@ fn a_blob_a_mirror_fails_is_fetched_from_the_next_mirror_or_the_origin() {
     assert_eq!(mirrored.manifest_digest, pushed.manifest_digest);
     let blob = |digest: &str| format!("/v2/m/fall/blobs/{digest}");
     // The mirror serves the manifest but not one layer (404) nor the
-    // config (503); the mirror after it is down.
+    // config (503), and cuts another layer short every time; the mirror
+    // after it is down.
     mirror.misbehave(&blob(&layers[0].digest), Misbehavior::Status(404));
     mirror.misbehave(&blob(&pushed.config_digest), Misbehavior::Status(503));
+    mirror.misbehave(&blob(&layers[2].digest), Misbehavior::Truncate(5));
     let dead = format!("127.0.0.1:{}", free_loopback_port());
     let berthd = Berthd::builder()
         .args([
@@ -972,11 +974,16 @@ fn a_blob_a_mirror_fails_is_fetched_from_the_next_mirror_or_the_origin() {
         (blob(&layers[0].digest), 1),
         (blob(&pushed.config_digest), 1),
         (blob(&layers[1].digest), 0),
-        (blob(&layers[2].digest), 0),
+        (blob(&layers[2].digest), 1),
     ] {
         assert_eq!(origin.gets_of(&path).len(), from_origin, "{path}");
     }
     assert_eq!(mirror.gets_of(&blob(&layers[1].digest)).len(), 1);
+    // The cut layer was tried (and resumed) on the mirror first; the origin
+    // was asked only for the rest.
+    assert_eq!(mirror.gets_of(&blob(&layers[2].digest)).len(), 5);
+    let rest = &origin.gets_of(&blob(&layers[2].digest))[0];
+    assert_eq!(rest.range.as_deref(), Some("bytes=25-"), "{rest:?}");
     let log = berthd.log();
     for (from, to) in [
         (

@@ -184,11 +184,10 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// login (`offline`) with a password: an OAuth2 POST
 /// (`grant_type=password`, `access_type=offline`), whose refresh token
 /// `docker login` keeps as the identity token; a token server that does not
-/// take POSTs (404, 405) is asked again with a GET, as containerd and the
-/// registry token spec's clients do. Else a GET with the credentials as
-/// Basic authorization and `account=` (with `offline`, also
-/// `offline_token=true`). A token server that refuses the credentials is
-/// `Unauthorized`.
+/// take POSTs (404, 405) is asked again with a GET, as containerd does.
+/// Else a GET with the credentials as Basic authorization and `account=`
+/// (with `offline`, also `offline_token=true`). A token server that refuses
+/// the credentials is `Unauthorized`.
 pub(crate) fn fetch_token(
     settings: &super::RegistrySettings,
     challenge: &Challenge,

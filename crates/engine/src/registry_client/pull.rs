@@ -689,6 +689,17 @@ impl BlobDownload<'_> {
                 return Err(self.fail(Error::Internal("pull cancelled".into())));
             }
             if self.attempts >= ATTEMPTS {
+                // A mirror that keeps cutting the body short passes the
+                // blob on too.
+                let why = format!(
+                    "{} (gave up after {ATTEMPTS} tries)",
+                    last.as_deref().unwrap_or_default()
+                );
+                if let Some(next) = self.sources.next(self.source, self.digest, &why) {
+                    self.source = next;
+                    self.attempts = 0;
+                    continue;
+                }
                 let e = Error::Internal(format!(
                     "downloading layer {} of {}: {} (gave up after {ATTEMPTS} tries, {} of {} bytes received)",
                     self.digest,
