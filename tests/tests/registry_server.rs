@@ -1691,7 +1691,7 @@ fn berth_issues_tokens_for_debian_docker_registry() {
 fn the_token_endpoint_takes_oauth2_password_and_refresh_grants() {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = token_files(dir.path(), &[]);
-    let registry = Registry::start_with_tokens(&files);
+    let mut registry = Registry::start_with_tokens(&files);
     let scope = "repository%3Aalice%2Fapp%3Apull%2Cpush";
     let password = |password: &str, extra: &str| {
         registry.token_post(&format!(
@@ -1781,6 +1781,22 @@ fn the_token_endpoint_takes_oauth2_password_and_refresh_grants() {
     assert!(body["refresh_token"].as_str().is_some(), "{body}");
     let (_, body) = registry.token(None, &format!("service={SERVICE}&offline_token=true"));
     assert!(body["refresh_token"].is_null(), "{body}");
+
+    // The signing key is kept, so refresh tokens outlive a restart, but not
+    // a new password.
+    let refresh_grant = format!(
+        "grant_type=refresh_token&refresh_token={refresh}&client_id=test&service={SERVICE}"
+    );
+    registry.stop();
+    registry.restart();
+    let (status, body) = registry.token_post(&refresh_grant);
+    assert_eq!(status, 200, "after a restart: {body}");
+    let users = htpasswd_entry("alice", "new-pw") + &htpasswd_entry("bob", "bob-pw");
+    std::fs::write(&files.htpasswd, users).expect("write htpasswd");
+    registry.stop();
+    registry.restart();
+    let (status, body) = registry.token_post(&refresh_grant);
+    assert_eq!(status, 400, "after a new password: {body}");
 }
 
 #[test]

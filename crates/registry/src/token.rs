@@ -413,6 +413,10 @@ impl TokenAuth {
                 "iat": now,
                 "jti": crate::upload::random_id(),
                 "token_use": REFRESH_USE,
+                "password_fingerprint": self
+                    .users
+                    .as_ref()
+                    .and_then(|u| u.password_fingerprint(account)),
             });
             answer["refresh_token"] = serde_json::json!(self.sign(&refresh));
         }
@@ -420,7 +424,8 @@ impl TokenAuth {
     }
 
     /// The user a refresh token this server issued for `service` names,
-    /// while it lasts and the user is still in the htpasswd file.
+    /// while it lasts and the user is in the htpasswd file with the
+    /// password the token was got with.
     fn refresh_account(&self, refresh_token: &str, service: &str) -> Option<String> {
         let claims = self.verify_signature(refresh_token)?;
         let now = unix_now();
@@ -429,7 +434,11 @@ impl TokenAuth {
             && claims["aud"] == service
             && claims["exp"].as_u64()? + LEEWAY_SECS >= now;
         let account = claims["sub"].as_str()?;
-        let known = self.users.as_ref().is_some_and(|u| u.has_user(account));
+        let known = self
+            .users
+            .as_ref()
+            .and_then(|u| u.password_fingerprint(account))
+            .is_some_and(|f| claims["password_fingerprint"] == f.as_str());
         (valid && known).then(|| account.to_owned())
     }
 
@@ -820,17 +829,17 @@ mod tests {
                 TokenAnswer::BadRefreshToken
             ));
         }
-        std::fs::write(&htpasswd, format!("bob:{hash}\n")).expect("write htpasswd");
-        let reloaded = TokenAuth {
-            users: Some(users()),
-            ..auth
-        };
-        assert!(matches!(
-            reloaded
-                .issue(ask(Grant::Refresh(refresh), "reg", false))
-                .await,
-            TokenAnswer::BadRefreshToken
-        ));
+        // Not once the user's password changed, nor once the user is gone.
+        let other_hash = bcrypt::hash("new-pw", 4).expect("bcrypt");
+        let mut auth = auth;
+        for entry in [format!("alice:{other_hash}\n"), format!("bob:{hash}\n")] {
+            std::fs::write(&htpasswd, entry).expect("write htpasswd");
+            auth.users = Some(users());
+            assert!(matches!(
+                auth.issue(ask(Grant::Refresh(refresh), "reg", false)).await,
+                TokenAnswer::BadRefreshToken
+            ));
+        }
     }
 
     #[test]
