@@ -150,8 +150,12 @@ pub struct TokenPolicy {
     /// Tokens are refused after this many requests.
     pub uses: Option<u32>,
     /// The `Authorization` header a GET of a token must carry (`None`:
-    /// anonymous tokens).
+    /// anonymous tokens); an OAuth2 password grant must carry the same
+    /// user and password.
     pub basic: Option<&'static str>,
+    /// An OAuth2 password grant (POST) is answered with this status, as a
+    /// token server that only takes GETs does.
+    pub refuse_password_grant: Option<u16>,
 }
 
 /// One token the token server issued.
@@ -169,7 +173,9 @@ struct Tokens {
     /// The `scope` of every token request, in order.
     requests: Vec<String>,
     /// How each token was asked for: `get`, `get offline` (a refresh token
-    /// wanted), `refresh_token <token>` (OAuth2 POST).
+    /// wanted), `password <user>` / `password <user> offline` and
+    /// `refresh_token <token>` (OAuth2 POSTs); a password grant refused
+    /// with `refuse_password_grant` as `refused password <user>`.
     grants: Vec<String>,
     /// Refresh tokens handed out.
     refresh_tokens: Vec<String>,
@@ -776,6 +782,28 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Standard base64 with padding (RFC 4648), for basic credentials.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let bytes = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(bytes[0]) << 16 | u32::from(bytes[1]) << 8 | u32::from(bytes[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Token mode: answers `/token` itself, and refuses a request without a
 /// valid token for its repository (401 with a Bearer challenge, after
 /// reading the body). `true`: serve the request.
@@ -821,6 +849,33 @@ fn token_allows(
                 }
                 format!("refresh_token {presented}")
             }
+            ("POST", Some(g)) if g == "password" => {
+                let username = query_param(&form, "username").unwrap_or_default();
+                if let Some(status) = tokens.policy.refuse_password_grant {
+                    tokens.grants.push(format!("refused password {username}"));
+                    drop(s);
+                    respond(stream, status, &[json()], b"{}", false);
+                    return false;
+                }
+                let password = query_param(&form, "password").unwrap_or_default();
+                let presented = format!(
+                    "Basic {}",
+                    base64(format!("{username}:{password}").as_bytes())
+                );
+                if tokens.policy.basic.is_some_and(|b| b != presented)
+                    || query_param(&form, "client_id").is_none()
+                {
+                    drop(s);
+                    let refused = error_body("UNAUTHORIZED", "incorrect username or password");
+                    respond(stream, 401, &[json()], &refused, false);
+                    return false;
+                }
+                if query_param(&form, "access_type").as_deref() == Some("offline") {
+                    format!("password {username} offline")
+                } else {
+                    format!("password {username}")
+                }
+            }
             ("GET", _) => {
                 let presented = headers.get("authorization").map(String::as_str);
                 if tokens.policy.basic.is_some() && presented != tokens.policy.basic {
@@ -860,7 +915,7 @@ fn token_allows(
         } else {
             serde_json::json!({ "token": token })
         };
-        if grant == "get offline" {
+        if grant.ends_with(" offline") {
             let refresh = format!("refresh-{}", tokens.requests.len());
             tokens.refresh_tokens.push(refresh.clone());
             answer["refresh_token"] = serde_json::json!(refresh);

@@ -813,7 +813,11 @@ fn login_keeps_the_identity_token_and_pulls_refresh_with_it() {
     );
     let out = login("s3cret");
     assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(registry.token_grants(), vec!["get offline".to_string()]);
+    // An OAuth2 password grant that asks for a refresh token.
+    assert_eq!(
+        registry.token_grants(),
+        vec!["password user offline".to_string()]
+    );
     // The CLI keeps the identity token instead of the password.
     let entry = &cli_config(&berthd)["auths"][&host];
     assert_eq!(entry["identitytoken"], "refresh-1", "{entry}");
@@ -830,7 +834,7 @@ fn login_keeps_the_identity_token_and_pulls_refresh_with_it() {
     assert_eq!(
         registry.token_grants(),
         vec![
-            "get offline".to_string(),
+            "password user offline".to_string(),
             "refresh_token refresh-1".to_string()
         ]
     );
@@ -840,4 +844,172 @@ fn login_keeps_the_identity_token_and_pulls_refresh_with_it() {
     );
     let id = berthd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
     assert_eq!(id.trim(), pushed.config_digest);
+
+    // berth login with a credential helper keeps the identity token there,
+    // as the secret of the user <token>, and berth pull sends it.
+    berthd.docker_ok(&["rmi", &image]);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let bin = scratch.path().join("bin");
+    let store = scratch.path().join("helper-store.json");
+    write_credential_helper(&bin, &store);
+    let config_dir = scratch.path().join("config");
+    std::fs::create_dir_all(&config_dir).expect("mkdir");
+    std::fs::write(config_dir.join("config.json"), r#"{"credsStore": "test"}"#)
+        .expect("write config.json");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let berth = |args: &[&str]| {
+        let mut command = berthd.cli_command(&workspace_binary("berth"));
+        command
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &config_dir)
+            .args(args);
+        command
+    };
+    let out = output_with_stdin(
+        &mut berth(&["login", "-u", "user", "--password-stdin", &host]),
+        "s3cret\n",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&store).expect("helper store"))
+            .expect("helper JSON");
+    assert_eq!(kept["Username"], "<token>", "{kept}");
+    let secret = kept["Secret"].as_str().unwrap_or_default().to_owned();
+    assert!(secret.starts_with("refresh-"), "{kept}");
+    let out = output_with_timeout(&mut berth(&["pull", &image]), CLI_TIMEOUT).expect("pull");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        registry.token_grants().last(),
+        Some(&format!("refresh_token {secret}"))
+    );
+}
+
+#[test]
+fn login_falls_back_to_a_get_where_the_token_server_takes_no_post() {
+    if !can_run() {
+        return;
+    }
+    use berth_tests::fake_registry::{FakeRegistry, TokenPolicy};
+    let berthd = Berthd::start();
+    for status in [404, 405] {
+        let registry = FakeRegistry::start();
+        registry.require_tokens(TokenPolicy {
+            basic: Some("Basic dXNlcjpzM2NyZXQ="),
+            refuse_password_grant: Some(status),
+            ..TokenPolicy::default()
+        });
+        let host = registry.host();
+        let mut command = berthd.docker_command();
+        command.args(["login", "-u", "user", "--password-stdin", &host]);
+        let out = output_with_stdin(&mut command, "s3cret\n");
+        assert!(out.status.success(), "{status}: {}", describe(&out));
+        assert_eq!(
+            registry.token_grants(),
+            vec![
+                "refused password user".to_string(),
+                "get offline".to_string()
+            ],
+            "{status}"
+        );
+        let entry = &cli_config(&berthd)["auths"][&host];
+        assert!(
+            entry["identitytoken"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("refresh-")),
+            "{status}: {entry}"
+        );
+    }
+}
+
+#[test]
+fn a_blob_a_mirror_fails_is_fetched_from_the_next_mirror_or_the_origin() {
+    if !can_run() {
+        return;
+    }
+    use berth_tests::fake_registry::{layer, FakeRegistry, LayerCompression, Misbehavior};
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let origin = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let layers = [
+        layer(&[("a", b"one")], LayerCompression::Gzip),
+        layer(&[("b", b"two")], LayerCompression::Gzip),
+        layer(&[("c", b"three")], LayerCompression::Gzip),
+    ];
+    let pushed = origin.add_image("m/fall", "1", arch, &layers);
+    let mirrored = mirror.add_image("m/fall", "1", arch, &layers);
+    assert_eq!(mirrored.manifest_digest, pushed.manifest_digest);
+    let blob = |digest: &str| format!("/v2/m/fall/blobs/{digest}");
+    // The mirror serves the manifest but not one layer (404) nor the
+    // config (503), and cuts another layer short every time; the mirror
+    // after it is down.
+    mirror.misbehave(&blob(&layers[0].digest), Misbehavior::Status(404));
+    mirror.misbehave(&blob(&pushed.config_digest), Misbehavior::Status(503));
+    mirror.misbehave(&blob(&layers[2].digest), Misbehavior::Truncate(5));
+    let dead = format!("127.0.0.1:{}", free_loopback_port());
+    let berthd = Berthd::builder()
+        .args([
+            "--registry-mirror".to_string(),
+            format!("{}=http://{}", origin.host(), mirror.host()),
+            "--registry-mirror".to_string(),
+            format!("{}=http://{dead}", origin.host()),
+        ])
+        .start();
+    let image = format!("{}/m/fall:1", origin.host());
+    let out = berthd.docker(&["pull", &image]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), berthd.log());
+    assert_eq!(image_id(&berthd, &image), pushed.config_digest);
+    // The manifest and the layers the mirror has came from the mirror;
+    // what it failed, from the origin.
+    assert!(origin.gets_of("/v2/m/fall/manifests/1").is_empty());
+    assert_eq!(mirror.gets_of("/v2/m/fall/manifests/1").len(), 1);
+    for (path, from_origin) in [
+        (blob(&layers[0].digest), 1),
+        (blob(&pushed.config_digest), 1),
+        (blob(&layers[1].digest), 0),
+        (blob(&layers[2].digest), 1),
+    ] {
+        assert_eq!(origin.gets_of(&path).len(), from_origin, "{path}");
+    }
+    assert_eq!(mirror.gets_of(&blob(&layers[1].digest)).len(), 1);
+    // The cut layer was tried (and resumed) on the mirror first; the origin
+    // was asked only for the rest.
+    assert_eq!(mirror.gets_of(&blob(&layers[2].digest)).len(), 5);
+    let rest = &origin.gets_of(&blob(&layers[2].digest))[0];
+    assert_eq!(rest.range.as_deref(), Some("bytes=25-"), "{rest:?}");
+    let log = berthd.log();
+    for (from, to) in [
+        (
+            format!("http://{}", mirror.host()),
+            format!("http://{dead}"),
+        ),
+        (format!("http://{dead}"), origin.host()),
+    ] {
+        assert!(
+            log.contains(&format!("blob {} of m/fall from {from}", layers[0].digest))
+                && log.contains(&format!("fetching it from {to}")),
+            "no fall-back from {from} to {to} logged:\n{log}"
+        );
+    }
+
+    // Where the origin fails the blob too, the pull fails, naming it, and
+    // keeps nothing.
+    berthd.docker_ok(&["rmi", &image]);
+    origin.misbehave(&blob(&layers[0].digest), Misbehavior::Status(404));
+    let out = berthd.docker(&["pull", &image]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains(&layers[0].digest),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["image", "inspect", &image]);
+    assert!(!out.status.success(), "{}", describe(&out));
 }

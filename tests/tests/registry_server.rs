@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use berth_tests::berthd::{free_loopback_port, Berthd};
 use berth_tests::dockerd::Dockerd;
+use berth_tests::fake_registry::incompressible;
 use berth_tests::host::{assert_success, describe, text, DockerApi, CLI_TIMEOUT};
 use berth_tests::{make_busybox_rootfs_tar, output_with_timeout, workspace_binary};
 use sha2::{Digest as _, Sha256};
@@ -1257,6 +1258,20 @@ impl Registry {
         )
     }
 
+    /// The token endpoint's answer to an OAuth2 POST of `form`.
+    fn token_post(&self, form: &str) -> (u16, serde_json::Value) {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-w", "\n%{http_code}", "--data", form]);
+        curl.arg(self.url("/auth/token"));
+        let out = output_with_timeout(&mut curl, CLI_TIMEOUT).expect("run curl");
+        let out = assert_success(&out, "curl token");
+        let (body, status) = out.rsplit_once('\n').unwrap_or_default();
+        (
+            status.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or_default(),
+        )
+    }
+
     /// A bearer token for `scope` (service: this registry's).
     fn bearer(&self, creds: Option<&str>, scope: &str) -> String {
         let (status, body) = self.token(creds, &format!("service={SERVICE}&scope={scope}"));
@@ -1491,6 +1506,17 @@ fn dockerd_logs_in_with_a_token_and_pushes_and_pulls() {
     );
     let login = dockerd.docker_ok(&["login", "-u", "alice", "-p", "alice-pw", &host]);
     assert!(login.contains("Login Succeeded"), "{login}");
+    // dockerd asked for a refresh token (offline_token=true): the CLI keeps
+    // it instead of the password, and the push and pull below get their
+    // tokens with it (grant_type=refresh_token).
+    let config_path = dockerd.dir().join("cli/config.json");
+    let config_text = std::fs::read_to_string(&config_path).expect("config.json");
+    let config: serde_json::Value = serde_json::from_str(&config_text).expect("JSON");
+    let identity = config["auths"][&host]["identitytoken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identitytoken: {config}"));
+    assert_eq!(jwt_part(identity, 1)["token_use"], "refresh");
+    assert!(!config_text.contains("alice-pw"), "{config_text}");
 
     let scratch = registry.scratch("dockerd-token");
     let tar = make_busybox_rootfs_tar(&scratch);
@@ -1659,6 +1685,246 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     berthd.docker_ok(&["rmi", &on_issuer]);
     berthd.docker_ok(&["pull", &on_issuer]);
     drop(guard);
+}
+
+#[test]
+fn the_token_endpoint_takes_oauth2_password_and_refresh_grants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let mut registry = Registry::start_with_tokens(&files);
+    let scope = "repository%3Aalice%2Fapp%3Apull%2Cpush";
+    let password = |password: &str, extra: &str| {
+        registry.token_post(&format!(
+            "grant_type=password&username=alice&password={password}&client_id=test&service={SERVICE}&scope={scope}{extra}"
+        ))
+    };
+    let (status, body) = password("wrong", "&access_type=offline");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{body}");
+    // Without access_type=offline: no refresh token.
+    let (status, body) = password("alice-pw", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body["refresh_token"].is_null(), "{body}");
+    let (status, body) = password("alice-pw", "&access_type=offline");
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access_token");
+    assert_eq!(
+        jwt_part(access, 1)["access"][0]["actions"],
+        serde_json::json!(["pull", "push"])
+    );
+    assert!(
+        body["issued_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{body}"
+    );
+    let refresh = body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned();
+    assert_eq!(jwt_part(&refresh, 1)["sub"], "alice");
+
+    // The refresh token gets tokens for other scopes, without the password.
+    let (status, body) = registry.token_post(&format!(
+        "grant_type=refresh_token&refresh_token={refresh}&client_id=test&service={SERVICE}&scope=repository%3Ateam%2Fapp%3Apull"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let renewed = format!(
+        "Authorization: Bearer {}",
+        body["access_token"].as_str().expect("access_token")
+    );
+    let out = registry.http("GET", "/v2/team/app/tags/list", &[&renewed], None);
+    assert_eq!(out.error_code(), "NAME_UNKNOWN", "{out:?}");
+    // It is no access token itself.
+    let out = registry.http(
+        "GET",
+        "/v2/",
+        &[&format!("Authorization: Bearer {refresh}")],
+        None,
+    );
+    assert_eq!(out.status, 401, "{out:?}");
+
+    // Bad requests get 400 and say what is wrong.
+    for (form, expected) in [
+        (
+            format!(
+                "grant_type=refresh_token&refresh_token={access}&client_id=test&service={SERVICE}"
+            ),
+            "refresh_token is not valid",
+        ),
+        (
+            format!("grant_type=refresh_token&refresh_token={refresh}&service={SERVICE}"),
+            "client_id is missing",
+        ),
+        (
+            "grant_type=client_credentials&client_id=test".to_owned(),
+            "unsupported grant_type",
+        ),
+        (
+            "client_id=test&username=alice".to_owned(),
+            "grant_type is missing",
+        ),
+    ] {
+        let (status, body) = registry.token_post(&form);
+        assert_eq!(status, 400, "{form}: {body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(expected)),
+            "{form}: {body}"
+        );
+    }
+    // A GET with offline_token=true gets one too, but not anonymously.
+    let (status, body) = registry.token(
+        Some("bob:bob-pw"),
+        &format!("service={SERVICE}&offline_token=true&client_id=test"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["refresh_token"].as_str().is_some(), "{body}");
+    let (_, body) = registry.token(None, &format!("service={SERVICE}&offline_token=true"));
+    assert!(body["refresh_token"].is_null(), "{body}");
+
+    // The signing key is kept, so refresh tokens outlive a restart, but not
+    // a new password.
+    let refresh_grant = format!(
+        "grant_type=refresh_token&refresh_token={refresh}&client_id=test&service={SERVICE}"
+    );
+    registry.stop();
+    registry.restart();
+    let (status, body) = registry.token_post(&refresh_grant);
+    assert_eq!(status, 200, "after a restart: {body}");
+    let users = htpasswd_entry("alice", "new-pw") + &htpasswd_entry("bob", "bob-pw");
+    std::fs::write(&files.htpasswd, users).expect("write htpasswd");
+    registry.stop();
+    registry.restart();
+    let (status, body) = registry.token_post(&refresh_grant);
+    assert_eq!(status, 400, "after a new password: {body}");
+}
+
+#[test]
+fn docker_login_through_berthd_keeps_an_identity_token_that_pushes_and_pulls() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let berthd = Berthd::start();
+    let host = registry.host();
+    let out = berthd.docker(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let out = berthd.docker(&["login", "-u", "alice", "-p", "alice-pw", &host]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // The CLI keeps the refresh token berthd got, not the password.
+    let config_path = berthd.dir().join("cli/config.json");
+    let config_text = std::fs::read_to_string(&config_path).expect("config.json");
+    let config: serde_json::Value = serde_json::from_str(&config_text).expect("JSON");
+    let identity = config["auths"][&host]["identitytoken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identitytoken: {config}"));
+    assert_eq!(jwt_part(identity, 1)["token_use"], "refresh");
+    assert_eq!(jwt_part(identity, 1)["sub"], "alice");
+    assert!(
+        !config_text.contains("alice-pw") && !config_text.contains("YWxpY2U6YWxpY2UtcHc"),
+        "{config_text}"
+    );
+
+    let scratch = registry.scratch("identity");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{host}/team/ident:1");
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    berthd.docker_ok(&["push", &image]);
+    berthd.docker_ok(&["rmi", &image]);
+    berthd.docker_ok(&["pull", &image]);
+    let out = berthd.docker_ok(&["run", "--rm", &image, "/bin/echo", "identity"]);
+    assert_eq!(out.trim(), "identity");
+}
+
+#[test]
+fn berth_login_keeps_the_identity_token_in_the_home_config_and_pushes_with_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    let berthd = Berthd::start();
+    let host = registry.host();
+    // ~/.docker/config.json of a HOME of its own.
+    let home = registry.scratch("home");
+    let berth = |args: &[&str], stdin: Option<&str>| {
+        let mut command = berthd.cli_command(&workspace_binary("berth"));
+        command
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", &home)
+            .args(args);
+        match stdin {
+            None => output_with_timeout(&mut command, CLI_TIMEOUT).expect("run berth"),
+            Some(input) => {
+                command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = command.spawn().expect("spawn berth");
+                std::io::Write::write_all(
+                    &mut child.stdin.take().expect("stdin"),
+                    input.as_bytes(),
+                )
+                .expect("write stdin");
+                child.wait_with_output().expect("berth login")
+            }
+        }
+    };
+    let out = berth(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("wrong\n"),
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    let config_path = home.join(".docker/config.json");
+    assert!(
+        !config_path.exists(),
+        "a failed login wrote {}",
+        config_path.display()
+    );
+    let out = berth(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("alice-pw\n"),
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), "Login Succeeded");
+    let config_text = std::fs::read_to_string(&config_path).expect("config.json");
+    let config: serde_json::Value = serde_json::from_str(&config_text).expect("JSON");
+    let identity = config["auths"][&host]["identitytoken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identitytoken: {config}"));
+    assert_eq!(jwt_part(identity, 1)["sub"], "alice");
+    // As the docker CLI writes it: the user name without the password.
+    assert_eq!(config["auths"][&host]["auth"], "YWxpY2U6", "{config}");
+    assert!(!config_text.contains("alice-pw"), "{config_text}");
+
+    let scratch = registry.scratch("berth-identity");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{host}/alice/ident:1");
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    let out = berth(&["push", &image], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    berthd.docker_ok(&["rmi", &image]);
+    let out = berth(&["pull", &image], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    // Logging in again without a password uses the identity token.
+    let out = berth(&["login", &host], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("Authenticating with existing credentials"),
+        "{}",
+        describe(&out)
+    );
+    // A token the server does not know fails the push, so the one kept is what works.
+    let mut forged = config.clone();
+    forged["auths"][&host]["identitytoken"] = serde_json::json!("not-a-token");
+    std::fs::write(&config_path, forged.to_string()).expect("write config.json");
+    let out = berth(&["push", &image], None);
+    assert!(!out.status.success(), "{}", describe(&out));
 }
 
 #[test]
@@ -1961,6 +2227,157 @@ fn limits_and_bad_input_get_the_spec_errors() {
         (out.status, out.error_code().as_str()),
         (404, "NAME_UNKNOWN")
     );
+}
+
+#[test]
+fn blob_uploads_over_the_limit_are_refused_and_discarded() {
+    // The limit from the config file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("registry.yaml");
+    std::fs::write(&config, "max-blob-bytes: 1000\n").expect("write config");
+    let registry = Registry::start(&["--config", &config.to_string_lossy()]);
+    let octets = "Content-Type: application/octet-stream";
+    let refused = |out: &Response, what: &str| {
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (413, "SIZE_INVALID"),
+            "{what}: {out:?}"
+        );
+        assert!(
+            out.body.contains("larger than the limit of 1000 bytes"),
+            "{what}: {out:?}"
+        );
+        assert!(
+            upload_dirs(&registry).is_empty(),
+            "{what}: the partial upload was kept: {:?}",
+            upload_dirs(&registry)
+        );
+    };
+    let blob_known = |digest: &str| {
+        registry
+            .http("HEAD", &format!("/v2/l/b/blobs/{digest}"), &[], None)
+            .status
+            == 200
+    };
+
+    // Monolithic: at the limit is stored, one byte over is refused.
+    let fits = incompressible(1000, 1);
+    let digest = push_blob(&registry, "l/b", &fits);
+    assert!(blob_known(&digest));
+    let over = incompressible(1001, 2);
+    let over_digest = digest_of(&over);
+    let out = registry.http(
+        "POST",
+        &format!("/v2/l/b/blobs/uploads/?digest={over_digest}"),
+        &[octets],
+        Some(&over),
+    );
+    refused(&out, "monolithic POST");
+    assert!(!blob_known(&over_digest));
+
+    // Chunked: the chunk that crosses the limit ends the session, whether
+    // its length is declared or streamed (Transfer-Encoding: chunked).
+    let start = |registry: &Registry| {
+        let out = registry.http("POST", "/v2/l/b/blobs/uploads/", &[], None);
+        assert_eq!(out.status, 202, "{out:?}");
+        out.header("location").expect("Location")
+    };
+    for streamed in [false, true] {
+        let location = start(&registry);
+        let out = registry.http(
+            "PATCH",
+            &location,
+            &[octets, "Content-Range: 0-599"],
+            Some(&over[..600]),
+        );
+        assert_eq!(out.status, 202, "{out:?}");
+        let mut headers = vec![octets, "Content-Range: 600-1000"];
+        if streamed {
+            headers.push("Transfer-Encoding: chunked");
+        }
+        let out = registry.http("PATCH", &location, &headers, Some(&over[600..]));
+        refused(&out, if streamed { "streamed PATCH" } else { "PATCH" });
+        let out = registry.http("GET", &location, &[], None);
+        assert_eq!(
+            (out.status, out.error_code().as_str()),
+            (404, "BLOB_UPLOAD_UNKNOWN"),
+            "{out:?}"
+        );
+        let out = registry.http(
+            "PUT",
+            &format!("{location}?digest={over_digest}"),
+            &[octets],
+            Some(b""),
+        );
+        assert_eq!(out.error_code(), "BLOB_UPLOAD_UNKNOWN", "{out:?}");
+    }
+    // The last bytes sent with the closing PUT count too.
+    let location = start(&registry);
+    let out = registry.http(
+        "PATCH",
+        &location,
+        &[octets, "Content-Range: 0-599"],
+        Some(&over[..600]),
+    );
+    assert_eq!(out.status, 202, "{out:?}");
+    let out = registry.http(
+        "PUT",
+        &format!("{location}?digest={over_digest}"),
+        &[octets],
+        Some(&over[600..]),
+    );
+    refused(&out, "closing PUT");
+    assert!(!blob_known(&over_digest));
+    // What fits still goes through the same way.
+    let location = start(&registry);
+    let out = registry.http(
+        "PUT",
+        &format!("{location}?digest={}", digest_of(&fits[..999])),
+        &[octets],
+        Some(&fits[..999]),
+    );
+    assert_eq!(out.status, 201, "{out:?}");
+
+    // A limit of 0 is refused at start.
+    let out =
+        serve_briefly(&["--root", "/nonexistent", "--max-blob-bytes", "0"]).expect("exits at once");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--max-blob-bytes"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn a_push_of_a_layer_over_the_blob_limit_fails_with_the_registry_s_reason() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    // busybox's layer is about 1 MB; its config is far under the limit.
+    let registry = Registry::start(&["--max-blob-bytes", "100000"]);
+    let berthd = Berthd::start();
+    let scratch = registry.scratch("over-limit");
+    let tar = make_busybox_rootfs_tar(&scratch);
+    let image = format!("{}/l/too-big:1", registry.host());
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), &image]);
+    let out = berthd.docker(&["push", &image]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        said.contains("blob upload is larger than the limit of 100000 bytes"),
+        "{}\n{}",
+        describe(&out),
+        berthd.log()
+    );
+    assert!(
+        upload_dirs(&registry).is_empty(),
+        "{:?}",
+        upload_dirs(&registry)
+    );
+    let out = registry.http("GET", "/v2/l/too-big/tags/list", &[], None);
+    assert_eq!(out.error_code(), "NAME_UNKNOWN", "{out:?}");
 }
 
 /// oras (the Python SDK) pushes and pulls an artifact, attaches two to an

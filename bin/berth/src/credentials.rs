@@ -1,8 +1,10 @@
 //! Registry credentials kept as the docker CLI keeps them: `config.json` in
 //! `--config`, else `$DOCKER_CONFIG`, else `~/.docker`, with `auths.<server>.auth`
-//! (base64 of `user:password`), or in a credential helper named by
-//! `credHelpers.<server>` or `credsStore` (`docker-credential-<name>`
-//! `get`/`store`/`erase`, JSON on stdin and stdout).
+//! (base64 of `user:password`) and `identitytoken` (a refresh token the
+//! registry gave at login, kept instead of the password), or in a
+//! credential helper named by `credHelpers.<server>` or `credsStore`
+//! (`docker-credential-<name>` `get`/`store`/`erase`, JSON on stdin and
+//! stdout; an identity token as the secret of the user `<token>`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,11 +55,18 @@ pub fn server_for_registry(registry: &str) -> String {
     }
 }
 
-/// A user name and password (or token) for one server.
+/// The user name a credential helper keeps an identity token under, as
+/// the docker CLI does.
+const TOKEN_USERNAME: &str = "<token>";
+
+/// A user name and password, or an identity token, for one server.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Login {
     pub username: String,
     pub password: String,
+    /// A refresh token from the registry's token server: sent instead of
+    /// the password, which is then not kept.
+    pub identity_token: Option<String>,
 }
 
 impl std::fmt::Debug for Login {
@@ -142,8 +151,17 @@ impl CliConfig {
             return Ok(None);
         };
         let entry = &self.document["auths"][&key];
+        let identity_token = entry
+            .get("identitytoken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         let Some(auth) = entry.get("auth").and_then(Value::as_str) else {
-            return Ok(None);
+            return Ok(identity_token.map(|token| Login {
+                username: String::new(),
+                password: String::new(),
+                identity_token: Some(token),
+            }));
         };
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth)
@@ -158,6 +176,7 @@ impl CliConfig {
         Ok(decoded.split_once(':').map(|(u, p)| Login {
             username: u.to_owned(),
             password: p.to_owned(),
+            identity_token,
         }))
     }
 
@@ -166,17 +185,26 @@ impl CliConfig {
     pub fn store(&mut self, server: &str, login: &Login) -> Result<(), Failure> {
         let entry = match self.helper(server) {
             Some(helper) => {
+                let (username, secret) = match &login.identity_token {
+                    Some(token) => (TOKEN_USERNAME, token),
+                    None => (login.username.as_str(), &login.password),
+                };
                 helper_run(
                     &helper,
                     "store",
-                    &json!({"ServerURL": server, "Username": login.username, "Secret": login.password})
+                    &json!({"ServerURL": server, "Username": username, "Secret": secret})
                         .to_string(),
                 )?;
                 json!({})
             }
             None => {
                 let pair = format!("{}:{}", login.username, login.password);
-                json!({"auth": base64::engine::general_purpose::STANDARD.encode(pair)})
+                let mut entry =
+                    json!({"auth": base64::engine::general_purpose::STANDARD.encode(pair)});
+                if let Some(token) = &login.identity_token {
+                    entry["identitytoken"] = json!(token);
+                }
+                entry
             }
         };
         let old = self.auths_key(server);
@@ -297,9 +325,17 @@ fn helper_get(helper: &str, server: &str) -> Result<Option<Login>, Failure> {
     if username.is_empty() {
         return Ok(None);
     }
+    if username == TOKEN_USERNAME {
+        return Ok(Some(Login {
+            username: String::new(),
+            password: String::new(),
+            identity_token: Some(field("Secret")),
+        }));
+    }
     Ok(Some(Login {
         username,
         password: field("Secret"),
+        identity_token: None,
     }))
 }
 
@@ -312,6 +348,7 @@ pub fn for_registry(registry: &str) -> Result<Option<bollard::auth::DockerCreden
         .map(|login| bollard::auth::DockerCredentials {
             username: Some(login.username),
             password: Some(login.password),
+            identitytoken: login.identity_token,
             serveraddress: Some(server),
             ..Default::default()
         }))
@@ -345,6 +382,7 @@ mod tests {
                 &Login {
                     username: "a".into(),
                     password: "b".into(),
+                    identity_token: None,
                 },
             )
             .expect("store");
@@ -357,6 +395,22 @@ mod tests {
             saved.contains("psFormat") && !saved.contains("/v2/"),
             "{saved}"
         );
+        // An identity token is kept beside the user name, without the password.
+        let token = Login {
+            username: "a".into(),
+            password: String::new(),
+            identity_token: Some("refresh-1".into()),
+        };
+        config.store("127.0.0.1:5000", &token).expect("store");
+        let saved: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("config.json")).expect("saved"),
+        )
+        .expect("JSON");
+        assert_eq!(
+            saved["auths"]["127.0.0.1:5000"],
+            json!({"auth": "YTo=", "identitytoken": "refresh-1"})
+        );
+        assert_eq!(config.get("127.0.0.1:5000").expect("get"), Some(token));
         config.erase("127.0.0.1:5000").expect("erase");
         assert!(!config.is_logged_in("127.0.0.1:5000"));
     }

@@ -73,6 +73,7 @@ pub async fn login(client: &Client, args: &LoginArgs) -> Result<(), Failure> {
         (Some(username), Some(password)) => Login {
             username: username.clone(),
             password,
+            identity_token: None,
         },
         (username, None) => match config.get(&server)? {
             Some(stored) if username.as_ref().is_none_or(|u| *u == stored.username) => {
@@ -97,9 +98,20 @@ pub async fn login(client: &Client, args: &LoginArgs) -> Result<(), Failure> {
     let body = json!({
         "username": login.username,
         "password": login.password,
+        "identitytoken": login.identity_token,
         "serveraddress": server,
     });
     let answer = client.post_json("/auth", Some(&body)).await?;
+    // The registry's refresh token is kept instead of the password, as the
+    // docker CLI does.
+    let login = match answer.get("IdentityToken").and_then(|t| t.as_str()) {
+        Some(token) if !token.is_empty() => Login {
+            password: String::new(),
+            identity_token: Some(token.to_owned()),
+            ..login
+        },
+        _ => login,
+    };
     config.store(&server, &login)?;
     if !config.uses_helper(&server) {
         eprintln!(

@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Refuse larger manifests [default: 4194304]
     #[arg(long = "max-manifest-bytes", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     max_manifest_bytes: Option<u64>,
+    /// Refuse (and discard) blob uploads larger than this [default: no limit]
+    #[arg(long = "max-blob-bytes", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    max_blob_bytes: Option<u64>,
     /// PEM certificate to serve TLS with (needs --tls-key)
     #[arg(long = "tls-cert", value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -149,6 +152,7 @@ fn merge(args: ServeArgs) -> Result<(berth_registry::ServeConfig, Option<String>
             .or(file.upload_purge_after)
             .unwrap_or(berth_registry::DEFAULT_PURGE_AFTER),
         max_manifest_bytes,
+        max_blob_bytes: args.max_blob_bytes.or(file.max_blob_bytes),
     };
     Ok((config, args.log_level.or(file.log_level)))
 }

@@ -375,11 +375,12 @@ fn a_child_is_born_in_the_cgroup_and_joins_v1_itself() {
     let pid = match forked {
         berth_sys::process::Forked::Child => {
             // Only raw system calls here: the test process has threads.
-            let code = if join.join_v1().is_ok() { 0 } else { 1 };
-            while code == 0 {
+            if join.join_v1().is_err() {
+                std::process::exit(1);
+            }
+            loop {
                 nix::unistd::pause();
             }
-            std::process::exit(code);
         }
         berth_sys::process::Forked::Parent(pid) => pid,
     };

@@ -88,6 +88,14 @@ impl Htpasswd {
         Some(user.to_owned())
     }
 
+    /// A short fingerprint of `user`'s password hash (None: no such user):
+    /// a refresh token carries it, so a new password ends the tokens the
+    /// old one got.
+    pub fn password_fingerprint(&self, user: &str) -> Option<String> {
+        let hash = self.users.get(user)?;
+        Some(hex::encode(&Sha256::digest(hash.as_bytes())[..12]))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, String>> {
         self.verified
             .lock()

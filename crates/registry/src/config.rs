@@ -14,6 +14,7 @@
 //! gc-delete-untagged: false
 //! upload-purge-after: 24h
 //! max-manifest-bytes: 4194304
+//! max-blob-bytes: 10737418240
 //! ```
 //!
 //! Durations are seconds, or a number with `s`, `m`, `h` or `d`. An unknown
@@ -39,6 +40,7 @@ pub struct FileConfig {
     pub gc_delete_untagged: Option<bool>,
     pub upload_purge_after: Option<Duration>,
     pub max_manifest_bytes: Option<usize>,
+    pub max_blob_bytes: Option<u64>,
 }
 
 pub const KEYS: &[&str] = &[
@@ -54,6 +56,7 @@ pub const KEYS: &[&str] = &[
     "gc-delete-untagged",
     "upload-purge-after",
     "max-manifest-bytes",
+    "max-blob-bytes",
 ];
 
 pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -171,6 +174,15 @@ impl FileConfig {
                         })?;
                     config.max_manifest_bytes = Some(n);
                 }
+                "max-blob-bytes" => {
+                    let n = value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                        bad(format!(
+                            "expected a positive number of bytes, got {}",
+                            show(&value)
+                        ))
+                    })?;
+                    config.max_blob_bytes = Some(n);
+                }
                 _ => {
                     return Err(ConfigError::UnknownKey {
                         path: name.to_owned(),
@@ -241,7 +253,7 @@ mod tests {
         let text = "addr: 127.0.0.1:5001\nroot: data\nlog-level: warn\ntls-cert: c.pem\n\
                     tls-key: /k.pem\nhtpasswd: h\ntoken-config: t.json\ngc-interval: 10m\n\
                     gc-grace: 30\ngc-delete-untagged: true\nupload-purge-after: 2d\n\
-                    max-manifest-bytes: 1024\n";
+                    max-manifest-bytes: 1024\nmax-blob-bytes: 2048\n";
         let config = FileConfig::parse(text, "f", Path::new("/etc/r")).expect("parse");
         assert_eq!(config.addr, Some("127.0.0.1:5001".parse().expect("addr")));
         assert_eq!(config.root.as_deref(), Some(Path::new("/etc/r/data")));
@@ -251,6 +263,7 @@ mod tests {
         assert_eq!(config.gc_delete_untagged, Some(true));
         assert_eq!(config.upload_purge_after, Some(Duration::from_secs(172800)));
         assert_eq!(config.max_manifest_bytes, Some(1024));
+        assert_eq!(config.max_blob_bytes, Some(2048));
         assert_eq!(config.log_level.as_deref(), Some("warn"));
         let json = FileConfig::parse(r#"{"gc-grace": "1h"}"#, "f", Path::new("/")).expect("json");
         assert_eq!(json.gc_grace, Some(Duration::from_secs(3600)));
@@ -269,6 +282,7 @@ mod tests {
             ("gc-grace: -5", "gc-grace"),
             ("gc-delete-untagged: yes please", "gc-delete-untagged"),
             ("max-manifest-bytes: 0", "max-manifest-bytes"),
+            ("max-blob-bytes: 1.5", "max-blob-bytes"),
             ("log-level: loud", "log-level"),
             ("root: [a]", "root"),
         ] {

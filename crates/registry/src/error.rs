@@ -36,6 +36,8 @@ pub enum RegistryError {
     ManifestBlobUnknown(String),
     #[error("manifest is larger than the limit of {0} bytes")]
     ManifestTooLarge(usize),
+    #[error("blob upload is larger than the limit of {0} bytes; the upload was discarded")]
+    BlobTooLarge(u64),
     /// `challenge` is the `WWW-Authenticate` value sent with the 401.
     #[error("authentication required")]
     Unauthorized { challenge: String },
@@ -44,6 +46,8 @@ pub enum RegistryError {
     Denied { challenge: String },
     #[error("no tokens are issued for service {0:?}")]
     ServiceUnknown(String),
+    #[error("token request: {0}")]
+    TokenRequestInvalid(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -72,9 +76,10 @@ impl RegistryError {
             ManifestInvalid(_) => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST),
             ManifestBlobUnknown(_) => ("MANIFEST_BLOB_UNKNOWN", StatusCode::BAD_REQUEST),
             ManifestTooLarge(_) => ("MANIFEST_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+            BlobTooLarge(_) => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
             Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
             Denied { .. } => ("DENIED", StatusCode::FORBIDDEN),
-            ServiceUnknown(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
+            ServiceUnknown(_) | TokenRequestInvalid(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
             NotFound => ("UNSUPPORTED", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Io(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),

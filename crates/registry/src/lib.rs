@@ -41,6 +41,8 @@ pub struct ServeConfig {
     pub upload_purge_after: Duration,
     /// Larger manifests are refused.
     pub max_manifest_bytes: usize,
+    /// Larger blob uploads are refused and discarded (`None`: no limit).
+    pub max_blob_bytes: Option<u64>,
 }
 
 /// How often garbage collection runs, and how long an unreferenced blob is
@@ -132,7 +134,10 @@ pub async fn serve(
         uploads,
         access,
         tls.is_some(),
-        config.max_manifest_bytes,
+        routes::Limits {
+            manifest_bytes: config.max_manifest_bytes,
+            blob_bytes: config.max_blob_bytes,
+        },
     )));
     let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     let served = match tls {

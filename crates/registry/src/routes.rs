@@ -17,7 +17,7 @@ use crate::auth::Htpasswd;
 use crate::error::{RegistryError, Result};
 use crate::names::{check_name, Digest, Reference};
 use crate::storage::{sha256_digest, Storage};
-use crate::token::{Actions, Needed, Refusal, TokenAnswer, TokenAuth, TokenRequest};
+use crate::token::{Actions, Grant, Needed, Refusal, TokenAnswer, TokenAuth, TokenRequest};
 use crate::upload::{random_id, Upload, Uploads};
 
 /// Manifests larger than this are refused unless configured otherwise
@@ -37,12 +37,19 @@ pub enum Access {
     Token(Box<TokenAuth>),
 }
 
+/// The most a client may upload.
+pub struct Limits {
+    pub manifest_bytes: usize,
+    /// One blob, over all its chunks (`None`: no limit).
+    pub blob_bytes: Option<u64>,
+}
+
 pub struct Registry {
     storage: Arc<Storage>,
     uploads: Arc<Uploads>,
     access: Access,
     tls: bool,
-    max_manifest_bytes: usize,
+    limits: Limits,
 }
 
 impl Registry {
@@ -51,14 +58,29 @@ impl Registry {
         uploads: Arc<Uploads>,
         access: Access,
         tls: bool,
-        max_manifest_bytes: usize,
+        limits: Limits,
     ) -> Registry {
         Registry {
             storage,
             uploads,
             access,
             tls,
-            max_manifest_bytes,
+            limits,
+        }
+    }
+
+    /// Refuses an upload at `offset` whose request says (Content-Length)
+    /// it brings more than the blob limit allows, before reading it.
+    fn check_declared_size(&self, offset: u64, headers: &HeaderMap) -> Result<()> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match (self.limits.blob_bytes, declared) {
+            (Some(limit), Some(length)) if offset.saturating_add(length) > limit => {
+                Err(RegistryError::BlobTooLarge(limit))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -141,7 +163,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
     );
     if let Access::Token(token) = &registry.access {
         if path == token.path() {
-            return token_endpoint(token, &method, request.uri().query(), authorization).await;
+            return token_endpoint(token, request, authorization).await;
         }
     }
     let endpoint = endpoint(&path).ok_or(RegistryError::NotFound)?;
@@ -208,7 +230,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
                 reference,
                 &headers,
                 body,
-                registry.max_manifest_bytes,
+                registry.limits.manifest_bytes,
             )
             .await
         }
@@ -238,7 +260,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
             Ok(empty(StatusCode::ACCEPTED))
         }
         (Endpoint::UploadStart(name), Method::POST) => {
-            start_upload(registry, name, &query, mount_from_allowed, body).await
+            start_upload(registry, name, &query, &headers, mount_from_allowed, body).await
         }
         (Endpoint::Upload(name, id), Method::GET) => {
             let session = session(registry, name, id).await?;
@@ -257,7 +279,7 @@ async fn handle(registry: &Registry, request: Request) -> Result<Response> {
             patch_upload(registry, name, id, &headers, body).await
         }
         (Endpoint::Upload(name, id), Method::PUT) => {
-            finish_upload(registry, name, id, &query, body).await
+            finish_upload(registry, name, id, &query, &headers, body).await
         }
         (Endpoint::Upload(name, id), Method::DELETE) => {
             let session = session(registry, name, id).await?;
@@ -296,40 +318,96 @@ fn needed(endpoint: &Endpoint<'_>, method: &Method) -> Needed {
     }
 }
 
+/// The most a token request form may hold.
+const TOKEN_FORM_LIMIT: usize = 64 * 1024;
+
 /// The token endpoint: `GET <path>?service=…&scope=…` with optional basic
-/// credentials.
+/// credentials, or an OAuth2 `POST` of a form with `grant_type=password`
+/// (`username`, `password`) or `grant_type=refresh_token`
+/// (`refresh_token`), `client_id`, `service`, space-separated `scope` and
+/// `access_type=offline` for a refresh token.
 async fn token_endpoint(
     token: &TokenAuth,
-    method: &Method,
-    query: Option<&str>,
+    request: Request,
     authorization: Option<String>,
 ) -> Result<Response> {
-    if method != Method::GET {
-        return Err(RegistryError::MethodNotAllowed);
-    }
-    let pairs: Vec<(String, String)> = query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let method = request.method().clone();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let form = match method {
+        Method::GET => query.into_bytes(),
+        Method::POST => {
+            let content_type = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !content_type.starts_with("application/x-www-form-urlencoded") {
+                return Err(RegistryError::TokenRequestInvalid(format!(
+                    "expected a form (application/x-www-form-urlencoded), got {content_type:?}"
+                )));
+            }
+            axum::body::to_bytes(request.into_body(), TOKEN_FORM_LIMIT)
+                .await
+                .map_err(|e| RegistryError::TokenRequestInvalid(format!("form: {e}")))?
+                .to_vec()
+        }
+        _ => return Err(RegistryError::MethodNotAllowed),
+    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(&form).into_owned().collect();
     let value = |key: &str| {
         pairs
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let missing = |key: &str| RegistryError::TokenRequestInvalid(format!("{key} is missing"));
+    let (grant, offline) = if method == Method::GET {
+        (
+            Grant::Basic(authorization.as_deref()),
+            value("offline_token") == Some("true"),
+        )
+    } else {
+        value("client_id").ok_or_else(|| missing("client_id"))?;
+        let grant = match value("grant_type") {
+            Some("password") => Grant::Password {
+                username: value("username").ok_or_else(|| missing("username"))?,
+                password: pairs
+                    .iter()
+                    .find(|(k, _)| k == "password")
+                    .map(|(_, v)| v.as_str())
+                    .ok_or_else(|| missing("password"))?,
+            },
+            Some("refresh_token") => {
+                Grant::Refresh(value("refresh_token").ok_or_else(|| missing("refresh_token"))?)
+            }
+            Some(other) => {
+                return Err(RegistryError::TokenRequestInvalid(format!(
+                    "unsupported grant_type {other:?}: expected password or refresh_token"
+                )))
+            }
+            None => return Err(missing("grant_type")),
+        };
+        (grant, value("access_type") == Some("offline"))
     };
     let request = TokenRequest {
-        authorization: authorization.as_deref(),
+        grant,
         service: value("service"),
         scopes: pairs
             .iter()
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str())
             .collect(),
+        offline,
     };
     match token.issue(request).await {
         TokenAnswer::Issued(body) => json_response(body, None),
         TokenAnswer::BadCredentials => Err(RegistryError::Unauthorized {
             challenge: "Basic realm=\"berth-registry\"".into(),
         }),
+        TokenAnswer::BadRefreshToken => Err(RegistryError::TokenRequestInvalid(
+            "refresh_token is not valid (expired, revoked or for another service)".into(),
+        )),
         TokenAnswer::UnknownService(service) => Err(RegistryError::ServiceUnknown(service)),
     }
 }
@@ -703,6 +781,7 @@ async fn start_upload(
     registry: &Registry,
     name: &str,
     query: &HashMap<String, String>,
+    headers: &HeaderMap,
     mount_from_allowed: bool,
     body: Body,
 ) -> Result<Response> {
@@ -719,8 +798,9 @@ async fn start_upload(
     let id = random_id();
     if let Some(expected) = query.get("digest") {
         let expected = Digest::parse(expected)?;
+        registry.check_declared_size(0, headers)?;
         let mut upload = Upload::create(registry.uploads.dir(), &id, name).await?;
-        if let Err(e) = upload.append(body).await {
+        if let Err(e) = upload.append(body, registry.limits.blob_bytes).await {
             upload.discard().await;
             return Err(e);
         }
@@ -803,8 +883,22 @@ async fn patch_upload(
             });
         }
     }
-    let added = match upload.append(body).await {
+    let checked = registry.check_declared_size(upload.offset, headers);
+    let added = match checked {
+        Ok(()) => upload.append(body, registry.limits.blob_bytes).await,
+        Err(e) => Err(e),
+    };
+    let added = match added {
         Ok(added) => added,
+        Err(e @ RegistryError::BlobTooLarge(_)) => {
+            // Nothing more may be added, so the session is of no use.
+            tracing::warn!("upload {id} to {name}: {e}");
+            if let Some(upload) = guard.take() {
+                upload.discard().await;
+            }
+            registry.uploads.remove(id);
+            return Err(e);
+        }
         Err(e) => {
             tracing::warn!("upload {id}: {e}");
             return Err(e);
@@ -837,6 +931,7 @@ async fn finish_upload(
     name: &str,
     id: &str,
     query: &HashMap<String, String>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
     let expected = Digest::parse(query.get("digest").map(String::as_str).unwrap_or_default())?;
@@ -846,7 +941,11 @@ async fn finish_upload(
         .take()
         .ok_or_else(|| RegistryError::UploadUnknown(id.to_owned()))?;
     registry.uploads.remove(id);
-    if let Err(e) = upload.append(body).await {
+    let appended = match registry.check_declared_size(upload.offset, headers) {
+        Ok(()) => upload.append(body, registry.limits.blob_bytes).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = appended {
         upload.discard().await;
         return Err(e);
     }

@@ -2,6 +2,10 @@
 //! takes htpasswd credentials (or none), a `service` and `scope`s, and issues
 //! an ES256 JWT granting what the access rules allow; the registry side
 //! checks the token's signature, issuer, audience, lifetime and scope.
+//! Credentials come as a GET with basic authorization or as an OAuth2 POST
+//! form (`grant_type=password` or `refresh_token`); an offline request
+//! (`offline_token=true`, `access_type=offline`) also gets a refresh token,
+//! a JWT of its own kind that only the token endpoint takes.
 //!
 //! The JWT header carries a `kid` in libtrust's form (what distribution's
 //! `rootcertbundle` trust is keyed by), so other registries that trust a
@@ -46,6 +50,9 @@ pub struct TokenConfig {
     /// Token lifetime in seconds.
     #[serde(default = "default_expiration")]
     pub expiration: u64,
+    /// Refresh token lifetime in seconds.
+    #[serde(default = "default_refresh_expiration")]
+    pub refresh_expiration: u64,
     /// Further services (other registries trusting this key) the endpoint
     /// issues tokens for, under the same rules.
     #[serde(default)]
@@ -65,6 +72,14 @@ fn default_path() -> String {
 fn default_expiration() -> u64 {
     300
 }
+
+/// 90 days: a `docker login` lasts about as long as a password would.
+fn default_refresh_expiration() -> u64 {
+    90 * 24 * 3600
+}
+
+/// The `token_use` claim of a refresh token; access tokens have none.
+const REFRESH_USE: &str = "refresh";
 
 /// Who may do what on which repositories. Rules add up; nothing is granted
 /// that no rule names.
@@ -196,17 +211,36 @@ pub struct TokenAuth {
 /// Verified tokens remembered before the cache starts over.
 const VERIFIED_CACHE: usize = 1024;
 
+/// How the token endpoint is told who asks.
+pub enum Grant<'a> {
+    /// A GET: the `Authorization` header, if any (none: anonymous).
+    Basic(Option<&'a str>),
+    /// An OAuth2 POST with `grant_type=password`.
+    Password {
+        username: &'a str,
+        password: &'a str,
+    },
+    /// An OAuth2 POST with `grant_type=refresh_token`.
+    Refresh(&'a str),
+}
+
 /// What the token endpoint was asked.
 pub struct TokenRequest<'a> {
-    pub authorization: Option<&'a str>,
+    pub grant: Grant<'a>,
     pub service: Option<&'a str>,
     pub scopes: Vec<&'a str>,
+    /// A refresh token is wanted too (`offline_token=true`,
+    /// `access_type=offline`); given only to a signed-in user.
+    pub offline: bool,
 }
 
 pub enum TokenAnswer {
     /// The JSON body to send with 200.
     Issued(serde_json::Value),
     BadCredentials,
+    /// A refresh token that is not valid (expired, another key's, for
+    /// another service, or its user is gone).
+    BadRefreshToken,
     UnknownService(String),
 }
 
@@ -289,7 +323,29 @@ impl TokenAuth {
 
     /// Answers the token endpoint.
     pub async fn issue(&self, request: TokenRequest<'_>) -> TokenAnswer {
-        let account = match (&self.users, request.authorization) {
+        let service = request.service.unwrap_or(&self.config.service);
+        if service != self.config.service
+            && !self.config.other_services.iter().any(|s| s == service)
+        {
+            return TokenAnswer::UnknownService(service.to_owned());
+        }
+        let basic;
+        let authorization = match request.grant {
+            Grant::Basic(authorization) => authorization,
+            Grant::Password { username, password } => {
+                let pair = format!("{username}:{password}");
+                basic = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                );
+                Some(basic.as_str())
+            }
+            Grant::Refresh(refresh_token) => match self.refresh_account(refresh_token, service) {
+                Some(account) => return self.issue_for(Some(account), service, &request),
+                None => return TokenAnswer::BadRefreshToken,
+            },
+        };
+        let account = match (&self.users, authorization) {
             (_, None) => None,
             (Some(users), Some(authorization)) => match users.user(Some(authorization)).await {
                 Some(user) => Some(user),
@@ -297,12 +353,17 @@ impl TokenAuth {
             },
             (None, Some(_)) => return TokenAnswer::BadCredentials,
         };
-        let service = request.service.unwrap_or(&self.config.service);
-        if service != self.config.service
-            && !self.config.other_services.iter().any(|s| s == service)
-        {
-            return TokenAnswer::UnknownService(service.to_owned());
-        }
+        self.issue_for(account, service, &request)
+    }
+
+    /// A token for `account` (None: anonymous) on `service` with what the
+    /// rules give it of the scopes asked, and a refresh token if asked.
+    fn issue_for(
+        &self,
+        account: Option<String>,
+        service: &str,
+        request: &TokenRequest<'_>,
+    ) -> TokenAnswer {
         let mut access: Vec<serde_json::Value> = Vec::new();
         for scope in request.scopes.iter().flat_map(|s| s.split(' ')) {
             let Some((kind, rest)) = scope.split_once(':') else {
@@ -337,11 +398,48 @@ impl TokenAuth {
             "access": access,
         });
         let token = self.sign(&claims);
-        TokenAnswer::Issued(serde_json::json!({
+        let mut answer = serde_json::json!({
             "token": token,
             "access_token": token,
             "expires_in": self.config.expiration,
-        }))
+            "issued_at": rfc3339(now),
+        });
+        if let (true, Some(account)) = (request.offline, &account) {
+            let refresh = serde_json::json!({
+                "iss": self.config.issuer,
+                "sub": account,
+                "aud": service,
+                "exp": now + self.config.refresh_expiration,
+                "iat": now,
+                "jti": crate::upload::random_id(),
+                "token_use": REFRESH_USE,
+                "password_fingerprint": self
+                    .users
+                    .as_ref()
+                    .and_then(|u| u.password_fingerprint(account)),
+            });
+            answer["refresh_token"] = serde_json::json!(self.sign(&refresh));
+        }
+        TokenAnswer::Issued(answer)
+    }
+
+    /// The user a refresh token this server issued for `service` names,
+    /// while it lasts and the user is in the htpasswd file with the
+    /// password the token was got with.
+    fn refresh_account(&self, refresh_token: &str, service: &str) -> Option<String> {
+        let claims = self.verify_signature(refresh_token)?;
+        let now = unix_now();
+        let valid = claims["token_use"] == REFRESH_USE
+            && claims["iss"] == self.config.issuer.as_str()
+            && claims["aud"] == service
+            && claims["exp"].as_u64()? + LEEWAY_SECS >= now;
+        let account = claims["sub"].as_str()?;
+        let known = self
+            .users
+            .as_ref()
+            .and_then(|u| u.password_fingerprint(account))
+            .is_some_and(|f| claims["password_fingerprint"] == f.as_str());
+        (valid && known).then(|| account.to_owned())
     }
 
     fn sign(&self, claims: &serde_json::Value) -> String {
@@ -467,6 +565,10 @@ impl TokenAuth {
                 claims
             }
         };
+        if !claims["token_use"].is_null() {
+            // A refresh token is no access token.
+            return None;
+        }
         let now = unix_now();
         let fresh = claims["exp"].as_u64()? + LEEWAY_SECS >= now
             && claims["nbf"].as_u64().unwrap_or(0) <= now + LEEWAY_SECS;
@@ -531,6 +633,15 @@ fn glob_match(pattern: &str, text: &str) -> bool {
                 .any(|i| glob_match(tail, &rest[i..]))
         }
     }
+}
+
+/// `secs` since the epoch as RFC 3339 UTC (`issued_at`).
+fn rfc3339(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn unix_now() -> u64 {
@@ -613,15 +724,17 @@ mod tests {
         ]));
         let TokenAnswer::Issued(body) = auth
             .issue(TokenRequest {
-                authorization: None,
+                grant: Grant::Basic(None),
                 service: Some("reg"),
                 scopes: vec!["repository:public/x:pull,push", "repository:private:pull"],
+                offline: true,
             })
             .await
         else {
             panic!("no token");
         };
         let token = body["token"].as_str().expect("token");
+        assert!(body["refresh_token"].is_null(), "anonymous refresh token");
         let claims = auth.verify(token).expect("verifies");
         assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
         assert_eq!(claims["access"][1]["actions"], serde_json::json!([]));
@@ -640,6 +753,93 @@ mod tests {
             other.verify(token).is_none(),
             "another key's token accepted"
         );
+    }
+
+    #[tokio::test]
+    async fn password_grants_give_refresh_tokens_that_only_get_tokens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let htpasswd = dir.path().join("htpasswd");
+        let hash = bcrypt::hash("pw", 4).expect("bcrypt");
+        std::fs::write(&htpasswd, format!("alice:{hash}\n")).expect("write htpasswd");
+        let path = dir.path().join("token.json");
+        let rules = r#"[{"account":"*","repository":"${account}/*","actions":["*"]}]"#;
+        std::fs::write(
+            &path,
+            format!(r#"{{"service":"reg","other_services":["other"],"access":{rules}}}"#),
+        )
+        .expect("write config");
+        let users = || Htpasswd::load(&htpasswd).expect("htpasswd");
+        let auth = TokenAuth::load(&path, Some(users())).expect("load");
+        let ask = |grant, service, offline| TokenRequest {
+            grant,
+            service: Some(service),
+            scopes: vec!["repository:alice/x:pull,push"],
+            offline,
+        };
+        let password = |p| Grant::Password {
+            username: "alice",
+            password: p,
+        };
+        assert!(matches!(
+            auth.issue(ask(password("wrong"), "reg", true)).await,
+            TokenAnswer::BadCredentials
+        ));
+        let TokenAnswer::Issued(body) = auth.issue(ask(password("pw"), "reg", true)).await else {
+            panic!("password grant refused");
+        };
+        let refresh = body["refresh_token"].as_str().expect("refresh token");
+        let pull = Needed::Repository("alice/x".into(), Actions::PULL);
+        let bearer = |t: &str| format!("Bearer {t}");
+        assert!(auth
+            .authorize(
+                Some(&bearer(body["access_token"].as_str().expect("token"))),
+                &pull,
+                "h"
+            )
+            .is_ok());
+        assert!(
+            auth.authorize(Some(&bearer(refresh)), &Needed::Login, "h")
+                .is_err(),
+            "a refresh token was taken as an access token"
+        );
+        let TokenAnswer::Issued(renewed) =
+            auth.issue(ask(Grant::Refresh(refresh), "reg", false)).await
+        else {
+            panic!("refresh grant refused");
+        };
+        assert!(renewed["refresh_token"].is_null());
+        let claims = auth
+            .verify(renewed["token"].as_str().expect("token"))
+            .expect("verifies");
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(
+            claims["access"][0]["actions"],
+            serde_json::json!(["pull", "push"])
+        );
+        // Not for another service, not an access token, not once the user is gone.
+        for (grant, service) in [
+            (Grant::Refresh(refresh), "other"),
+            (
+                Grant::Refresh(body["token"].as_str().expect("token")),
+                "reg",
+            ),
+        ] {
+            assert!(matches!(
+                auth.issue(ask(grant, service, false)).await,
+                TokenAnswer::BadRefreshToken
+            ));
+        }
+        // Not once the user's password changed, nor once the user is gone.
+        let other_hash = bcrypt::hash("new-pw", 4).expect("bcrypt");
+        let mut auth = auth;
+        for entry in [format!("alice:{other_hash}\n"), format!("bob:{hash}\n")] {
+            std::fs::write(&htpasswd, entry).expect("write htpasswd");
+            auth.users = Some(users());
+            assert!(matches!(
+                auth.issue(ask(Grant::Refresh(refresh), "reg", false)).await,
+                TokenAnswer::BadRefreshToken
+            ));
+        }
     }
 
     #[test]

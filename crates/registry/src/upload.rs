@@ -131,8 +131,10 @@ impl Upload {
         Ok(())
     }
 
-    /// Streams `body` onto the end of the ingest file; returns the bytes added.
-    pub async fn append(&mut self, body: Body) -> Result<u64> {
+    /// Streams `body` onto the end of the ingest file; returns the bytes
+    /// added. Past `limit` bytes in all it stops with `BlobTooLarge` (the
+    /// caller discards the session).
+    pub async fn append(&mut self, body: Body, limit: Option<u64>) -> Result<u64> {
         self.ready().await?;
         let (Some(file), Some(hasher)) = (self.file.as_mut(), self.hasher.as_mut()) else {
             unreachable!("ready opens the file and the hasher");
@@ -150,6 +152,12 @@ impl Upload {
                     break;
                 }
             };
+            if let Some(limit) = limit {
+                if self.offset + added + chunk.len() as u64 > limit {
+                    result = Err(RegistryError::BlobTooLarge(limit));
+                    break;
+                }
+            }
             if let Err(e) = file.write_all(&chunk).await {
                 result = Err(e.into());
                 break;

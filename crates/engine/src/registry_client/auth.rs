@@ -179,12 +179,15 @@ const CLIENT_ID: &str = "docker";
 /// 60 s, as the distribution client assumes.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Asks the realm of `challenge` for a token for `scope`, as dockerd: with
-/// an identity token, an OAuth2 POST (`grant_type=refresh_token`); else a
-/// GET with the credentials as Basic authorization and `account=`, which
-/// with `offline` also asks for a refresh token (`offline_token=true`, what
-/// `docker login` keeps as the identity token). A token server that
-/// refuses the credentials is `Unauthorized`.
+/// Asks the realm of `challenge` for a token for `scope`. With an identity
+/// token: an OAuth2 POST (`grant_type=refresh_token`), as dockerd. For a
+/// login (`offline`) with a password: an OAuth2 POST
+/// (`grant_type=password`, `access_type=offline`), whose refresh token
+/// `docker login` keeps as the identity token; a token server that does not
+/// take POSTs (404, 405) is asked again with a GET, as containerd does.
+/// Else a GET with the credentials as Basic authorization and `account=`
+/// (with `offline`, also `offline_token=true`). A token server that refuses
+/// the credentials is `Unauthorized`.
 pub(crate) fn fetch_token(
     settings: &super::RegistrySettings,
     challenge: &Challenge,
@@ -209,49 +212,78 @@ pub(crate) fn fetch_token(
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let mut query = Vec::new();
-    if let Some(service) = &challenge.service {
-        query.push(format!("service={}", encode(service)));
-    }
     let identity_token = credentials.and_then(|c| c.identity_token.as_deref());
+    let password_login =
+        credentials.filter(|c| offline && identity_token.is_none() && !c.username.is_empty());
     let received = SystemTime::now();
-    // Several scopes: one `scope` each in a query, space-separated in a
-    // form, as the distribution client sends them.
-    let response = if let Some(refresh_token) = identity_token {
-        if let Some(scope) = scope {
-            query.push(format!("scope={}", encode(scope)));
+    // The form of an OAuth2 POST: scopes space-separated in one value.
+    let oauth_form = |grant: &[(&str, &str)]| {
+        let mut form: Vec<String> = grant
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        if let Some(service) = &challenge.service {
+            form.push(format!("service={}", encode(service)));
         }
-        query.push(format!("client_id={CLIENT_ID}"));
-        query.push("grant_type=refresh_token".to_string());
-        query.push(format!("refresh_token={}", encode(refresh_token)));
-        let form = query.join("&");
+        if let Some(scope) = scope {
+            form.push(format!("scope={}", encode(scope)));
+        }
+        form.push(format!("client_id={CLIENT_ID}"));
+        form.join("&")
+    };
+    let post = |form: String| -> Result<super::Response> {
         let realm_server = super::Registry::at(settings, host, tls, None)?;
         realm_server.send(
             "POST",
             path,
             &[("Content-Type", "application/x-www-form-urlencoded")],
             super::Body::Bytes(form.as_bytes()),
-        )?
+        )
+    };
+    let response = if let Some(refresh_token) = identity_token {
+        post(oauth_form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ]))?
     } else {
-        for scope in scope.unwrap_or_default().split_whitespace() {
-            query.push(format!("scope={}", encode(scope)));
+        let posted = match password_login {
+            Some(c) => Some(post(oauth_form(&[
+                ("grant_type", "password"),
+                ("username", &c.username),
+                ("password", &c.password),
+                ("access_type", "offline"),
+            ]))?),
+            None => None,
+        };
+        match posted {
+            Some(response) if !matches!(response.status, 404 | 405) => response,
+            _ => {
+                let mut query = Vec::new();
+                if let Some(service) = &challenge.service {
+                    query.push(format!("service={}", encode(service)));
+                }
+                // Several scopes: one `scope` each, as the distribution client sends them.
+                for scope in scope.unwrap_or_default().split_whitespace() {
+                    query.push(format!("scope={}", encode(scope)));
+                }
+                if offline {
+                    query.push("offline_token=true".to_string());
+                    query.push(format!("client_id={CLIENT_ID}"));
+                }
+                if let Some(c) = credentials {
+                    query.push(format!("account={}", encode(&c.username)));
+                }
+                let separator = if path.contains('?') { '&' } else { '?' };
+                let target = format!("{path}{separator}{}", query.join("&"));
+                let realm_server = super::Registry::at(
+                    settings,
+                    host,
+                    tls,
+                    credentials.map(Credentials::basic_header),
+                )?;
+                realm_server.send("GET", &target, &[], super::Body::Empty)?
+            }
         }
-        if offline {
-            query.push("offline_token=true".to_string());
-            query.push(format!("client_id={CLIENT_ID}"));
-        }
-        if let Some(c) = credentials {
-            query.push(format!("account={}", encode(&c.username)));
-        }
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let target = format!("{path}{separator}{}", query.join("&"));
-        let realm_server = super::Registry::at(
-            settings,
-            host,
-            tls,
-            credentials.map(Credentials::basic_header),
-        )?;
-        realm_server.send("GET", &target, &[], super::Body::Empty)?
     };
     if response.status != 200 {
         let status = response.status;

@@ -1,7 +1,9 @@
 //! `docker login`: checks credentials against a registry the way dockerd
 //! does, with `GET /v2/` and the challenge it answers (Basic: the request
-//! again with the credentials; Bearer: a token from the realm, asked with
-//! `offline_token=true`, whose refresh token is the login's identity token).
+//! again with the credentials; Bearer: a token from the realm, asked with an
+//! OAuth2 password grant and `access_type=offline` (or a GET with
+//! `offline_token=true` where the realm takes no POST), whose refresh token
+//! is the login's identity token).
 
 use super::{auth, hosts, Body, Credentials, Registry, RegistrySettings};
 use crate::error::{Error, Result};
@@ -107,7 +109,8 @@ mod tests {
     use super::*;
 
     /// A registry with a token server: `/v2/` wants `Bearer t`, `/token`
-    /// hands it out for `user:right` only.
+    /// hands it out for `user:right` only, to a GET: it answers a POST
+    /// with 405, as token servers without OAuth2 do.
     fn token_registry() -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let host = listener.local_addr().expect("addr").to_string();
@@ -119,13 +122,22 @@ mod tests {
                 let mut first = String::new();
                 let _ = reader.read_line(&mut first);
                 let mut authorization = String::new();
+                let mut length = 0u64;
                 let mut line = String::new();
                 while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
                     if let Some(v) = line.strip_prefix("authorization:") {
                         authorization = v.trim().to_string();
                     }
                     line.clear();
                 }
+                let _ = std::io::copy(
+                    &mut std::io::Read::take(&mut reader, length),
+                    &mut std::io::sink(),
+                );
                 let path = first.split_whitespace().nth(1).unwrap_or("");
                 let user_right = Credentials {
                     username: "user".into(),
@@ -133,7 +145,9 @@ mod tests {
                     identity_token: None,
                 }
                 .basic_header();
-                let (status, extra, body) = if path.starts_with("/token") {
+                let (status, extra, body) = if first.starts_with("POST") {
+                    ("405 Method Not Allowed", String::new(), "{}")
+                } else if path.starts_with("/token") {
                     if authorization == user_right {
                         ("200 OK", String::new(), r#"{"token":"t"}"#)
                     } else {

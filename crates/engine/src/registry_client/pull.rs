@@ -5,11 +5,12 @@
 //! streams into the content store's ingest and, at the same time, through
 //! the decompressor into a staging snapshot; a dropped connection resumes
 //! with a Range request. Only after its size, digest and diff_id are checked
-//! is a layer committed; nothing unverified becomes visible.
+//! is a layer committed; nothing unverified becomes visible. A blob a
+//! mirror fails to serve is fetched from the next mirror or the origin.
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
 use berth_content::Digest;
@@ -18,7 +19,7 @@ use berth_image::{
     Compression, ImageConfig, LoadedImage, LoadedLayer, Manifest, ManifestKind, Platform, Reference,
 };
 
-use super::{Body, Credentials, Registry, RegistrySettings, Response, Status};
+use super::{Body, Credentials, Mirror, Registry, RegistrySettings, Response, Status};
 use crate::error::{Error, Result};
 use crate::images::{ImageService, Progress, PulledManifest, StagedLayer, StagedLayers};
 
@@ -54,7 +55,7 @@ impl Default for TransferLimits {
 
 /// A manifest found in the registry, ready to be fetched.
 pub struct ResolvedPull {
-    registry: Registry,
+    sources: BlobSources,
     reference: Reference,
     /// What the pulled images are known by: the manifest's digest, or the
     /// index's when they came through one.
@@ -175,10 +176,19 @@ fn resolve_wanted(
     } else {
         reference.clone()
     };
-    for mirror in settings.mirrors_of(reference.domain()) {
-        match Registry::open_mirror(settings, mirror, reference.path())
-            .and_then(|registry| resolve_in(registry, reference.clone(), want))
-        {
+    let mirrors = settings.mirrors_of(reference.domain());
+    for (i, mirror) in mirrors.iter().enumerate() {
+        let later = mirrors[i + 1..]
+            .iter()
+            .cloned()
+            .map(BlobSource::Mirror)
+            .chain([BlobSource::Origin(credentials.cloned())])
+            .collect();
+        match Registry::open_mirror(settings, mirror, reference.path()).and_then(|registry| {
+            let first = (registry, mirror.url.clone());
+            let sources = BlobSources::new(settings, &reference, first, later);
+            resolve_in(sources, reference.clone(), want)
+        }) {
             Ok(resolved) => return Ok(resolved),
             Err(e) => tracing::info!(
                 "pull of {} from mirror {}: {e}; trying the next source",
@@ -194,7 +204,9 @@ fn resolve_wanted(
         reference.path(),
         "pull",
     )?;
-    resolve_in(registry, reference, want)
+    let first = (registry, reference.domain().to_string());
+    let sources = BlobSources::new(settings, &reference, first, Vec::new());
+    resolve_in(sources, reference, want)
 }
 
 /// Whether an index entry is a platform's image (not an attestation or
@@ -209,14 +221,100 @@ pub(super) fn is_platform_image(entry: &berth_image::Descriptor) -> bool {
         .is_some_and(|p| p.os != "unknown" && p.architecture != "unknown")
 }
 
-/// [`resolve`] on one registry.
-fn resolve_in(registry: Registry, reference: Reference, want: Want<'_>) -> Result<ResolvedPull> {
+/// A source of blobs after the one that served the manifest.
+enum BlobSource {
+    Mirror(Mirror),
+    /// The registry itself, with the pull's credentials.
+    Origin(Option<Credentials>),
+}
+
+/// Where a pull's blobs come from: the registry or mirror that served the
+/// manifest, then the mirrors after it and the origin, in the order of
+/// `registry-mirrors`. Those are opened (pinged, authenticated) only when a
+/// blob first needs them, and then shared by the pull's downloads.
+struct BlobSources {
+    first: Registry,
+    /// How logs name `first`: the mirror's URL or the registry's name.
+    first_name: String,
+    later: Vec<(BlobSource, OnceLock<std::result::Result<Registry, String>>)>,
+    settings: RegistrySettings,
+    repository: String,
+    domain: String,
+}
+
+impl BlobSources {
+    fn new(
+        settings: &RegistrySettings,
+        reference: &Reference,
+        (first, first_name): (Registry, String),
+        later: Vec<BlobSource>,
+    ) -> BlobSources {
+        BlobSources {
+            first,
+            first_name,
+            later: later.into_iter().map(|s| (s, OnceLock::new())).collect(),
+            settings: settings.clone(),
+            repository: reference.path().to_string(),
+            domain: reference.domain().to_string(),
+        }
+    }
+
+    /// Source `i` (0: the one that served the manifest), opened; an error
+    /// when it cannot be reached or refuses the pull.
+    fn get(&self, i: usize) -> std::result::Result<&Registry, String> {
+        let Some(i) = i.checked_sub(1) else {
+            return Ok(&self.first);
+        };
+        let (source, opened) = &self.later[i];
+        opened
+            .get_or_init(|| {
+                match source {
+                    BlobSource::Mirror(mirror) => {
+                        Registry::open_mirror(&self.settings, mirror, &self.repository)
+                    }
+                    BlobSource::Origin(credentials) => Registry::open(
+                        &self.settings,
+                        &self.domain,
+                        credentials.as_ref(),
+                        &self.repository,
+                        "pull",
+                    ),
+                }
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The source after `i` to ask for `digest`, which `i` failed to serve
+    /// (`why`), if there is one; logs the move.
+    fn next(&self, i: usize, digest: &Digest, why: &str) -> Option<usize> {
+        (i < self.later.len()).then(|| {
+            let name = |i: usize| match i.checked_sub(1).map(|i| &self.later[i].0) {
+                None => self.first_name.clone(),
+                Some(BlobSource::Mirror(mirror)) => mirror.url.clone(),
+                Some(BlobSource::Origin(_)) => self.domain.clone(),
+            };
+            tracing::warn!(
+                "blob {digest} of {} from {}: {why}; fetching it from {}",
+                self.repository,
+                name(i),
+                name(i + 1)
+            );
+            i + 1
+        })
+    }
+}
+
+/// [`resolve`] on one registry (the first of `sources`).
+fn resolve_in(sources: BlobSources, reference: Reference, want: Want<'_>) -> Result<ResolvedPull> {
+    let registry = &sources.first;
     let wanted = match (reference.digest(), reference.tag()) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.to_string(),
         (None, None) => "latest".to_string(),
     };
-    let (bytes, declared, digest) = fetch_manifest(&registry, &reference, &wanted)?;
+    let (bytes, declared, digest) = fetch_manifest(registry, &reference, &wanted)?;
     let kind = parse_manifest(&reference, &bytes, declared.as_deref())?;
     // As dockerd, an image from an index is known by the index's digest
     // (`Digest:` line, RepoDigests), so `name@digest` pulls it again.
@@ -284,7 +382,7 @@ fn resolve_in(registry: Registry, reference: Reference, want: Want<'_>) -> Resul
             let mut images = Vec::new();
             for chosen in entries {
                 let (entry, entry_type, _) =
-                    fetch_manifest(&registry, &reference, chosen.digest.as_str())?;
+                    fetch_manifest(registry, &reference, chosen.digest.as_str())?;
                 match parse_manifest(&reference, &entry, entry_type.as_deref())? {
                     ManifestKind::Manifest(m) => {
                         let pulled = PulledManifest {
@@ -335,7 +433,7 @@ fn resolve_in(registry: Registry, reference: Reference, want: Want<'_>) -> Resul
         }
     }
     Ok(ResolvedPull {
-        registry,
+        sources,
         reference,
         manifest_digest: digest,
         images,
@@ -509,6 +607,15 @@ enum Failure {
     Permanent(Error),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Transient(why) => f.write_str(why),
+            Failure::Permanent(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// GETs a blob from `offset` on (a Range request past 0), following
 /// redirects.
 fn get_blob(
@@ -608,25 +715,40 @@ fn url_origin(url: &str) -> Option<(bool, &str)> {
     (!authority.is_empty()).then_some((https, authority))
 }
 
-/// GETs a small blob (the config) whole, with the same retries as layers.
+/// GETs a small blob (the config) whole, with the same retries as layers
+/// and the same moves from a failing mirror to the next source.
 fn get_small_blob(
-    registry: &Registry,
+    sources: &BlobSources,
     reference: &Reference,
     digest: &Digest,
     limit: u64,
 ) -> Result<Vec<u8>> {
     let mut last = String::new();
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            std::thread::sleep(BACKOFF * 2u32.pow(attempt - 1));
-        }
-        match get_blob(registry, reference, digest, 0) {
-            Ok(response) => match response.bytes(limit) {
-                Ok(bytes) => return Ok(bytes),
-                Err(e) => last = e.to_string(),
+    let mut source = 0;
+    let mut attempt = 0;
+    while attempt < ATTEMPTS {
+        let failure = match sources.get(source) {
+            Err(e) => Failure::Permanent(Error::Internal(e)),
+            Ok(registry) => match get_blob(registry, reference, digest, 0) {
+                Ok(response) => match response.bytes(limit) {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(e) => Failure::Transient(e.to_string()),
+                },
+                Err(failure) => failure,
             },
-            Err(Failure::Permanent(e)) => return Err(e),
-            Err(Failure::Transient(e)) => last = e,
+        };
+        if let Some(next) = sources.next(source, digest, &failure.to_string()) {
+            source = next;
+            attempt = 0;
+            continue;
+        }
+        match failure {
+            Failure::Permanent(e) => return Err(e),
+            Failure::Transient(e) => last = e,
+        }
+        attempt += 1;
+        if attempt < ATTEMPTS {
+            std::thread::sleep(BACKOFF * 2u32.pow(attempt - 1));
         }
     }
     Err(Error::Internal(format!(
@@ -640,7 +762,9 @@ fn get_small_blob(
 /// dropped or stalled connection is resumed from the bytes received with a
 /// Range request, a few times with back-off.
 struct BlobDownload<'a> {
-    registry: &'a Registry,
+    sources: &'a BlobSources,
+    /// Which of `sources` the blob comes from now.
+    source: usize,
     reference: &'a Reference,
     digest: &'a Digest,
     size: u64,
@@ -676,6 +800,17 @@ impl BlobDownload<'_> {
                 return Err(self.fail(Error::Internal("pull cancelled".into())));
             }
             if self.attempts >= ATTEMPTS {
+                // A mirror that keeps cutting the body short passes the
+                // blob on too.
+                let why = format!(
+                    "{} (gave up after {ATTEMPTS} tries)",
+                    last.as_deref().unwrap_or_default()
+                );
+                if let Some(next) = self.sources.next(self.source, self.digest, &why) {
+                    self.source = next;
+                    self.attempts = 0;
+                    continue;
+                }
                 let e = Error::Internal(format!(
                     "downloading layer {} of {}: {} (gave up after {ATTEMPTS} tries, {} of {} bytes received)",
                     self.digest,
@@ -702,7 +837,31 @@ impl BlobDownload<'_> {
             }
             self.attempts += 1;
             let offset = self.done();
-            match get_blob(self.registry, self.reference, self.digest, offset) {
+            let got = self
+                .sources
+                .get(self.source)
+                .map_err(|e| Failure::Permanent(Error::Internal(e)))
+                .and_then(|registry| get_blob(registry, self.reference, self.digest, offset));
+            // A mirror that fails passes the blob on (from what was
+            // received: a blob is the same bytes everywhere).
+            let got = match got {
+                Err(failure) => {
+                    match self
+                        .sources
+                        .next(self.source, self.digest, &failure.to_string())
+                    {
+                        Some(next) => {
+                            self.source = next;
+                            self.attempts = 0;
+                            last = Some(failure.to_string());
+                            continue;
+                        }
+                        None => Err(failure),
+                    }
+                }
+                ok => ok,
+            };
+            match got {
                 Ok(response) => {
                     self.skip = 0;
                     if offset > 0 {
@@ -877,7 +1036,7 @@ static STAGES: AtomicU64 = AtomicU64::new(0);
 /// What one pull shares with its download workers.
 struct LayerJob<'a> {
     images: &'a ImageService,
-    registry: &'a Registry,
+    sources: &'a BlobSources,
     reference: &'a Reference,
     manifest: &'a Manifest,
     diff_ids: &'a [Digest],
@@ -916,7 +1075,8 @@ impl LayerJob<'_> {
             && !self.images.has_snapshot(chain);
         let writer = self.images.blob_writer(&layer.digest, layer.size)?;
         let download = BlobDownload {
-            registry: self.registry,
+            sources: self.sources,
+            source: 0,
             reference: self.reference,
             digest: &layer.digest,
             size: layer.size,
@@ -1088,7 +1248,7 @@ fn pull_resolved(
     progress: &mut dyn FnMut(Status),
 ) -> Result<bool> {
     let ResolvedPull {
-        registry,
+        sources,
         reference,
         manifest_digest,
         images: resolved,
@@ -1097,7 +1257,7 @@ fn pull_resolved(
     for image in resolved {
         updated |= pull_one(
             images,
-            &registry,
+            &sources,
             &reference,
             &manifest_digest,
             image,
@@ -1111,7 +1271,7 @@ fn pull_resolved(
 /// One manifest's pull; returns whether the tag now names another image.
 fn pull_one(
     images: &ImageService,
-    registry: &Registry,
+    sources: &BlobSources,
     reference: &Reference,
     manifest_digest: &Digest,
     image: ResolvedImage,
@@ -1133,7 +1293,7 @@ fn pull_one(
         progress: None,
     });
 
-    let config_raw = get_small_blob(registry, reference, &manifest.config.digest, CONFIG_LIMIT)?;
+    let config_raw = get_small_blob(sources, reference, &manifest.config.digest, CONFIG_LIMIT)?;
     if Digest::sha256_of(&config_raw) != manifest.config.digest {
         return Err(Error::InvalidArgument(format!(
             "image config verification failed for digest {}",
@@ -1167,7 +1327,7 @@ fn pull_one(
     let fetched = fetch_layers(
         &LayerJob {
             images,
-            registry,
+            sources,
             reference,
             manifest: &manifest,
             diff_ids: &diff_ids,
