@@ -1402,3 +1402,28 @@ fn rm_containers_skip_the_sync_and_force_remove_cleanly() {
     berthd.docker_ok(&["rm", "-f", kept]);
     assert!(mounts_under(&berthd.data_root()).is_empty());
 }
+
+#[test]
+fn exec_processes_join_every_cgroup_of_the_container() {
+    let berthd = daemon();
+    let id = berthd.docker_ok(&["run", "-d", "busybox", "sleep", "60"]);
+    let id = id.trim();
+    let init = berthd.docker_ok(&["exec", id, "cat", "/proc/1/cgroup"]);
+    assert!(init.lines().count() > 1, "{init}");
+    // Several times: each exec enters the cgroups on its own.
+    for _ in 0..3 {
+        let exec = berthd.docker_ok(&["exec", id, "cat", "/proc/self/cgroup"]);
+        assert_eq!(exec, init);
+    }
+    // Seen from the host too: the exec'd process is listed in the
+    // container's cgroup of every hierarchy.
+    berthd.docker_ok(&["exec", "-d", id, "sleep", "61"]);
+    let listed = wait_until(Duration::from_secs(5), || {
+        berth_tests::host::cgroup_hierarchies().iter().all(|h| {
+            let procs = h.join(berthd.cgroup_parent()).join(id).join("cgroup.procs");
+            std::fs::read_to_string(procs).is_ok_and(|p| p.lines().count() == 2)
+        })
+    });
+    assert!(listed);
+    berthd.docker_ok(&["rm", "-f", id]);
+}

@@ -108,10 +108,35 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
         None => None,
     };
     let (parent, child) = channel_pair()?;
-    let first = match berth_sys::process::fork().context(|| "fork".to_string())? {
+    // The first child enters the container's cgroup without a pid written
+    // to cgroup.procs (see Cgroup::self_join): born in the cgroup2 dir,
+    // joining each v1 hierarchy itself.
+    let join = cgroup.self_join().ok();
+    let (forked, placed) = match join.as_ref().and_then(|j| j.v2_dir()) {
+        Some(dir) => match berth_sys::process::fork_into_cgroup(dir) {
+            Ok(forked) => (forked, true),
+            Err(_) => (
+                berth_sys::process::fork().context(|| "fork".to_string())?,
+                false,
+            ),
+        },
+        None => (
+            berth_sys::process::fork().context(|| "fork".to_string())?,
+            join.is_some(),
+        ),
+    };
+    let first = match forked {
         berth_sys::process::Forked::Child => {
             drop(parent);
-            let code = match first_child(&child, &opts, &joins, agent.as_ref(), seccomp.as_ref()) {
+            let joined = match &join {
+                Some(join) => join
+                    .join_v1()
+                    .context(|| "join the container's cgroup".to_string()),
+                None => Ok(()),
+            };
+            let code = match joined
+                .and_then(|()| first_child(&child, &opts, &joins, agent.as_ref(), seccomp.as_ref()))
+            {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child.send(&Msg::Failed(e.to_string()));
@@ -129,9 +154,12 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
         let _ = nix::sys::wait::waitpid(first, None);
         e
     };
-    cgroup
-        .add_process(first.as_raw())
-        .map_err(|e| kill_first(e.into()))?;
+    drop(join);
+    if !placed {
+        cgroup
+            .add_process(first.as_raw())
+            .map_err(|e| kill_first(e.into()))?;
+    }
     parent.send(&Msg::Proceed).map_err(kill_first)?;
     let mut pid = None;
     let mut console = None;
