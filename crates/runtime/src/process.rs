@@ -173,8 +173,34 @@ pub fn compile_seccomp_cached(
                     .and_then(|mut file| file.write_all(&program.encode()))?;
                 std::fs::rename(&tmp, &path)
             });
+        prune_seccomp_cache(dir, SECCOMP_CACHE_KEPT);
     }
     Ok(program)
+}
+
+/// Compiled programs the cache keeps: a few profiles are the common case;
+/// every `--security-opt seccomp=<file>` with other contents adds one.
+const SECCOMP_CACHE_KEPT: usize = 64;
+
+/// Removes the least recently written entries of the seccomp cache beyond
+/// `keep` (run after a miss, so rarely). Errors only cost a later miss.
+pub fn prune_seccomp_cache(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if files.len() <= keep {
+        return;
+    }
+    files.sort();
+    let excess = files.len() - keep;
+    for (_, path) in files.into_iter().take(excess) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Finds the program and builds argv/envp. Must run with the container's root
@@ -490,5 +516,29 @@ mod tests {
         let err = find_executable(plain.to_str().expect("utf-8"), "/bin", Path::new("/"))
             .expect_err("not executable");
         assert!(err.to_string().contains("permission denied"), "{err}");
+    }
+
+    #[test]
+    fn the_seccomp_cache_keeps_the_newest_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for i in 0..10u64 {
+            let path = dir.path().join(format!("entry{i}"));
+            let file = std::fs::File::create(&path).expect("create");
+            file.set_modified(base + std::time::Duration::from_secs(i))
+                .expect("mtime");
+        }
+        prune_seccomp_cache(dir.path(), 10);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 10);
+        prune_seccomp_cache(dir.path(), 7);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let want: Vec<String> = (3..10).map(|i| format!("entry{i}")).collect();
+        assert_eq!(left, want);
     }
 }
