@@ -1404,7 +1404,7 @@ fn rm_containers_skip_the_sync_and_force_remove_cleanly() {
 }
 
 #[test]
-fn exec_processes_join_every_cgroup_of_the_container() {
+fn exec_processes_join_the_cgroups_and_seccomp_filter_of_the_container() {
     let berthd = daemon();
     let id = berthd.docker_ok(&["run", "-d", "busybox", "sleep", "60"]);
     let id = id.trim();
@@ -1414,6 +1414,14 @@ fn exec_processes_join_every_cgroup_of_the_container() {
     for _ in 0..3 {
         let exec = berthd.docker_ok(&["exec", id, "cat", "/proc/self/cgroup"]);
         assert_eq!(exec, init);
+    }
+    // The container's seccomp filter applies to exec'd processes (compiled
+    // once, reused from the exec-root's cache).
+    let init_filter = berthd.docker_ok(&["exec", id, "grep", "^Seccomp", "/proc/1/status"]);
+    assert!(init_filter.contains("Seccomp:\t2"), "{init_filter}");
+    for _ in 0..2 {
+        let filter = berthd.docker_ok(&["exec", id, "grep", "^Seccomp", "/proc/self/status"]);
+        assert_eq!(filter, init_filter);
     }
     // Seen from the host too: the exec'd process is listed in the
     // container's cgroup of every hierarchy.

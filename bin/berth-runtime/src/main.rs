@@ -40,6 +40,10 @@ struct Cli {
     /// Accepted for compatibility; rootless mode is decided from the config
     #[arg(long, global = true)]
     rootless: Option<String>,
+    /// Keep compiled seccomp programs in this directory and reuse them
+    /// (Berth's shim passes its exec-root's cache)
+    #[arg(long = "seccomp-cache", global = true, hide = true)]
+    seccomp_cache: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -345,7 +349,7 @@ fn run(cli: Cli) -> Result<u8> {
             container::delete(root, &container_id, force)?;
             Ok(0)
         }
-        Command::Exec(a) => exec(root, *a),
+        Command::Exec(a) => exec(root, *a, cli.seccomp_cache.as_deref()),
         Command::Ps {
             format,
             container_id,
@@ -462,7 +466,7 @@ fn run_container(root: &Path, a: &CreateArgs, detach: bool) -> Result<u8> {
     code
 }
 
-fn exec(root: &Path, a: ExecArgs) -> Result<u8> {
+fn exec(root: &Path, a: ExecArgs, seccomp_cache: Option<&Path>) -> Result<u8> {
     let st = ContainerState::load(root, &a.container_id)?;
     let process = match &a.process {
         Some(path) => {
@@ -486,6 +490,7 @@ fn exec(root: &Path, a: ExecArgs) -> Result<u8> {
         pid_file: a.pid_file.as_deref(),
         console_socket: a.console_socket.as_deref(),
         preserve_fds: a.preserve_fds,
+        seccomp_cache,
     })?;
     if a.detach {
         return Ok(0);

@@ -23,6 +23,9 @@ pub struct ExecOptions<'a> {
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub preserve_fds: i32,
+    /// Where compiled seccomp programs are kept between runs (see
+    /// `process::compile_seccomp_cached`); `None` compiles every time.
+    pub seccomp_cache: Option<&'a Path>,
 }
 
 pub struct Execed {
@@ -99,7 +102,7 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
             joins.push((flag, fd, name));
         }
     }
-    let seccomp = crate::process::compile_seccomp(&spec)?;
+    let seccomp = crate::process::compile_seccomp_cached(&spec, opts.seccomp_cache)?;
     let agent = match crate::process::connect_seccomp_agent(&spec)? {
         Some(socket) => Some(crate::process::SeccompAgent {
             socket,

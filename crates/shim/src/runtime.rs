@@ -131,6 +131,10 @@ impl Runtime {
     ) -> Result<()> {
         let mut args: Vec<OsString> = vec!["exec".into(), "--process".into(), process_file.into()];
         args.extend(["--pid-file".into(), pid_file.into(), "-d".into()]);
+        // Berth's runtime reuses the programs its create compiled.
+        if let Some(cache) = self.seccomp_cache.as_ref().filter(|_| self.in_process) {
+            args.extend(["--seccomp-cache".into(), cache.into()]);
+        }
         if let Some(console) = console {
             args.extend(["--console-socket".into(), console.into()]);
         }
