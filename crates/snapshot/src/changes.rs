@@ -253,6 +253,10 @@ struct Frame {
     start: usize,
     /// Already listed itself (added or modified).
     listed: bool,
+    /// Added, and holding a `skip` path: unlisted again when nothing but
+    /// skipped mount points turns up below it (dockerd's init layer holds
+    /// such a directory, e.g. `/etc` of an image without one).
+    holds_skipped: bool,
 }
 
 fn container_path(comps: &[&OsStr]) -> String {
@@ -294,11 +298,16 @@ fn compare(new: &Path, old: &LowerView, overlay: bool, skip: &[&str]) -> Result<
         full,
         start: 0,
         listed: true,
+        holds_skipped: false,
     }];
     while let Some(top) = stack.last_mut() {
         let Some(name) = top.names.get(top.next).cloned() else {
             let done = stack.pop();
             if let Some(f) = done {
+                if f.holds_skipped && changes.len() == f.start {
+                    changes.pop();
+                    continue;
+                }
                 if changes.len() > f.start && !f.listed {
                     let comps: Vec<&OsStr> = f.comps.iter().map(|c| c.as_os_str()).collect();
                     changes.insert(
@@ -372,6 +381,13 @@ fn compare(new: &Path, old: &LowerView, overlay: bool, skip: &[&str]) -> Result<
         let listed = changes
             .last()
             .is_some_and(|c| c.path == container_path(&comp_refs));
+        let here = container_path(&comp_refs);
+        let holds_skipped = listed
+            && old_found.is_none()
+            && skip.iter().any(|s| {
+                s.strip_prefix(here.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+            });
         let old_dir = old_found.as_ref().filter(|o| is_dir(&o.stat));
         let sub_full = full || !overlay || old_dir.is_none() || opaque(sub.as_fd());
         let mut names = list_dir(sub.as_fd())
@@ -389,6 +405,7 @@ fn compare(new: &Path, old: &LowerView, overlay: bool, skip: &[&str]) -> Result<
             full: sub_full,
             start,
             listed,
+            holds_skipped,
         });
     }
     Ok(changes)
@@ -481,6 +498,33 @@ mod tests {
                 "A /tmp/d/sub",
             ]
         );
+    }
+
+    /// A directory the image lacks that holds only skipped mount points
+    /// (`/etc` of an image without one) is not a change, as with dockerd,
+    /// whose init layer holds it; with anything else in it, it is.
+    #[test]
+    fn added_dirs_of_mount_points_alone_are_no_change() {
+        let old = tempfile::tempdir().expect("tmp");
+        let new = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(old.path().join("bin")).expect("mkdir");
+        std::fs::create_dir_all(new.path().join("bin")).expect("mkdir");
+        let same = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for d in [old.path(), new.path()] {
+            std::fs::File::open(d.join("bin"))
+                .and_then(|f| f.set_modified(same))
+                .expect("times");
+        }
+        std::fs::create_dir_all(new.path().join("etc")).expect("mkdir");
+        std::fs::write(new.path().join("etc/hosts"), "").expect("write");
+        std::fs::write(new.path().join("etc/hostname"), "").expect("write");
+        std::fs::create_dir_all(new.path().join("run")).expect("mkdir");
+        std::fs::write(new.path().join("run/secret"), "").expect("write");
+        std::fs::write(new.path().join("run/data"), "x").expect("write");
+        let lower = LowerView::open(&[old.path().to_path_buf()], false).expect("open");
+        let skip = ["/etc/hosts", "/etc/hostname", "/run/secret"];
+        let changes = compare(new.path(), &lower, false, &skip).expect("compare");
+        assert_eq!(kinds(&changes), ["A /run", "A /run/data"]);
     }
 
     /// Overlay: only the upper dir is walked; whiteouts and opaque dirs.
