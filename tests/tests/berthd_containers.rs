@@ -1435,3 +1435,74 @@ fn exec_processes_join_the_cgroups_and_seccomp_filter_of_the_container() {
     assert!(listed);
     berthd.docker_ok(&["rm", "-f", id]);
 }
+
+#[test]
+fn predefined_networks_no_volumes_and_system_prune() {
+    let berthd = daemon();
+    let ls = berthd.docker_ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Driver}} {{.Scope}}",
+    ]);
+    assert_eq!(ls, "host host local\nnone null local\n");
+    let id = berthd.docker_ok(&["run", "-d", "--network", "none", "busybox", "sleep", "60"]);
+    let id = id.trim();
+    // The network lists its running containers; the container names the
+    // network's ID, the same in both.
+    let members = berthd.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range $id, $c := .Containers}}{{$id}} {{end}}{{.Id}}",
+        "none",
+    ]);
+    let network = inspect(&berthd, id, "{{.NetworkSettings.Networks.none.NetworkID}}");
+    assert_eq!(members.trim(), format!("{id} {network}"));
+    assert_eq!(network.len(), 64);
+    let short = berthd.docker_ok(&["network", "ls", "-q", "--filter", "driver=null"]);
+    assert_eq!(short.trim(), &network[..12]);
+
+    // What does not exist here is refused with a reason, changing nothing.
+    let out = berthd.docker(&["network", "rm", "host"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("host is a pre-defined network and cannot be removed"),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["network", "create", "mine"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("no user-defined networks yet"),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["volume", "create", "v"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("no named volumes yet"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(berthd.docker_ok(&["volume", "ls", "-q"]), "");
+    let out = berthd.docker(&["network", "ls", "--filter", "colour=blue"]);
+    assert_ne!(status(&out), 0);
+    assert!(
+        text(&out.stderr).contains("invalid filter 'colour'"),
+        "{}",
+        describe(&out)
+    );
+
+    // docker system prune: the stopped container goes, the running one stays.
+    let stopped = berthd.docker_ok(&["create", "busybox", "true"]);
+    let out = berthd.docker(&["system", "prune", "-f"]);
+    assert_eq!(status(&out), 0, "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains(stopped.trim()),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(berthd.docker_ok(&["ps", "-aq", "--no-trunc"]).trim(), id);
+    berthd.docker_ok(&["rm", "-f", id]);
+}

@@ -742,6 +742,10 @@ fn inspect_json(d: &Details) -> Value {
         config["Hostname"] = json!(d.id[..12]);
     }
     let mode = network_mode(d);
+    let network_id = match mode.as_str() {
+        "host" | "none" => crate::networks::network_id(&mode),
+        _ => String::new(),
+    };
     json!({
         "Id": d.id,
         "Created": d.record.created,
@@ -785,7 +789,7 @@ fn inspect_json(d: &Details) -> Value {
             "MacAddress": "",
             "Networks": { mode: {
                 "IPAMConfig": Value::Null, "Links": Value::Null, "Aliases": Value::Null,
-                "MacAddress": "", "DriverOpts": Value::Null, "NetworkID": "", "EndpointID": "",
+                "MacAddress": "", "DriverOpts": Value::Null, "NetworkID": network_id, "EndpointID": "",
                 "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
                 "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": Value::Null
             }}

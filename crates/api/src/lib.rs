@@ -10,6 +10,7 @@ mod containers;
 mod error;
 mod exec;
 mod images;
+mod networks;
 mod query;
 mod stream;
 mod system;
@@ -93,6 +94,21 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .post(images::post_by_name)
                 .delete(images::remove),
         )
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::not_yet))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::not_yet))
+        .route("/networks/{id}/disconnect", post(networks::not_yet))
+        .route("/volumes", get(networks::volumes))
+        .route("/volumes/create", post(networks::volume_create))
+        .route("/volumes/prune", post(networks::volumes_prune))
+        .route("/volumes/{name}", get(networks::volume))
+        .route("/build", post(networks::build))
+        .route("/build/prune", post(networks::build_prune))
         .fallback(error::not_found)
         .with_state(AppState { engine })
 }
