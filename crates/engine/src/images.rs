@@ -609,20 +609,29 @@ impl ImageService {
         counts_as_tagging: bool,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<(Reference, Digest)>> {
-        self.store_with(img, tags, counts_as_tagging, &StagedLayers::new(), progress)
+        self.store_with(
+            img,
+            tags,
+            counts_as_tagging,
+            &StagedLayers::new(),
+            &|_| Ok(()),
+            progress,
+        )
     }
 
     /// `store`, committing the layers a pull already unpacked (`staged`)
-    /// instead of unpacking them from their blobs.
+    /// instead of unpacking them from their blobs, and writing `also` in
+    /// the transaction that makes the image visible.
     fn store_with(
         &self,
         img: &LoadedImage,
         tags: &[Reference],
         counts_as_tagging: bool,
         staged: &StagedLayers,
+        also: &dyn Fn(&berth_metadata::Tx<'_>) -> Result<()>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<(Reference, Digest)>> {
-        let result = self.store_steps(img, tags, counts_as_tagging, staged, progress);
+        let result = self.store_steps(img, tags, counts_as_tagging, staged, also, progress);
         if result.is_err() {
             // Undo what the failed load stored: layers no image uses, blobs
             // nothing refers to.
@@ -642,6 +651,7 @@ impl ImageService {
         tags: &[Reference],
         counts_as_tagging: bool,
         staged: &StagedLayers,
+        also: &dyn Fn(&berth_metadata::Tx<'_>) -> Result<()>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<(Reference, Digest)>> {
         let id = img.id().clone();
@@ -703,6 +713,7 @@ impl ImageService {
                 if !counts_as_tagging {
                     tx.set_last_tagged_at(&id, tagged_at)?;
                 }
+                also(tx)?;
                 Ok(replaced)
             })?;
         Ok(replaced)
@@ -1447,9 +1458,9 @@ impl ImageService {
         let id = img.id().clone();
         let before = tag.and_then(|t| self.meta().resolve_reference(&t.to_string()).ok());
         let tags: Vec<Reference> = tag.into_iter().cloned().collect();
-        self.store_with(img, &tags, false, staged, progress)?;
         // The manifest (and index) as the registry sent them, so a push of
-        // the image sends the same bytes (the same digest).
+        // the image sends the same bytes (the same digest). Recorded with
+        // the repo digest in the transaction that adds the image.
         let lease = self.content.lease();
         let kept = ImageManifest {
             digest: self
@@ -1464,11 +1475,19 @@ impl ImageService {
                 .transpose()
                 .map_err(content_err)?,
         };
-        self.meta().transaction(|tx| -> Result<()> {
-            tx.add_repo_digest(&repo_digest.to_string(), &id)?;
-            tx.add_image_manifest(&id, &kept)?;
-            Ok(())
-        })?;
+        let repo_digest_text = repo_digest.to_string();
+        self.store_with(
+            img,
+            &tags,
+            false,
+            staged,
+            &|tx| {
+                tx.add_repo_digest(&repo_digest_text, &id)?;
+                tx.add_image_manifest(&id, &kept)?;
+                Ok(())
+            },
+            progress,
+        )?;
         let labels = self.labels_of(&id);
         let name = tag.unwrap_or(repo_digest).familiar();
         self.publish("pull", &id, &name, &labels);
