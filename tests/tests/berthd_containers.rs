@@ -1464,35 +1464,25 @@ fn predefined_networks_no_volumes_and_system_prune() {
     assert_eq!(short.trim(), &network[..12]);
 
     // What does not exist here is refused with a reason, changing nothing.
-    let out = berthd.docker(&["network", "rm", "host"]);
-    assert_ne!(status(&out), 0);
-    assert!(
-        text(&out.stderr).contains("host is a pre-defined network and cannot be removed"),
-        "{}",
-        describe(&out)
+    let refused = |args: &[&str], reason: &str| {
+        let out = berthd.docker(args);
+        assert_ne!(status(&out), 0, "{args:?}");
+        assert!(text(&out.stderr).contains(reason), "{}", describe(&out));
+    };
+    refused(
+        &["network", "rm", "host"],
+        "host is a pre-defined network and cannot be removed",
     );
-    let out = berthd.docker(&["network", "create", "mine"]);
-    assert_ne!(status(&out), 0);
-    assert!(
-        text(&out.stderr).contains("no user-defined networks yet"),
-        "{}",
-        describe(&out)
+    refused(
+        &["network", "create", "mine"],
+        "no user-defined networks yet",
     );
-    let out = berthd.docker(&["volume", "create", "v"]);
-    assert_ne!(status(&out), 0);
-    assert!(
-        text(&out.stderr).contains("no named volumes yet"),
-        "{}",
-        describe(&out)
+    refused(&["volume", "create", "v"], "no named volumes yet");
+    refused(
+        &["network", "ls", "--filter", "colour=blue"],
+        "invalid filter 'colour'",
     );
     assert_eq!(berthd.docker_ok(&["volume", "ls", "-q"]), "");
-    let out = berthd.docker(&["network", "ls", "--filter", "colour=blue"]);
-    assert_ne!(status(&out), 0);
-    assert!(
-        text(&out.stderr).contains("invalid filter 'colour'"),
-        "{}",
-        describe(&out)
-    );
 
     // docker system prune: the stopped container goes, the running one stays.
     let stopped = berthd.docker_ok(&["create", "busybox", "true"]);

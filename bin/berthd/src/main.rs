@@ -180,7 +180,7 @@ async fn run(config: DaemonConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Re
                     .with_context(|| format!("listen on {host}"))?;
                 match (&tls, &config.tls) {
                     (Some(server), Some(settings)) => {
-                        let listener = tls::TlsListener::new(listener, server.clone())
+                        let listener = berth_tls::TlsListener::new(listener, server.clone())
                             .with_context(|| format!("listen on {host}"))?;
                         if settings.verify {
                             tracing::info!(

@@ -142,7 +142,7 @@ pub async fn serve(
     let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     let served = match tls {
         Some(tls) => {
-            let listener = tls::TlsListener::new(listener, tls).map_err(ServeError::Serve)?;
+            let listener = berth_tls::TlsListener::new(listener, tls).map_err(ServeError::Serve)?;
             axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await
