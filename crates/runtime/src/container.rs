@@ -621,27 +621,8 @@ fn first_child(
     if new_ns(LinuxNamespaceType::Time) {
         write_time_offsets(spec)?;
     }
-    // Init is born in its cgroup2 directory where it can be; it joins the
-    // v1 hierarchies itself, first thing (init, below).
-    let (forked, placed) = match inputs.join {
-        Some(join) => match join.v2_dir() {
-            Some(dir) => match berth_sys::process::fork_into_cgroup(dir) {
-                Ok(forked) => (forked, true),
-                Err(_) => (
-                    berth_sys::process::fork().context(|| "fork init".to_string())?,
-                    false,
-                ),
-            },
-            None => (
-                berth_sys::process::fork().context(|| "fork init".to_string())?,
-                true,
-            ),
-        },
-        None => (
-            berth_sys::process::fork().context(|| "fork init".to_string())?,
-            false,
-        ),
-    };
+    // Init joins the v1 hierarchies itself, first thing (init, below).
+    let (forked, placed) = fork_joining(inputs.join, "fork init")?;
     match forked {
         berth_sys::process::Forked::Parent(pid) => {
             chan.send(&if placed {
@@ -663,6 +644,27 @@ fn first_child(
             std::process::exit(127);
         }
     }
+}
+
+/// Forks a child that enters the cgroup `join` opened without anyone
+/// writing its pid to cgroup.procs: born in the cgroup2 directory where
+/// clone3 allows it; the child then joins each v1 hierarchy itself
+/// ([`SelfJoin::join_v1`](berth_cgroups::SelfJoin::join_v1)). Returns the
+/// fork's side and whether the child is placed that way (else the parent
+/// writes its pid, as without `join`).
+pub(crate) fn fork_joining(
+    join: Option<&berth_cgroups::SelfJoin>,
+    what: &str,
+) -> Result<(berth_sys::process::Forked, bool)> {
+    let plain = || berth_sys::process::fork().context(|| what.to_string());
+    Ok(match join.map(|j| j.v2_dir()) {
+        None => (plain()?, false),
+        Some(None) => (plain()?, true),
+        Some(Some(dir)) => match berth_sys::process::fork_into_cgroup(dir) {
+            Ok(forked) => (forked, true),
+            Err(_) => (plain()?, false),
+        },
+    })
 }
 
 fn write_time_offsets(spec: &Spec) -> Result<()> {

@@ -115,19 +115,7 @@ pub fn exec(opts: ExecOptions) -> Result<Execed> {
     // to cgroup.procs (see Cgroup::self_join): born in the cgroup2 dir,
     // joining each v1 hierarchy itself.
     let join = cgroup.self_join().ok();
-    let (forked, placed) = match join.as_ref().and_then(|j| j.v2_dir()) {
-        Some(dir) => match berth_sys::process::fork_into_cgroup(dir) {
-            Ok(forked) => (forked, true),
-            Err(_) => (
-                berth_sys::process::fork().context(|| "fork".to_string())?,
-                false,
-            ),
-        },
-        None => (
-            berth_sys::process::fork().context(|| "fork".to_string())?,
-            join.is_some(),
-        ),
-    };
+    let (forked, placed) = crate::container::fork_joining(join.as_ref(), "fork")?;
     let first = match forked {
         berth_sys::process::Forked::Child => {
             drop(parent);
