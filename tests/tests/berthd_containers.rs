@@ -1423,6 +1423,15 @@ fn exec_processes_join_the_cgroups_and_seccomp_filter_of_the_container() {
         let filter = berthd.docker_ok(&["exec", id, "grep", "^Seccomp", "/proc/self/status"]);
         assert_eq!(filter, init_filter);
     }
+    // Nothing of the shim's reaches the processes: not its copy of the
+    // runtime, not any other fd (3 is ls's own listing).
+    let fds = berthd.docker_ok(&["exec", id, "ls", "/proc/self/fd"]);
+    assert_eq!(
+        fds.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+    let fds = berthd.docker_ok(&["exec", id, "ls", "/proc/1/fd"]);
+    assert_eq!(fds.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2"]);
     // Seen from the host too: the exec'd process is listed in the
     // container's cgroup of every hierarchy.
     berthd.docker_ok(&["exec", "-d", id, "sleep", "61"]);

@@ -80,6 +80,7 @@ impl ShimUnderTest {
             // Berth's own runtime runs in the shim, as berthd runs it.
             in_process: self.runtime.path() == workspace_binary("berth-runtime"),
             seccomp_cache: None,
+            runtime_fd: None,
             runtime: self.runtime.path().to_path_buf(),
             runtime_args: Vec::new(),
             runtime_root: self.runtime_root.clone(),

@@ -46,6 +46,9 @@ pub(crate) fn spawn(options: &SpawnOptions) -> Result<ShimClient> {
         // One malloc arena: the shim's threads mostly sleep, and every
         // extra arena is private memory per container.
         .env("MALLOC_ARENA_MAX", "1");
+    if let Some(fd) = options.runtime_fd {
+        berth_sys::process::keep_on_exec(&mut command, fd);
+    }
     berth_sys::process::detach_on_exec(&mut command);
     let mut middle = command
         .spawn()

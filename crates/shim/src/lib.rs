@@ -66,6 +66,12 @@ pub struct SpawnOptions {
     /// seccomp programs are kept for the next container with the same profile.
     #[serde(default)]
     pub seccomp_cache: Option<PathBuf>,
+    /// With `in_process`: an fd the shim inherits holding a sealed copy of
+    /// the runtime binary (`berth_runtime::sealed_exe::sealed_copy`); the
+    /// shim runs the runtime from it, so the runtime need not copy itself
+    /// before each exec.
+    #[serde(default)]
+    pub runtime_fd: Option<i32>,
     /// Extra global arguments for the runtime (daemon.json `runtimeArgs`).
     pub runtime_args: Vec<String>,
     /// The runtime's `--root`.

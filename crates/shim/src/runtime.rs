@@ -46,7 +46,10 @@ pub(crate) struct ProcessStdio<'a> {
 }
 
 pub(crate) struct Runtime {
+    /// The runtime's executable as errors name it.
     path: PathBuf,
+    /// What is executed: `path`, or the daemon's sealed copy of it.
+    program: PathBuf,
     args: Vec<String>,
     root: PathBuf,
     id: String,
@@ -58,8 +61,17 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     pub(crate) fn new(options: &SpawnOptions, reaper: Arc<Reaper>) -> Runtime {
+        // Berth's runtime from the daemon's sealed copy, when that is what
+        // the inherited fd holds.
+        let program = match options.runtime_fd.filter(|_| options.in_process) {
+            Some(fd) if berth_runtime::sealed_exe::is_sealed_copy(fd) => {
+                PathBuf::from(format!("/proc/self/fd/{fd}"))
+            }
+            _ => options.runtime.clone(),
+        };
         Runtime {
             path: options.runtime.clone(),
+            program,
             args: options.runtime_args.clone(),
             root: options.runtime_root.clone(),
             id: options.id.clone(),
@@ -224,7 +236,7 @@ impl Runtime {
         stdin_data: Option<&[u8]>,
     ) -> Result<Vec<u8>> {
         let log_offset = std::fs::metadata(self.log_path()).map_or(0, |m| m.len());
-        let mut command = Command::new(&self.path);
+        let mut command = Command::new(&self.program);
         command
             .args(&self.args)
             .arg("--root")

@@ -76,6 +76,22 @@ pub fn fork_into_cgroup(cgroup: std::os::fd::BorrowedFd<'_>) -> Result<Forked, E
     }
 }
 
+/// Keeps `fd` open in the program `command` runs (clears its close-on-exec
+/// flag in the child only; the caller's fd is unchanged).
+pub fn keep_on_exec(command: &mut std::process::Command, fd: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the child between fork and exec and makes one
+    // async-signal-safe call (fcntl) on the child's own fd table.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes the program `command` runs an orphan: in the forked child, right
 /// before exec, it forks once more and the middle process exits at once, so
 /// the program runs in a grandchild that init (or the nearest child

@@ -182,6 +182,10 @@ pub struct ContainerService {
     runtime_root: PathBuf,
     /// `<exec-root>/seccomp`: seccomp programs Berth's runtime compiled, by profile
     seccomp_cache: PathBuf,
+    /// A sealed copy of Berth's runtime binary that every shim inherits and
+    /// runs it from (see `berth_runtime::sealed_exe::sealed_copy`); `None`
+    /// when it could not be made (the runtime then copies itself per exec).
+    runtime_exe: Option<std::os::fd::OwnedFd>,
     daemon_name: String,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     execs: exec::ExecTable,
@@ -255,6 +259,11 @@ impl ContainerService {
                 .create(dir)
                 .map_err(io_err(format!("create {}", dir.display())))?;
         }
+        let runtime_exe = settings.runtimes.get("berth").and_then(|berth| {
+            berth_runtime::sealed_exe::sealed_copy(&berth.path)
+                .map_err(|e| tracing::warn!("a sealed copy of {}: {e}", berth.path.display()))
+                .ok()
+        });
         let service = Arc::new_cyclic(|this| ContainerService {
             images,
             events,
@@ -263,6 +272,7 @@ impl ContainerService {
             exec_dir,
             runtime_root,
             seccomp_cache,
+            runtime_exe,
             daemon_name,
             entries: Mutex::new(HashMap::new()),
             execs: exec::ExecTable::default(),
@@ -870,6 +880,13 @@ impl ContainerService {
             state_dir: state_dir.to_path_buf(),
             in_process: inner.record.runtime == "berth",
             seccomp_cache: Some(self.seccomp_cache.clone()),
+            runtime_fd: (inner.record.runtime == "berth")
+                .then(|| {
+                    self.runtime_exe
+                        .as_ref()
+                        .map(std::os::fd::AsRawFd::as_raw_fd)
+                })
+                .flatten(),
             runtime: runtime.path,
             runtime_args: runtime.args,
             runtime_root,
