@@ -1493,6 +1493,25 @@ fn predefined_networks_no_volumes_and_system_prune() {
     );
     assert_eq!(berthd.docker_ok(&["volume", "ls", "-q"]), "");
 
+    // Ports asked for on the default network are not published here: the
+    // docker CLI shows the daemon's warning (as dockerd's for host mode).
+    let out = berthd.docker(&["create", "-p", "8080:80", "busybox", "true"]);
+    assert_eq!(status(&out), 0, "{}", describe(&out));
+    assert!(
+        text(&out.stderr)
+            .contains("WARNING: Published ports are discarded: berthd has no bridge network yet"),
+        "{}",
+        describe(&out)
+    );
+    berthd.docker_ok(&["rm", text(&out.stdout).trim()]);
+    let out = berthd.docker(&["create", "--network", "host", "-P", "busybox", "true"]);
+    assert!(
+        text(&out.stderr).contains("Published ports are discarded when using host network mode"),
+        "{}",
+        describe(&out)
+    );
+    berthd.docker_ok(&["rm", text(&out.stdout).trim()]);
+
     // docker system prune: the stopped container goes, the running one stays.
     let stopped = berthd.docker_ok(&["create", "busybox", "true"]);
     let out = berthd.docker(&["system", "prune", "-f"]);

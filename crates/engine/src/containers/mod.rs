@@ -502,12 +502,26 @@ impl ContainerService {
         spec::validate_create(&config, &host_config)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let mut host_config = host_config;
+        let mut warnings = Vec::new();
+        let publishes = host_config
+            .port_bindings
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+            || host_config.publish_all_ports.unwrap_or(false);
         // No bridge network until the networking work lands: the default
         // network is `none` (berth info says so).
         match host_config.network_mode.as_deref() {
             None | Some("") | Some("default") => {
+                if publishes {
+                    warnings.push(
+                        "Published ports are discarded: berthd has no bridge network yet, so the container runs with --network none"
+                            .to_string(),
+                    );
+                }
                 host_config.network_mode = Some("none".to_string())
             }
+            Some("host") if publishes => warnings
+                .push("Published ports are discarded when using host network mode".to_string()),
             Some("none") | Some("host") => {}
             Some(m) if m.starts_with("container:") => {}
             Some(m) => return Err(Error::NotFound(format!("network {m} not found"))),
@@ -610,10 +624,7 @@ impl ContainerService {
             },
         );
         self.event(&entry, "create", &[]);
-        Ok(Created {
-            id,
-            warnings: Vec::new(),
-        })
+        Ok(Created { id, warnings })
     }
 
     fn log_config(&self, host_config: &HostConfig) -> Result<LogConfig> {
