@@ -273,6 +273,11 @@ impl SnapshotStore {
                     .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
             }
         }
+        // Each snapshot in a block group of its own choosing (see
+        // mark_top_dir); only a hint, so a filesystem without it is fine.
+        if let Ok(top) = fs::File::open(&dir) {
+            let _ = berth_sys::fs_flags::mark_top_dir(&top);
+        }
         let store = SnapshotStore { dir, driver };
         store.remove_leftovers()?;
         Ok(store)

@@ -417,3 +417,23 @@ fn very_long_chains_under_a_long_root_still_mount() {
     let s = Scratch::with_long_path(220);
     long_chain(&s.deepest(), 40, false);
 }
+
+/// The store's directory spreads its snapshots over the filesystem's block
+/// groups (`chattr +T`) where the filesystem has that hint (ext2/3/4).
+#[test]
+fn the_store_directory_is_marked_as_a_top_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let probe = fs::File::open(tmp.path()).expect("open");
+    if berth_sys::fs_flags::is_top_dir(&probe).is_err() {
+        eprintln!(
+            "skipped: the filesystem under {} has no inode flags",
+            tmp.path().display()
+        );
+        return;
+    }
+    SnapshotStore::open(tmp.path(), Driver::Vfs).expect("open store");
+    let dir = fs::File::open(tmp.path().join("vfs")).expect("open store dir");
+    assert!(berth_sys::fs_flags::is_top_dir(&dir).expect("flags"));
+    // The hint stays on the store, not on what is created in it.
+    assert!(!berth_sys::fs_flags::is_top_dir(&probe).expect("flags"));
+}

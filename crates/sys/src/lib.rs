@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod capabilities;
+pub mod fs_flags;
 pub mod net;
 pub mod process;
 pub mod seccomp;
