@@ -760,7 +760,7 @@ struct TwoPlatforms {
 /// Puts a [`TwoPlatforms`] index into `registry` as `src/multi:1` (copied
 /// there by skopeo from an OCI layout, digests kept).
 fn two_platform_index(registry: &Registry) -> TwoPlatforms {
-    use berth_tests::fake_registry::{layer, sha256, LayerCompression};
+    use berth_tests::fake_registry::{layer, LayerCompression};
     let (host_arch, other_arch) = match std::env::consts::ARCH {
         "aarch64" => ("arm64", "amd64"),
         _ => ("amd64", "arm64"),
@@ -776,15 +776,7 @@ fn two_platform_index(registry: &Registry) -> TwoPlatforms {
         &[(host_arch, &host_image), (other_arch, &other_image)],
     );
     let src = format!("{}/src/multi:1", registry.host());
-    skopeo(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:1", layout.path().display()),
-        &format!("docker://{src}"),
-    ]);
-    assert_eq!(sha256(&raw_manifest(&src)), index);
+    push_layout(layout.path(), &src, &index);
     TwoPlatforms {
         src,
         index,
@@ -980,7 +972,7 @@ fn an_index_with_attestations_is_pushed_as_the_platform_manifest() {
         eprintln!("skipped: berthd needs root");
         return;
     }
-    use berth_tests::fake_registry::{layer, sha256, LayerCompression};
+    use berth_tests::fake_registry::{layer, LayerCompression};
     let host_arch = match std::env::consts::ARCH {
         "aarch64" => "arm64",
         _ => "amd64",
@@ -1026,15 +1018,7 @@ fn an_index_with_attestations_is_pushed_as_the_platform_manifest() {
     );
     let source = Registry::distribution();
     let src = format!("{}/src/attested:1", source.host());
-    skopeo(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:1", layout.path().display()),
-        &format!("docker://{src}"),
-    ]);
-    assert_eq!(sha256(&raw_manifest(&src)), index);
+    push_layout(layout.path(), &src, &index);
 
     // Every platform pulled, but the attestation is no image: the push
     // sends this platform's manifest and says why not the index.
@@ -1054,4 +1038,22 @@ fn an_index_with_attestations_is_pushed_as_the_platform_manifest() {
         "{out}"
     );
     assert_eq!(raw_manifest(&dst), image.bytes);
+}
+
+/// Copies the index tagged `1` in the OCI layout at `layout` to `dest`
+/// (every platform, digests kept) and checks the registry serves it as
+/// `index`.
+fn push_layout(layout: &Path, dest: &str, index: &str) {
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", layout.display()),
+        &format!("docker://{dest}"),
+    ]);
+    assert_eq!(
+        berth_tests::fake_registry::sha256(&raw_manifest(dest)),
+        index
+    );
 }

@@ -1187,6 +1187,19 @@ struct TokenFiles {
 
 const SERVICE: &str = "berth-test";
 
+/// berthd beside berth's registry with token auth (files in the returned
+/// dir); `None`, with a line saying why, when not root.
+fn berthd_and_token_registry() -> Option<(tempfile::TempDir, Registry, Berthd)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: berthd needs root");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = token_files(dir.path(), &[]);
+    let registry = Registry::start_with_tokens(&files);
+    Some((dir, registry, Berthd::start()))
+}
+
 fn token_files(dir: &Path, other_services: &[&str]) -> TokenFiles {
     let (key, cert) = (dir.join("token-key.pem"), dir.join("token-cert.pem"));
     let mut openssl = Command::new("openssl");
@@ -1801,14 +1814,9 @@ fn the_token_endpoint_takes_oauth2_password_and_refresh_grants() {
 
 #[test]
 fn docker_login_through_berthd_keeps_an_identity_token_that_pushes_and_pulls() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: berthd needs root");
+    let Some((_dir, registry, berthd)) = berthd_and_token_registry() else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let files = token_files(dir.path(), &[]);
-    let registry = Registry::start_with_tokens(&files);
-    let berthd = Berthd::start();
+    };
     let host = registry.host();
     let out = berthd.docker(&["login", "-u", "alice", "-p", "wrong", &host]);
     assert!(!out.status.success(), "{}", describe(&out));
@@ -1841,14 +1849,9 @@ fn docker_login_through_berthd_keeps_an_identity_token_that_pushes_and_pulls() {
 
 #[test]
 fn berth_login_keeps_the_identity_token_in_the_home_config_and_pushes_with_it() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: berthd needs root");
+    let Some((_dir, registry, berthd)) = berthd_and_token_registry() else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let files = token_files(dir.path(), &[]);
-    let registry = Registry::start_with_tokens(&files);
-    let berthd = Berthd::start();
+    };
     let host = registry.host();
     // ~/.docker/config.json of a HOME of its own.
     let home = registry.scratch("home");

@@ -16,14 +16,25 @@ use crate::error::{Context, Error, Result};
 
 const MEMFD_NAME: &str = "berth-runtime-sealed";
 
+/// What the copy can no longer have done to it: written, grown, shrunk or
+/// unsealed.
+const SEALS: SealFlag = SealFlag::F_SEAL_SEAL
+    .union(SealFlag::F_SEAL_SHRINK)
+    .union(SealFlag::F_SEAL_GROW)
+    .union(SealFlag::F_SEAL_WRITE);
+
 /// True when this process already runs from the sealed copy.
 pub fn is_sealed() -> bool {
-    std::fs::read_link("/proc/self/exe")
-        .map(|p| {
-            p.to_string_lossy()
-                .starts_with(&format!("/memfd:{MEMFD_NAME}"))
-        })
-        .unwrap_or(false)
+    names_sealed_copy("/proc/self/exe")
+}
+
+/// Whether the magic link `link` (/proc/…/exe or /proc/…/fd/N) names a
+/// memfd with the sealed copy's name.
+fn names_sealed_copy(link: &str) -> bool {
+    std::fs::read_link(link).is_ok_and(|p| {
+        p.to_string_lossy()
+            .starts_with(&format!("/memfd:{MEMFD_NAME}"))
+    })
 }
 
 /// A sealed in-memory copy of the runtime binary at `path` (close-on-exec).
@@ -39,16 +50,8 @@ pub fn sealed_copy(path: &Path) -> Result<OwnedFd> {
     let mut exe = std::fs::File::open(path).context(|| format!("open {}", path.display()))?;
     let mut copy = std::fs::File::from(memfd);
     std::io::copy(&mut exe, &mut copy).context(|| "copy the runtime binary".to_string())?;
-    nix::fcntl::fcntl(
-        &copy,
-        FcntlArg::F_ADD_SEALS(
-            SealFlag::F_SEAL_SEAL
-                | SealFlag::F_SEAL_SHRINK
-                | SealFlag::F_SEAL_GROW
-                | SealFlag::F_SEAL_WRITE,
-        ),
-    )
-    .context(|| "seal the runtime copy".to_string())?;
+    nix::fcntl::fcntl(&copy, FcntlArg::F_ADD_SEALS(SEALS))
+        .context(|| "seal the runtime copy".to_string())?;
     Ok(OwnedFd::from(copy))
 }
 
@@ -56,20 +59,12 @@ pub fn sealed_copy(path: &Path) -> Result<OwnedFd> {
 /// that name that can no longer be written, grown or shrunk.
 pub fn is_sealed_copy(fd: i32) -> bool {
     let path = format!("/proc/self/fd/{fd}");
-    let named = std::fs::read_link(&path).is_ok_and(|p| {
-        p.to_string_lossy()
-            .starts_with(&format!("/memfd:{MEMFD_NAME}"))
-    });
+    let named = names_sealed_copy(&path);
     let sealed = || {
         let file = std::fs::File::open(&path).ok()?;
         let seals = nix::fcntl::fcntl(&file, FcntlArg::F_GET_SEALS).ok()?;
         let seals = SealFlag::from_bits_truncate(seals);
-        Some(seals.contains(
-            SealFlag::F_SEAL_SEAL
-                | SealFlag::F_SEAL_SHRINK
-                | SealFlag::F_SEAL_GROW
-                | SealFlag::F_SEAL_WRITE,
-        ))
+        Some(seals.contains(SEALS))
     };
     named && sealed().unwrap_or(false)
 }

@@ -944,11 +944,7 @@ fn create(
                 .receive()
                 .map_err(|e| Error::io("receive the container's terminal", e))?,
         );
-        hub.set_master(master.clone())
-            .map_err(|e| Error::io("size the terminal", e))?;
-        hub.set_stdin(options.open_stdin.then(|| master.clone()));
-        hub.pump(Stream::Stdout, master, log.cloned())
-            .map_err(|e| Error::io("start an output thread", e))?;
+        serve_terminal(hub, master, options.open_stdin, log)?;
         return Ok(pid);
     }
     let (stdin, stdin_sink) = if options.open_stdin {
@@ -966,11 +962,7 @@ fn create(
     };
     runtime.create(&options.bundle, pid_file, None, stdio)?;
     let pid = read_pid(pid_file)?;
-    hub.set_stdin(stdin_sink);
-    for (stream, source) in [(Stream::Stdout, out_read), (Stream::Stderr, err_read)] {
-        hub.pump(stream, Arc::new(source), log.cloned())
-            .map_err(|e| Error::io("start an output thread", e))?;
-    }
+    serve_pipes(hub, stdin_sink, out_read, err_read, log)?;
     Ok(pid)
 }
 
@@ -1006,11 +998,7 @@ fn create_in_process(
             ));
         };
         let master = Arc::new(File::from(master));
-        hub.set_master(master.clone())
-            .map_err(|e| Error::io("size the terminal", e))?;
-        hub.set_stdin(options.open_stdin.then(|| master.clone()));
-        hub.pump(Stream::Stdout, master, log.cloned())
-            .map_err(|e| Error::io("start an output thread", e))?;
+        serve_terminal(hub, master, options.open_stdin, log)?;
         return Ok(pid);
     }
     let (stdin, stdin_sink) = if options.open_stdin {
@@ -1027,12 +1015,40 @@ fn create_in_process(
     )?;
     // Only the container holds the write ends now: EOF means it closed them.
     drop((stdin, out_write, err_write));
+    serve_pipes(hub, stdin_sink, out_read, err_read, log)?;
+    Ok(pid)
+}
+
+/// Init has a terminal: the pty master is its one output stream and, with
+/// `-i`, where attached input goes.
+fn serve_terminal(
+    hub: &Arc<Hub>,
+    master: Arc<File>,
+    open_stdin: bool,
+    log: Option<&Arc<ContainerLog>>,
+) -> Result<()> {
+    hub.set_master(master.clone())
+        .map_err(|e| Error::io("size the terminal", e))?;
+    hub.set_stdin(open_stdin.then(|| master.clone()));
+    hub.pump(Stream::Stdout, master, log.cloned())
+        .map_err(|e| Error::io("start an output thread", e))
+}
+
+/// Init has pipes: attached input goes to `stdin_sink` (with `-i`), its
+/// stdout and stderr are pumped.
+fn serve_pipes(
+    hub: &Arc<Hub>,
+    stdin_sink: Option<Arc<File>>,
+    out_read: File,
+    err_read: File,
+    log: Option<&Arc<ContainerLog>>,
+) -> Result<()> {
     hub.set_stdin(stdin_sink);
     for (stream, source) in [(Stream::Stdout, out_read), (Stream::Stderr, err_read)] {
         hub.pump(stream, Arc::new(source), log.cloned())
             .map_err(|e| Error::io("start an output thread", e))?;
     }
-    Ok(pid)
+    Ok(())
 }
 
 /// Forgets the oldest finished execs beyond [`FINISHED_EXECS_KEPT`].
