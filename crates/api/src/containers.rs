@@ -725,7 +725,7 @@ fn host_config_json(d: &Details) -> Value {
     hc
 }
 
-fn network_mode(d: &Details) -> String {
+pub(crate) fn network_mode(d: &Details) -> String {
     match d.record.host_config.network_mode.as_deref() {
         None | Some("") | Some("default") => "none".to_string(),
         Some(m) => m.to_string(),
@@ -742,10 +742,9 @@ fn inspect_json(d: &Details) -> Value {
         config["Hostname"] = json!(d.id[..12]);
     }
     let mode = network_mode(d);
-    let network_id = match mode.as_str() {
-        "host" | "none" => crate::networks::network_id(&mode),
-        _ => String::new(),
-    };
+    let network_id = crate::networks::network_of(d)
+        .map(crate::networks::network_id)
+        .unwrap_or_default();
     json!({
         "Id": d.id,
         "Created": d.record.created,

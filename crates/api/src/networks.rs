@@ -35,10 +35,10 @@ fn created(state: &AppState) -> String {
 
 /// Which predefined network a container is on (dockerd's `default` is
 /// `none` here until bridges come), if any.
-fn network_of(d: &Details) -> Option<&'static str> {
-    match d.record.host_config.network_mode.as_deref() {
-        None | Some("") | Some("default") | Some("none") => Some("none"),
-        Some("host") => Some("host"),
+pub(crate) fn network_of(d: &Details) -> Option<&'static str> {
+    match crate::containers::network_mode(d).as_str() {
+        "none" => Some("none"),
+        "host" => Some("host"),
         _ => None,
     }
 }

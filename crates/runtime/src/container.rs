@@ -745,9 +745,10 @@ fn init(
         cgroups: inputs.cgroups,
     })?;
     // The runtime answers once its hooks ran and init is in the cgroup
-    // (see drive_create). Without hooks that wait is not needed: nothing
-    // runs before `start`, which comes after create has placed init, and
-    // init goes on while the runtime waits out the cgroup attach.
+    // (see drive_create; init usually placed itself, first thing). Without
+    // hooks that wait is not needed: nothing runs before `start`, which
+    // comes after create has placed init, and where the runtime writes
+    // init's pid, init goes on meanwhile.
     let hooks_before_pivot = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().is_some() || h.create_runtime().is_some() || h.create_container().is_some()
     });
