@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -173,8 +174,16 @@ pub async fn remove(Path(id): Path<String>) -> ApiError {
     }
 }
 
+/// Reads (and drops) a request body before a refusal: a client still
+/// writing it when the answer comes and the connection closes sees a
+/// broken pipe instead of the answer. Bodies past 1 MiB are cut short.
+async fn drain(body: Body) {
+    let _ = axum::body::to_bytes(body, 1 << 20).await;
+}
+
 /// `POST /networks/create`, `/networks/{id}/connect` and `/disconnect`.
-pub async fn not_yet() -> ApiError {
+pub async fn not_yet(body: Body) -> ApiError {
+    drain(body).await;
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         "berthd has no user-defined networks yet: containers run with --network none, host or container:<name>",
@@ -197,7 +206,8 @@ pub async fn volume(Path(name): Path<String>) -> ApiError {
 }
 
 /// `POST /volumes/create`.
-pub async fn volume_create() -> ApiError {
+pub async fn volume_create(body: Body) -> ApiError {
+    drain(body).await;
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         "berthd has no named volumes yet: bind-mount a host directory (-v /host/dir:/path)",
@@ -215,7 +225,8 @@ pub async fn build_prune() -> Json<Value> {
 }
 
 /// `POST /build`.
-pub async fn build() -> ApiError {
+pub async fn build(body: Body) -> ApiError {
+    drain(body).await;
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         "berthd does not build images yet: build with another builder and docker load the result",
