@@ -1528,3 +1528,73 @@ fn predefined_networks_no_volumes_and_system_prune() {
     assert_eq!(berthd.docker_ok(&["ps", "-aq", "--no-trunc"]).trim(), id);
     berthd.docker_ok(&["rm", "-f", id]);
 }
+
+#[test]
+fn a_runtime_that_hangs_in_create_is_killed_after_the_timeout() {
+    let work = tempfile::tempdir().expect("tempdir");
+    // A runtime whose create never returns (as one stuck in a hook would);
+    // it records its pid, and cleans up like runc when asked to delete.
+    let pid_file = work.path().join("hung.pid");
+    let script = work.path().join("hang-runtime");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a; do [ \"$a\" = create ] && echo $$ > {} && exec sleep 600; done\n\
+             case \" $* \" in *\" delete \"*) exit 0 ;; esac\necho 'container does not exist' >&2\nexit 1\n",
+            pid_file.display()
+        ),
+    )
+    .expect("write the runtime");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod the runtime");
+    let berthd = Berthd::builder()
+        .env("BERTH_RUNTIME_TIMEOUT", "2")
+        .args([
+            "--add-runtime".to_string(),
+            format!("hang={}", script.display()),
+        ])
+        .start();
+    let tar = make_busybox_rootfs_tar(work.path());
+    berthd.docker_ok(&["import", &tar.to_string_lossy(), "busybox:latest"]);
+
+    let started = Instant::now();
+    let out = berthd.docker(&[
+        "run",
+        "--name",
+        "stuck",
+        "--runtime",
+        "hang",
+        "busybox",
+        "true",
+    ]);
+    let took = started.elapsed();
+    assert_ne!(status(&out), 0, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("create did not finish within 2 s"),
+        "{}",
+        describe(&out)
+    );
+    assert!(took < Duration::from_secs(60), "the run took {took:?}");
+    let pid = std::fs::read_to_string(&pid_file).expect("the runtime ran create");
+    let pid = pid.trim();
+    assert!(
+        wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!(
+            "/proc/{pid}"
+        ))
+        .exists()),
+        "the hung runtime (pid {pid}) is still there"
+    );
+    // The container stays created, as after any failed start, and goes
+    // with nothing left of it.
+    assert_eq!(inspect(&berthd, "stuck", "{{.State.Status}}"), "created");
+    berthd.docker_ok(&["rm", "stuck"]);
+    assert!(mounts_under(&berthd.data_root()).is_empty());
+    assert!(container_processes(&berthd).is_empty());
+    assert!(
+        container_cgroups(&berthd).is_empty(),
+        "{:?}",
+        container_cgroups(&berthd)
+    );
+    let exec = berthd.data_root().with_file_name("exec");
+    assert!(entries(&exec.join("c")).is_empty());
+}

@@ -27,8 +27,18 @@ use crate::reaper::Reaper;
 use crate::{Error, Result, SpawnOptions};
 
 /// The longest one runtime call may take (hooks included) before it is
-/// killed and the call fails.
+/// killed and the call fails, unless `BERTH_RUNTIME_TIMEOUT` (whole
+/// seconds, inherited from the daemon) says otherwise.
 pub(crate) const RUNTIME_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// [`RUNTIME_TIMEOUT`], or the seconds `BERTH_RUNTIME_TIMEOUT` gives (an
+/// unreadable or zero value keeps the default).
+fn runtime_timeout(setting: Option<&str>) -> Duration {
+    setting
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&secs| secs > 0)
+        .map_or(RUNTIME_TIMEOUT, Duration::from_secs)
+}
 
 /// The most of the runtime's log or stderr read back for an error message.
 const MAX_ERROR_TEXT: u64 = 64 * 1024;
@@ -57,6 +67,8 @@ pub(crate) struct Runtime {
     reaper: Arc<Reaper>,
     in_process: bool,
     seccomp_cache: Option<PathBuf>,
+    /// How long one runtime call may take.
+    timeout: Duration,
 }
 
 impl Runtime {
@@ -79,6 +91,7 @@ impl Runtime {
             reaper,
             in_process: options.in_process,
             seccomp_cache: options.seccomp_cache.clone(),
+            timeout: runtime_timeout(std::env::var("BERTH_RUNTIME_TIMEOUT").ok().as_deref()),
         }
     }
 
@@ -226,7 +239,7 @@ impl Runtime {
             .map(drop)
     }
 
-    /// Runs the runtime to completion (bounded by [`RUNTIME_TIMEOUT`]) and
+    /// Runs the runtime to completion (bounded by its timeout) and
     /// returns what it printed on stdout.
     fn invoke(
         &self,
@@ -290,7 +303,7 @@ impl Runtime {
         // The command holds the parent's copies of the container's pipe
         // ends: close them now, so EOF means the container closed its side.
         drop(command);
-        let status = match self.reaper.wait(pid, Some(RUNTIME_TIMEOUT)) {
+        let status = match self.reaper.wait(pid, Some(self.timeout)) {
             Some(status) => status,
             None => {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -298,7 +311,7 @@ impl Runtime {
                 return Err(Error::Runtime(format!(
                     "{} {op} did not finish within {} s",
                     self.path.display(),
-                    RUNTIME_TIMEOUT.as_secs()
+                    self.timeout.as_secs()
                 )));
             }
         };
@@ -483,6 +496,16 @@ pub(crate) fn error_message(log: &[u8], stderr: &[u8], fallback: &str) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timeout_comes_from_the_environment_when_it_reads() {
+        assert_eq!(runtime_timeout(None), RUNTIME_TIMEOUT);
+        assert_eq!(runtime_timeout(Some("7")), Duration::from_secs(7));
+        assert_eq!(runtime_timeout(Some(" 3\n")), Duration::from_secs(3));
+        assert_eq!(runtime_timeout(Some("0")), RUNTIME_TIMEOUT);
+        assert_eq!(runtime_timeout(Some("soon")), RUNTIME_TIMEOUT);
+        assert_eq!(runtime_timeout(Some("-4")), RUNTIME_TIMEOUT);
+    }
 
     #[test]
     fn the_last_logged_error_wins() {
