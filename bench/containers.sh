@@ -40,7 +40,7 @@ source "$REPO/bench/lib.sh"
 
 
 [[ $(id -u) -eq 0 ]] || die "run as root: sudo ./bench/containers.sh"
-for tool in hyperfine curl tar sha256sum awk xargs; do
+for tool in hyperfine curl tar sha256sum awk xargs python3; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y $tool)"
 done
 [[ -x $DOCKERD ]] || die "$DOCKERD is missing (apt-get install -y docker.io)"
@@ -152,6 +152,7 @@ cleanup() {
     say "cleaning up"
     # Containers first, so the daemons have nothing to stop.
     kill_own_cgroups
+    [[ -n ${INSTANT_PID:-} ]] && stop_pid "$INSTANT_PID" 2
     containerd=$(cat "$BASE/dockerd/exec/containerd/containerd.pid" 2>/dev/null)
     stop_pid "$BERTHD_PID" 20
     stop_pid "$DOCKERD_PID" 20
@@ -461,6 +462,18 @@ hf --warmup "$WARMUP" --runs "$RUNS" --export-csv "$BASE/floor.csv" \
     -n dockerd "dk $DSOCK version --format '{{.Server.Version}}'" ||
     die "docker version failed"
 
+# The docker CLI's own share of a `docker run --rm`: the same command against
+# a server that answers every request at once (bench/instant_daemon.py).
+say "1. docker CLI floor: docker run --rm against a daemon that does nothing"
+python3 "$(dirname "$0")/instant_daemon.py" "$BASE/instant.sock" </dev/null >"$BASE/instant.log" 2>&1 &
+INSTANT_PID=$!
+for _ in $(seq 1 50); do [[ -S $BASE/instant.sock ]] && break; sleep 0.1; done
+hf --warmup "$WARMUP" --runs "$RUNS" --export-csv "$BASE/floor-run.csv" \
+    -n instant "dk $BASE/instant.sock run --rm busybox true" ||
+    die "docker run against the instant daemon failed ($(cat "$BASE/instant.log"))"
+stop_pid "$INSTANT_PID" 2
+INSTANT_PID=
+
 # ---------------------------------------------------------------- 2. logs
 
 # Both with the same max-size, above what the output needs: berthd's default
@@ -681,7 +694,11 @@ row "  shims left after rm -f" "$SHIMSLEFT_B" "$SHIMSLEFT_D" - "=0" \
     "$([[ $SHIMSLEFT_B == 0 && $SHIMSLEFT_D == 0 ]] && echo yes || echo NO)"
 
 FLOOR_B=$(csv_field "$BASE/floor.csv" 1 2)
+FLOOR_RUN=$(csv_field "$BASE/floor-run.csv" 1 2)
+RUN_B=$(csv_field "$BASE/run.csv" 1 2)
 RUN_D=$(csv_field "$BASE/run.csv" 2 2)
 echo
-echo "The docker CLI floor (start-up plus one request, $(calc '%.1f ms' "$FLOOR_B * 1000") on berthd) bounds the end-to-end ratios:"
-echo "even a daemon that took no time at all could make 'docker run --rm' at most $(calc '%.1fx' "$RUN_D / $FLOOR_B") faster than dockerd's $(calc '%.1f ms' "$RUN_D * 1000")."
+echo "The docker CLI floor bounds the end-to-end ratios: start-up plus one request takes $(calc '%.1f ms' "$FLOOR_B * 1000") (docker version"
+echo "on berthd), and 'docker run --rm busybox true' against a daemon that answers everything at once takes $(calc '%.1f ms' "$FLOOR_RUN * 1000")."
+echo "So a daemon that took no time at all could make 'docker run --rm' at most $(calc '%.1fx' "$RUN_D / $FLOOR_RUN") faster than dockerd's $(calc '%.1f ms' "$RUN_D * 1000");"
+echo "berthd's own share of its $(calc '%.1f ms' "$RUN_B * 1000") is $(calc '%.1f ms' "($RUN_B - $FLOOR_RUN) * 1000"), dockerd's $(calc '%.1f ms' "($RUN_D - $FLOOR_RUN) * 1000") ($(calc '%.1fx' "($RUN_D - $FLOOR_RUN) / ($RUN_B - $FLOOR_RUN)") less)."
