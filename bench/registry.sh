@@ -7,7 +7,8 @@
 #      (copy to a local OCI layout)
 #   2. push of the same image to an empty docker-registry: berthd vs dockerd
 #   3. the disk's write speed for the same bytes (dd conv=fsync), against
-#      which berthd's pull is measured (goal: within 1.2x)
+#      which berthd's pull is measured (goal: within 1.2x), and the time the
+#      two digests a pull checks take alone (its CPU floor)
 #   4. the registry side: `berth registry serve` vs docker-registry serving
 #      the same pulls to the same clients (skopeo, berthd)
 #
@@ -262,6 +263,24 @@ rm -f "$BASE/dd.out"
 DD=$(mean "$BASE/dd.csv" 1)
 DD_WRITTEN=$(mean "$BASE/dd.csv" 2)
 
+# The least work a pull that checks what it got must do: the SHA-256 of every
+# compressed blob (its digest) and of every unpacked layer (its diff_id), the
+# two on their own cores, from memory, with nothing received, decompressed or
+# written. Set against the disk's speed, it says whether the disk or the CPU
+# bounds a verified pull on this machine.
+say "3. the digests alone: sha256 of the $PULLED_MB MB of blobs and of the $UNPACKED_MB MB unpacked, in parallel"
+command -v openssl >/dev/null || die "openssl is missing (apt-get install -y openssl)"
+BLOBS=("$BASE"/skopeo/blobs/sha256/*)
+for blob in "${BLOBS[@]}"; do
+    gzip -dc "$blob" 2>/dev/null || true
+done >"$BASE/unpacked.bin"
+cat "${BLOBS[@]}" "$BASE/unpacked.bin" >/dev/null
+hyperfine --style basic --runs "$RUNS" --warmup 1 --export-csv "$BASE/digests.csv" \
+    -n digests "openssl dgst -sha256 $(q "${BLOBS[@]}") >/dev/null & openssl dgst -sha256 $(q "$BASE/unpacked.bin") >/dev/null; wait" >&2 ||
+    die "openssl dgst failed"
+rm -f "$BASE/unpacked.bin"
+DIGESTS=$(mean "$BASE/digests.csv" 1)
+
 # ---------------------------------------------------------------- 4. servers
 
 say "4. the same pulls served by docker-registry and by berth registry serve, $RUNS runs each"
@@ -302,6 +321,8 @@ row "berthd pull / disk write" "$(calc '%.2f' "$PULL_B / $DD")" "" "" \
 row "dd conv=fsync of $WRITTEN_MB MB (s)" "$(calc '%.2f' "$DD_WRITTEN")" "" "" \
     "blobs + layers, what a pull writes"
 row "berthd pull / that write" "$(calc '%.2f' "$PULL_B / $DD_WRITTEN")" "" "" ""
+row "sha256 of blobs + unpacked (s)" "$(calc '%.2f' "$DIGESTS")" "" "" \
+    "$(calc '%.2f' "$DIGESTS / $DD")x the dd: the floor of a verified pull"
 echo
 row "served by" "docker-reg." "berth reg." "" "docker-registry/berth"
 row "skopeo copy (s)" "$(calc '%.2f' "$SERVE_SD")" "$(calc '%.2f' "$SERVE_SB")" "" "$(calc '%.2f' "$SERVE_SD / $SERVE_SB")"
