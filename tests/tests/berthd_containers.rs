@@ -1598,3 +1598,117 @@ fn a_runtime_that_hangs_in_create_is_killed_after_the_timeout() {
     let exec = berthd.data_root().with_file_name("exec");
     assert!(entries(&exec.join("c")).is_empty());
 }
+
+#[test]
+fn restart_policies_at_daemon_start_follow_dockerd() {
+    let mut berthd = daemon();
+    let run = |name: &str, policy: &str, script: &str| {
+        berthd.docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ]);
+    };
+    let sleeper = "touch /tmp/ready; exec sleep 1000";
+    run("always-stopped", "always", sleeper);
+    run("failure-stopped", "on-failure", sleeper);
+    run(
+        "failure-clean",
+        "on-failure",
+        "trap 'exit 0' TERM; touch /tmp/ready; while :; do sleep 0.1; done",
+    );
+    run("unless-stopped", "unless-stopped", sleeper);
+    run("always-running", "always", sleeper);
+    run("failure-running", "on-failure", sleeper);
+    for name in [
+        "always-stopped",
+        "failure-stopped",
+        "failure-clean",
+        "unless-stopped",
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(10), || berthd
+                .docker(&["exec", name, "test", "-f", "/tmp/ready"])
+                .status
+                .success()),
+            "{name} did not start"
+        );
+    }
+    berthd.docker_ok(&[
+        "stop",
+        "always-stopped",
+        "failure-stopped",
+        "failure-clean",
+        "unless-stopped",
+    ]);
+    assert_eq!(
+        inspect(&berthd, "failure-stopped", "{{.State.ExitCode}}"),
+        "137"
+    );
+    assert_eq!(
+        inspect(&berthd, "failure-clean", "{{.State.ExitCode}}"),
+        "0"
+    );
+    // A user's stop holds all four down while the daemon runs.
+    std::thread::sleep(Duration::from_millis(500));
+    for name in ["always-stopped", "failure-stopped", "unless-stopped"] {
+        assert_eq!(
+            inspect(&berthd, name, "{{.State.Status}}"),
+            "exited",
+            "{name}"
+        );
+    }
+    let status = berthd.terminate();
+    assert!(status.success(), "{status:?}");
+    berthd.spawn();
+    // At daemon start, as dockerd: `always` comes back even after a user's
+    // stop, `on-failure` after any failed exit (a user's stop or the
+    // daemon's shutdown killed them), `unless-stopped` only if no user
+    // stopped it, and `on-failure` not after a clean exit.
+    for name in [
+        "always-stopped",
+        "failure-stopped",
+        "always-running",
+        "failure-running",
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(10), || inspect(
+                &berthd,
+                name,
+                "{{.State.Status}}"
+            ) == "running"),
+            "{name}: {}",
+            inspect(&berthd, name, "{{.State.Status}} {{.State.ExitCode}}")
+        );
+    }
+    assert_eq!(
+        inspect(
+            &berthd,
+            "unless-stopped",
+            "{{.State.Status}} {{.State.ExitCode}}"
+        ),
+        "exited 137"
+    );
+    assert_eq!(
+        inspect(
+            &berthd,
+            "failure-clean",
+            "{{.State.Status}} {{.State.ExitCode}}"
+        ),
+        "exited 0"
+    );
+    // A restart at daemon start is not a retry.
+    assert_eq!(
+        inspect(&berthd, "failure-stopped", "{{.RestartCount}}"),
+        "0"
+    );
+}

@@ -1062,39 +1062,34 @@ impl ContainerService {
         }
     }
 
+    /// Whether the restart policy brings the container back after an exit
+    /// (`daemon_start`: an exit found when the daemon starts). As dockerd:
+    /// a user's stop or kill holds `unless-stopped` containers down for
+    /// good, `always` and `on-failure` ones only until the daemon starts
+    /// again; `on-failure` needs a failed exit and retries left.
     fn should_restart(&self, entry: &Entry, daemon_start: bool) -> bool {
         if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
             return false;
         }
         let inner = entry.inner();
-        let policy = &inner.record.restart;
-        let state = &inner.state;
-        match policy.name.as_str() {
-            "always" => !state.stopped_by_user || daemon_start,
-            "unless-stopped" => !state.stopped_by_user,
-            "on-failure" => {
-                !state.stopped_by_user
-                    && state.exit_code != 0
-                    && (policy.maximum_retry_count == 0
-                        || inner.record.restart_count < policy.maximum_retry_count)
-            }
-            _ => false,
-        }
+        restart_wanted(
+            &inner.record.restart,
+            inner.record.restart_count,
+            &inner.state,
+            daemon_start,
+        )
     }
 
-    /// After a daemon restart: `always` and `unless-stopped` containers that
-    /// were running come back; exited ones with `always` too unless a user
-    /// stopped them… which dockerd restarts as well for `always`.
+    /// After a daemon restart: an exited container that had been started
+    /// comes back when its policy says so for an exit found at start.
     fn should_restart_on_boot(&self, entry: &Entry) -> bool {
-        let inner = entry.inner();
-        inner.state.status == Status::Exited
-            && match inner.record.restart.name.as_str() {
-                "always" => true,
-                "unless-stopped" => !inner.state.stopped_by_user,
-                _ => false,
+        {
+            let inner = entry.inner();
+            if inner.state.status != Status::Exited || inner.state.started_at == record::ZERO_TIME {
+                return false;
             }
-            && inner.state.started_at != record::ZERO_TIME
-            && !inner.state.stopped_by_user
+        }
+        self.should_restart(entry, true)
     }
 
     fn schedule_restart(&self, entry: Arc<Entry>) {
@@ -1601,6 +1596,27 @@ impl ContainerService {
     }
 }
 
+/// The restart policy's answer to an exit (see
+/// [`ContainerService::should_restart`]).
+fn restart_wanted(
+    policy: &record::RestartPolicy,
+    restart_count: i64,
+    state: &State,
+    daemon_start: bool,
+) -> bool {
+    let held_down = state.stopped_by_user && !daemon_start;
+    match policy.name.as_str() {
+        "always" => !held_down,
+        "unless-stopped" => !state.stopped_by_user,
+        "on-failure" => {
+            !held_down
+                && state.exit_code != 0
+                && (policy.maximum_retry_count == 0 || restart_count < policy.maximum_retry_count)
+        }
+        _ => false,
+    }
+}
+
 fn shim_err(e: berth_shim::Error) -> Error {
     match e {
         berth_shim::Error::Runtime(msg) => Error::StartFailed(format!(
@@ -1752,6 +1768,45 @@ fn write_etc_files(paths: &Paths, config: &ContainerConfig, id: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_policies_answer_exits_as_dockerd() {
+        let policy = |name: &str, max: i64| record::RestartPolicy {
+            name: name.into(),
+            maximum_retry_count: max,
+        };
+        let exited = |code: i64, by_user: bool| State {
+            exit_code: code,
+            stopped_by_user: by_user,
+            ..State::default()
+        };
+        // (policy, retries so far, exit code, stopped by a user) -> (now, at daemon start)
+        let table = [
+            (policy("always", 0), 0, 0, false, (true, true)),
+            (policy("always", 0), 0, 137, true, (false, true)),
+            (policy("unless-stopped", 0), 0, 1, false, (true, true)),
+            (policy("unless-stopped", 0), 0, 137, true, (false, false)),
+            (policy("on-failure", 0), 7, 1, false, (true, true)),
+            (policy("on-failure", 0), 0, 0, false, (false, false)),
+            (policy("on-failure", 0), 0, 137, true, (false, true)),
+            (policy("on-failure", 3), 2, 1, false, (true, true)),
+            (policy("on-failure", 3), 3, 1, false, (false, false)),
+            (policy("no", 0), 0, 1, false, (false, false)),
+            (policy("", 0), 0, 1, false, (false, false)),
+            (policy("on-unhealthy", 0), 0, 1, false, (false, false)),
+        ];
+        for (policy, count, code, by_user, (now, at_start)) in table {
+            let state = exited(code, by_user);
+            assert_eq!(
+                (
+                    restart_wanted(&policy, count, &state, false),
+                    restart_wanted(&policy, count, &state, true)
+                ),
+                (now, at_start),
+                "{policy:?} after {count} restarts, exit {code}, stopped by a user: {by_user}"
+            );
+        }
+    }
 
     #[test]
     fn signals_by_name_and_number() {
