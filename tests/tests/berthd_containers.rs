@@ -849,13 +849,36 @@ fn failed_create_and_start_leave_nothing_behind() {
         "busybox",
         "true",
     ]);
-    assert_eq!(status(&out), 125, "{}", describe(&out));
+    // 127, as the docker CLI makes of dockerd's "no such file or directory".
+    assert_eq!(status(&out), 127, "{}", describe(&out));
     assert!(
-        text(&out.stderr).contains("/dev/does-not-exist"),
+        text(&out.stderr)
+            .contains("adding custom device \"/dev/does-not-exist\": no such file or directory"),
         "{}",
         describe(&out)
     );
     berthd.docker_ok(&["rm", "nodev"]);
+    // A failed `run --rm` reports its error once, as with dockerd (the
+    // removed container's wait carries no error for the CLI to repeat).
+    for args in [
+        &["run", "--rm", "busybox", "no-such-command"][..],
+        &[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/does-not-exist",
+            "busybox",
+            "true",
+        ],
+    ] {
+        let out = berthd.docker(args);
+        assert_eq!(status(&out), 127, "{}", describe(&out));
+        assert!(
+            !text(&out.stderr).contains("Error waiting for container"),
+            "{}",
+            describe(&out)
+        );
+    }
     let out = berthd.docker(&["run", "--name", "broken", "busybox", "no-such-command"]);
     assert_eq!(status(&out), 127, "{}", describe(&out));
     assert!(mounts_under(&berthd.data_root()).is_empty());

@@ -232,7 +232,9 @@ pub async fn wait(
             }
             last = rx.borrow_and_update().clone();
         }
-        let error = if last.error.is_empty() {
+        // As dockerd: a removed container's wait names no error (the docker
+        // CLI would print it a second time after a failed `run --rm`).
+        let error = if last.error.is_empty() || last.removed {
             Value::Null
         } else {
             json!({"Message": last.error})

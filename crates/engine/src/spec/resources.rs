@@ -322,7 +322,9 @@ pub(crate) fn devices_from_path(
             resolved = target;
         }
     }
-    let st = lstat(&resolved).map_err(|e| gather(e.desc()))?;
+    // Go's wording of the errno ("no such file or directory"), which the
+    // docker CLI turns into exit code 127 as it does with dockerd.
+    let st = lstat(&resolved).map_err(|e| gather(&e.desc().to_lowercase()))?;
     if let Some(d) = device_at(Path::new(container), &st) {
         let rules = cgroup_rule_for(&d, perms).into_iter().collect();
         return Ok((vec![d], rules));
@@ -427,7 +429,8 @@ mod tests {
         );
         let err = devices_from_path("/dev/nope", "/x", "rwm").expect_err("missing");
         assert!(
-            err.to_string().ends_with("No such file or directory"),
+            err.to_string()
+                .ends_with("\"/dev/nope\": no such file or directory"),
             "{err}"
         );
     }
