@@ -1735,3 +1735,45 @@ fn restart_policies_at_daemon_start_follow_dockerd() {
         "0"
     );
 }
+
+#[test]
+fn a_missing_bind_source_is_made_for_v_but_not_for_mount() {
+    let berthd = daemon();
+    let work = tempfile::tempdir().expect("tempdir");
+    let made = work.path().join("new/data");
+    let out = berthd.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/data", made.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/file",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        std::fs::read_to_string(made.join("file")).expect("the file the container wrote"),
+        "kept\n"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&made).expect("made").permissions(),
+    );
+    assert_eq!(mode & 0o7777, 0o755);
+    let missing = work.path().join("absent");
+    let out = berthd.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,source={},target=/data", missing.display()),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("bind source path does not exist"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!missing.exists());
+}

@@ -867,6 +867,8 @@ impl ContainerService {
             host: spec::HostFacts::current().map_err(|e| Error::Internal(e.to_string()))?,
         })
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        spec::create_missing_bind_sources(&inner.record.host_config)
+            .map_err(Error::InvalidArgument)?;
         if builtin_init {
             let mut annotations = spec.annotations().clone().unwrap_or_default();
             annotations.insert(RUNTIME_INIT_ANNOTATION.to_string(), "true".to_string());

@@ -506,6 +506,33 @@ pub fn mount_points(hc: &bollard_stubs::models::HostConfig) -> Vec<MountPoint> {
     out
 }
 
+/// Creates the missing host directories of `-v` binds (root's, 0755), as
+/// dockerd does when the container starts; `--mount` binds must exist
+/// (create refused them otherwise).
+pub fn create_missing_bind_sources(hc: &bollard_stubs::models::HostConfig) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    for raw in hc.binds.iter().flatten() {
+        let Ok(ParsedBind {
+            source: BindSource::Host(src),
+            ..
+        }) = parse_bind(raw)
+        else {
+            continue;
+        };
+        match std::fs::symlink_metadata(&src) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&src)
+                .map_err(|e| {
+                    format!("error while creating mount source path '{src}': mkdir {src}: {e}")
+                })?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A host directory bound into the container: where it appears and what it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostBind {
