@@ -375,6 +375,22 @@ fn bad_create_requests_are_refused() {
     let out = berthd.docker(&["run", "--log-opt", "max-size=lots", "busybox", "true"]);
     assert_eq!(status(&out), 125, "{}", describe(&out));
     assert!(text(&out.stderr).contains("max-size"), "{}", describe(&out));
+    // CPUs the host lacks are refused at create, as dockerd does.
+    let out = berthd.docker(&["run", "--cpuset-cpus", "0,999", "busybox", "true"]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    assert!(
+        text(&out.stderr)
+            .contains("Requested CPUs are not available - requested 0,999, available: 0"),
+        "{}",
+        describe(&out)
+    );
+    let out = berthd.docker(&["run", "--stop-signal", "SIGNOPE", "busybox", "true"]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("Invalid signal: SIGNOPE"),
+        "{}",
+        describe(&out)
+    );
     // Nothing was created by any of them.
     assert!(berthd.docker_ok(&["ps", "-aq"]).trim().is_empty());
     // Garbage JSON straight to the API.

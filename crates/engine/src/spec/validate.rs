@@ -124,7 +124,7 @@ fn check_config(config: &ContainerConfig) -> Result<(), SpecError> {
     }
     if let Some(sig) = config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
         if !valid_signal(sig) {
-            return invalid(format!("invalid signal: {sig}"));
+            return invalid(format!("Invalid signal: {sig}"));
         }
     }
     for var in config.env.iter().flatten() {
@@ -215,6 +215,39 @@ fn valid_uint_list(list: &str) -> bool {
                 None => num(part),
             }
         })
+}
+
+#[cfg(test)]
+#[test]
+fn lists_within_what_the_host_has() {
+    assert!(list_within("0", "0-1"));
+    assert!(list_within("0-1", "0-1"));
+    assert!(list_within("1,3-4", "0-1,3-7"));
+    assert!(!list_within("2", "0-1"));
+    assert!(!list_within("1-2", "0-1"));
+    assert!(!list_within("0-4000000000", "0-1"));
+    assert!(!list_within("0", "garbage"));
+}
+
+/// Whether every number of `list` (`0-2,5`, valid) is in `available` (the
+/// same form); an unreadable `available` holds nothing.
+fn list_within(list: &str, available: &str) -> bool {
+    let ranges = |l: &str| -> Option<Vec<(u64, u64)>> {
+        l.split(',')
+            .map(|part| match part.split_once('-') {
+                Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+                None => part.trim().parse().ok().map(|n| (n, n)),
+            })
+            .collect()
+    };
+    let (Some(wanted), Some(have)) = (ranges(list), ranges(available)) else {
+        return false;
+    };
+    // No host has anywhere near 65536 CPUs or nodes.
+    wanted.iter().all(|&(from, to)| {
+        to.saturating_sub(from) < 1 << 16
+            && (from..=to).all(|n| have.iter().any(|&(lo, hi)| (lo..=hi).contains(&n)))
+    })
 }
 
 /// dockerd's memory checks that create and update share: limit, swap and
@@ -327,14 +360,34 @@ fn check_resources(hc: &HostConfig) -> Result<(), SpecError> {
     if rt_period != 0 && rt_runtime != 0 && rt_runtime > rt_period {
         return fail("cpu real-time runtime cannot be higher than cpu real-time period".into());
     }
-    for (what, list) in [
-        ("cpuset cpus", hc.cpuset_cpus.as_deref()),
-        ("cpuset mems", hc.cpuset_mems.as_deref()),
+    for (what, list, online, missing) in [
+        (
+            "cpuset cpus",
+            hc.cpuset_cpus.as_deref(),
+            "/sys/devices/system/cpu/online",
+            "Requested CPUs are not available",
+        ),
+        (
+            "cpuset mems",
+            hc.cpuset_mems.as_deref(),
+            "/sys/devices/system/node/online",
+            "Requested memory nodes are not available",
+        ),
     ] {
         if let Some(list) = list.filter(|l| !l.is_empty()) {
             if !valid_uint_list(list) {
                 return fail(format!(
                     "Invalid value {list} for {what}: invalid format: {list}"
+                ));
+            }
+            // As dockerd, at create: what the host doesn't have (a host
+            // without NUMA nodes listed has node 0).
+            let available = std::fs::read_to_string(online)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "0".to_string());
+            if !list_within(list, &available) {
+                return fail(format!(
+                    "{missing} - requested {list}, available: {available}"
                 ));
             }
         }
@@ -712,7 +765,7 @@ mod tests {
                 "the working directory 'rel' is invalid, it needs to be an absolute path",
             ),
             (Box::new(|c, _| c.env = Some(vec!["=x".into()])), "invalid environment variable: =x"),
-            (Box::new(|c, _| c.stop_signal = Some("SIGFOO".into())), "invalid signal: SIGFOO"),
+            (Box::new(|c, _| c.stop_signal = Some("SIGFOO".into())), "Invalid signal: SIGFOO"),
             (
                 Box::new(|_, h| h.cap_add = Some(vec!["FOO".into()])),
                 "invalid CapAdd: unknown capability: \"CAP_FOO\"",
@@ -805,6 +858,12 @@ mod tests {
             assert_eq!(err_with(change), want, "case {i}");
         }
         assert!(
+            err_with(|_, h| h.cpuset_cpus = Some("0,4096".into()))
+                .starts_with("Requested CPUs are not available - requested 0,4096, available: 0"),
+            "{}",
+            err_with(|_, h| h.cpuset_cpus = Some("0,4096".into()))
+        );
+        assert!(
             err_with(|_, h| h.security_opt = Some(vec!["seccomp={".into()]))
                 .starts_with("Decoding seccomp profile failed")
         );
@@ -833,7 +892,8 @@ mod tests {
         hc.cap_add = Some(vec!["all".into(), "net_admin".into()]);
         hc.binds = Some(vec!["/tmp:/data:ro,z".into(), "vol:/v".into()]);
         hc.tmpfs = Some([("/run".to_string(), "size=1m,exec".to_string())].into());
-        hc.cpuset_cpus = Some("0-1,3".into());
+        // Every host has CPU 0.
+        hc.cpuset_cpus = Some("0,0-0".into());
         hc.memory = Some(64 << 20);
         hc.memory_swap = Some(-1);
         validate_create(&c, &hc).expect("valid");
