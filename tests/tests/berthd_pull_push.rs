@@ -282,6 +282,51 @@ fn push_and_pull_with_the_berth_registry() {
     );
 }
 
+/// `docker push -a` (the API's push without a tag) sends every tag of the
+/// repository, under one "The push refers to" line, as dockerd.
+#[test]
+fn push_without_a_tag_sends_every_tag() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = Registry::berth();
+    let berthd = Berthd::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let repo = format!("{}/t/all", registry.host());
+    import_busybox(&berthd, scratch.path(), &format!("{repo}:a"));
+    berthd.docker_ok(&["tag", &format!("{repo}:a"), &format!("{repo}:b")]);
+
+    let pushed = berthd.docker_ok(&["push", "-a", &repo]);
+    assert_eq!(
+        pushed.matches("The push refers to repository").count(),
+        1,
+        "{pushed}"
+    );
+    assert!(
+        pushed.contains("a: digest: sha256:") && pushed.contains("b: digest: sha256:"),
+        "{pushed}"
+    );
+    let tags: serde_json::Value = serde_json::from_slice(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{repo}"),
+    ]))
+    .expect("list-tags JSON");
+    assert_eq!(tags["Tags"], serde_json::json!(["a", "b"]), "{tags}");
+
+    let none = format!("{}/t/none", registry.host());
+    let out = berthd.docker(&["push", "-a", &none]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "An image does not exist locally with the tag: {none}"
+        )),
+        "{}",
+        describe(&out)
+    );
+}
+
 #[test]
 fn push_and_pull_with_debian_docker_registry() {
     if !is_root() || !Path::new(DOCKER_REGISTRY).exists() {
