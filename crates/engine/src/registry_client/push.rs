@@ -603,11 +603,9 @@ impl PushJob<'_> {
         let location = match source {
             Some(from) => match start_upload(registry, reference, Some((digest, &from))) {
                 Ok(Upload::Mounted) => {
-                    let name = format!("{}/{from}", reference.domain());
-                    let shown = Reference::parse_normalized(&name)
-                        .map(|r| r.familiar_name())
-                        .unwrap_or(name);
-                    let _ = status.send(Status::layer(id, format!("Mounted from {shown}")));
+                    // The repository's path on the registry, as dockerd
+                    // shows it (`library/busybox`, `team/app`).
+                    let _ = status.send(Status::layer(id, format!("Mounted from {from}")));
                     return Ok(());
                 }
                 Ok(Upload::Started(at)) => at,
