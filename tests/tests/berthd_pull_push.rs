@@ -327,6 +327,30 @@ fn push_without_a_tag_sends_every_tag() {
     );
 }
 
+/// A pull by digest names the whole reference on its first line, as
+/// dockerd: `<host>/t/d@sha256:…: Pulling from t/d`.
+#[test]
+fn a_pull_by_digest_is_labelled_with_the_reference() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = Registry::berth();
+    let berthd = Berthd::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let image = format!("{}/t/d:1", registry.host());
+    import_busybox(&berthd, scratch.path(), &image);
+    let digest = pushed_digest(&berthd.docker_ok(&["push", &image]));
+    berthd.docker_ok(&["rmi", &image]);
+    let by_digest = format!("{}/t/d@{digest}", registry.host());
+    let pulled = berthd.docker_ok(&["pull", &by_digest]);
+    assert_eq!(
+        pulled.lines().next(),
+        Some(format!("{by_digest}: Pulling from t/d").as_str()),
+        "{pulled}"
+    );
+}
+
 #[test]
 fn push_and_pull_with_debian_docker_registry() {
     if !is_root() || !Path::new(DOCKER_REGISTRY).exists() {

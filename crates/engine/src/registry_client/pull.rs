@@ -1283,10 +1283,12 @@ fn pull_one(
         pulled,
         platform,
     } = image;
-    let label = reference
-        .tag()
-        .map(str::to_string)
-        .unwrap_or_else(|| manifest_digest.to_string());
+    // dockerd's label: the tag, or the whole reference pulled by digest.
+    let label = match (reference.tag(), reference.digest()) {
+        (Some(tag), _) => tag.to_string(),
+        (None, Some(_)) => reference.to_string(),
+        (None, None) => manifest_digest.to_string(),
+    };
     progress(Status {
         id: Some(label),
         status: format!("Pulling from {}", reference.path()),
