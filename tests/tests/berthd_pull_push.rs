@@ -315,6 +315,15 @@ fn push_without_a_tag_sends_every_tag() {
     .expect("list-tags JSON");
     assert_eq!(tags["Tags"], serde_json::json!(["a", "b"]), "{tags}");
 
+    // A tag the repository lacks here, while it has others: dockerd's words.
+    let out = berthd.docker(&["push", &format!("{repo}:c")]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains(&format!("tag does not exist: {repo}:c")),
+        "{}",
+        describe(&out)
+    );
+
     let none = format!("{}/t/none", registry.host());
     let out = berthd.docker(&["push", "-a", &none]);
     assert!(!out.status.success(), "{}", describe(&out));

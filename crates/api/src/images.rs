@@ -1108,7 +1108,20 @@ async fn push(
                 .resolve(&check)
                 .map(drop)
                 .map_err(|err| match err {
-                    berth_engine::Error::NotFound(_) => berth_engine::Error::NotFound(missing),
+                    // dockerd's two messages: a repository with no tag here
+                    // at all, or one that lacks only this tag.
+                    berth_engine::Error::NotFound(_) => {
+                        let others = e.images().repository_tags(&check_reference);
+                        match others {
+                            Ok(tags) if !tags.is_empty() && check_reference.tag().is_some() => {
+                                berth_engine::Error::NotFound(format!(
+                                    "tag does not exist: {}",
+                                    check_reference.familiar()
+                                ))
+                            }
+                            _ => berth_engine::Error::NotFound(missing),
+                        }
+                    }
                     other => other,
                 })?;
         }
