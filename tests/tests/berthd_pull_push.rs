@@ -360,6 +360,27 @@ fn a_pull_by_digest_is_labelled_with_the_reference() {
     );
 }
 
+/// A pull of an image already here lists none of its layers, as dockerd:
+/// only the digest and "Image is up to date".
+#[test]
+fn a_pull_of_an_image_here_lists_no_layers() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = Registry::berth();
+    let berthd = Berthd::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let image = format!("{}/t/here:1", registry.host());
+    import_busybox(&berthd, scratch.path(), &image);
+    berthd.docker_ok(&["push", &image]);
+    let pulled = berthd.docker_ok(&["pull", &image]);
+    assert!(
+        pulled.contains("Status: Image is up to date") && !pulled.contains("Already exists"),
+        "{pulled}"
+    );
+}
+
 #[test]
 fn push_and_pull_with_debian_docker_registry() {
     if !is_root() || !Path::new(DOCKER_REGISTRY).exists() {

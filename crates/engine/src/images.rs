@@ -1360,6 +1360,11 @@ impl ImageService {
         self.content.exists(digest)
     }
 
+    /// Whether image `id` is here.
+    pub(crate) fn has_image(&self, id: &Digest) -> bool {
+        self.meta().resolve_id(id.as_str()).is_ok()
+    }
+
     pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.content.blob_path(digest)
     }

@@ -1326,6 +1326,8 @@ fn pull_one(
 
     let lease = images.blob_lease();
     let mut staged = StagedLayers::new();
+    // dockerd lists no layers of an image it already has.
+    let known = images.has_image(config.digest());
     let fetched = fetch_layers(
         &LayerJob {
             images,
@@ -1339,7 +1341,11 @@ fn pull_one(
         },
         limits.downloads.max(1),
         &mut staged,
-        progress,
+        &mut |status: Status| {
+            if !(known && status.status == "Already exists") {
+                progress(status);
+            }
+        },
     );
     let abort_staged = |staged: &StagedLayers| {
         for (chain, s) in staged {
