@@ -716,7 +716,7 @@ fn pushes_upload_in_parallel_retry_and_mount() {
     let out = berthd.docker_ok(&["push", &other]);
     let mounted = out
         .lines()
-        .filter(|l| l.contains(&format!("Mounted from {}/t/dst", target.host())))
+        .filter(|l| l.ends_with("Mounted from t/dst"))
         .count();
     assert_eq!(mounted, layers.len(), "{out}");
     let uploads = target

@@ -282,6 +282,105 @@ fn push_and_pull_with_the_berth_registry() {
     );
 }
 
+/// `docker push -a` (the API's push without a tag) sends every tag of the
+/// repository, under one "The push refers to" line, as dockerd.
+#[test]
+fn push_without_a_tag_sends_every_tag() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = Registry::berth();
+    let berthd = Berthd::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let repo = format!("{}/t/all", registry.host());
+    import_busybox(&berthd, scratch.path(), &format!("{repo}:a"));
+    berthd.docker_ok(&["tag", &format!("{repo}:a"), &format!("{repo}:b")]);
+
+    let pushed = berthd.docker_ok(&["push", "-a", &repo]);
+    assert_eq!(
+        pushed.matches("The push refers to repository").count(),
+        1,
+        "{pushed}"
+    );
+    assert!(
+        pushed.contains("a: digest: sha256:") && pushed.contains("b: digest: sha256:"),
+        "{pushed}"
+    );
+    let tags: serde_json::Value = serde_json::from_slice(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{repo}"),
+    ]))
+    .expect("list-tags JSON");
+    assert_eq!(tags["Tags"], serde_json::json!(["a", "b"]), "{tags}");
+
+    // A tag the repository lacks here, while it has others: dockerd's words.
+    let out = berthd.docker(&["push", &format!("{repo}:c")]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains(&format!("tag does not exist: {repo}:c")),
+        "{}",
+        describe(&out)
+    );
+
+    let none = format!("{}/t/none", registry.host());
+    let out = berthd.docker(&["push", "-a", &none]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "An image does not exist locally with the tag: {none}"
+        )),
+        "{}",
+        describe(&out)
+    );
+}
+
+/// A pull by digest names the whole reference on its first line, as
+/// dockerd: `<host>/t/d@sha256:…: Pulling from t/d`.
+#[test]
+fn a_pull_by_digest_is_labelled_with_the_reference() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = Registry::berth();
+    let berthd = Berthd::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let image = format!("{}/t/d:1", registry.host());
+    import_busybox(&berthd, scratch.path(), &image);
+    let digest = pushed_digest(&berthd.docker_ok(&["push", &image]));
+    berthd.docker_ok(&["rmi", &image]);
+    let by_digest = format!("{}/t/d@{digest}", registry.host());
+    let pulled = berthd.docker_ok(&["pull", &by_digest]);
+    assert_eq!(
+        pulled.lines().next(),
+        Some(format!("{by_digest}: Pulling from t/d").as_str()),
+        "{pulled}"
+    );
+}
+
+/// A pull of an image already here lists none of its layers, as dockerd:
+/// only the digest and "Image is up to date".
+#[test]
+fn a_pull_of_an_image_here_lists_no_layers() {
+    if !is_root() {
+        eprintln!("skipped: berthd needs root");
+        return;
+    }
+    let registry = Registry::berth();
+    let berthd = Berthd::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let image = format!("{}/t/here:1", registry.host());
+    import_busybox(&berthd, scratch.path(), &image);
+    berthd.docker_ok(&["push", &image]);
+    let pulled = berthd.docker_ok(&["pull", &image]);
+    assert!(
+        pulled.contains("Status: Image is up to date") && !pulled.contains("Already exists"),
+        "{pulled}"
+    );
+}
+
 #[test]
 fn push_and_pull_with_debian_docker_registry() {
     if !is_root() || !Path::new(DOCKER_REGISTRY).exists() {
@@ -506,7 +605,9 @@ fn big_layers_go_up_in_chunks_and_known_blobs_are_mounted() {
     berthd.docker_ok(&["tag", &first, &second]);
     let pushed = berthd.docker_ok(&["push", &second]);
     assert!(
-        pushed.contains(&format!("Mounted from {}/a/big", registry.host())),
+        // The repository as dockerd names it: its path on the registry.
+        pushed.contains("Mounted from a/big")
+            && !pushed.contains(&format!("Mounted from {}", registry.host())),
         "{pushed}"
     );
     assert!(

@@ -1676,7 +1676,7 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     berthd.docker_ok(&["tag", &image, &copy]);
     let out = berthd.docker_ok(&["push", &copy]);
     assert!(
-        out.contains(&format!("Mounted from {host}/team/berthd")),
+        out.contains("Mounted from team/berthd") && !out.contains(&format!("Mounted from {host}")),
         "{out}\n{}",
         distribution_log()
     );
@@ -1691,10 +1691,7 @@ fn berth_issues_tokens_for_debian_docker_registry() {
     let copy = format!("{}/team/copy:1", issuer.host());
     berthd.docker_ok(&["tag", &image, &copy]);
     let out = berthd.docker_ok(&["push", &copy]);
-    assert!(
-        out.contains(&format!("Mounted from {}/team/berthd", issuer.host())),
-        "{out}"
-    );
+    assert!(out.contains("Mounted from team/berthd"), "{out}");
     berthd.docker_ok(&["rmi", &on_issuer]);
     berthd.docker_ok(&["pull", &on_issuer]);
     drop(guard);

@@ -816,6 +816,9 @@ pub async fn pull(client: &Client, args: &PullArgs) -> Result<(), Failure> {
 
 #[derive(Args)]
 pub struct PushArgs {
+    /// Push all tags of an image to the repository
+    #[arg(short = 'a', long = "all-tags")]
+    all_tags: bool,
     /// Push a platform-specific manifest as a single-platform image to the
     /// registry ('os[/arch[/variant]]')
     #[arg(long = "platform", value_name = "PLATFORM")]
@@ -857,13 +860,27 @@ fn platform_json(text: &str) -> Result<String, Failure> {
 
 pub async fn push(client: &Client, args: &PushArgs) -> Result<(), Failure> {
     let (repository, tag) = split_tag(&args.image);
+    // Without a tag the API pushes every tag of the repository, which is
+    // what -a asks; otherwise `latest`, as docker's CLI.
+    let tag = match (tag, args.all_tags) {
+        (Some(_), true) => {
+            return Err(Failure::Message(
+                "tag can't be used with --all-tags/-a".into(),
+            ))
+        }
+        (None, true) => None,
+        (Some(tag), false) => Some(tag.to_owned()),
+        (None, false) => {
+            if !args.quiet {
+                println!("Using default tag: latest");
+            }
+            Some("latest".to_owned())
+        }
+    };
     let normalized = normalized_name(repository);
     let auth = credentials::for_registry(registry_of(&normalized))?;
     let platform = args.platform.as_deref().map(platform_json).transpose()?;
-    let options = PushImageOptions {
-        tag: tag.map(str::to_owned),
-        platform,
-    };
+    let options = PushImageOptions { tag, platform };
     let messages = client.docker.push_image(repository, Some(options), auth);
     let sink = if args.quiet {
         progress::Sink::Discard

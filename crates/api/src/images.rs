@@ -1075,7 +1075,7 @@ async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> Result<R
 }
 
 /// POST /images/{name}/push?tag=…: the image must exist before the stream
-/// starts (404 otherwise). From API 1.46, `platform` (OCI platform JSON)
+/// starts (404 otherwise); without a tag every tag of the repository goes. From API 1.46, `platform` (OCI platform JSON)
 /// pushes only that platform's image, as dockerd.
 async fn push(
     state: AppState,
@@ -1092,7 +1092,7 @@ async fn push(
         Some(p) if version >= ApiVersion(1, 46) => Some(registry_client::parse_platform_json(p)?),
         _ => None,
     };
-    let reference = berth_engine::images::parse_reference(&name)?;
+    let reference = berth_engine::images::parse_push_reference(&name)?;
     let credentials = registry_credentials(headers)?;
     let check = name.clone();
     let missing = format!(
@@ -1101,17 +1101,31 @@ async fn push(
     );
     let (check_reference, check_platform) = (reference.clone(), platform.clone());
     blocking(&state, move |e| {
-        e.images()
-            .resolve(&check)
-            .map(drop)
-            .map_err(|err| match err {
-                berth_engine::Error::NotFound(_) => berth_engine::Error::NotFound(missing),
-                other => other,
-            })?;
-        match &check_platform {
-            Some(p) => registry_client::check_push(e.images(), &check_reference, Some(p)),
-            None => Ok(()),
+        // No tag: every tag of the repository goes (docker push -a), and
+        // check_push says when there is none.
+        if check_reference.tag().is_some() || check_reference.digest().is_some() {
+            e.images()
+                .resolve(&check)
+                .map(drop)
+                .map_err(|err| match err {
+                    // dockerd's two messages: a repository with no tag here
+                    // at all, or one that lacks only this tag.
+                    berth_engine::Error::NotFound(_) => {
+                        let others = e.images().repository_tags(&check_reference);
+                        match others {
+                            Ok(tags) if !tags.is_empty() && check_reference.tag().is_some() => {
+                                berth_engine::Error::NotFound(format!(
+                                    "tag does not exist: {}",
+                                    check_reference.familiar()
+                                ))
+                            }
+                            _ => berth_engine::Error::NotFound(missing),
+                        }
+                    }
+                    other => other,
+                })?;
         }
+        registry_client::check_push(e.images(), &check_reference, check_platform.as_ref())
     })
     .await?;
     let limits = state.engine.config().transfers;

@@ -144,6 +144,12 @@ pub fn parse_reference(name: &str) -> Result<Reference> {
     Reference::parse_normalized_tagged(name).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
+/// [`parse_reference`] without the `latest` tag added: a push of a bare
+/// repository name sends every tag of it.
+pub fn parse_push_reference(name: &str) -> Result<Reference> {
+    Reference::parse_normalized(name).map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
 /// `sha256:<64 hex>` for a full image id given with or without the prefix.
 fn full_id(name: &str) -> Option<String> {
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
@@ -1354,6 +1360,11 @@ impl ImageService {
         self.content.exists(digest)
     }
 
+    /// Whether image `id` is here.
+    pub(crate) fn has_image(&self, id: &Digest) -> bool {
+        self.meta().resolve_id(id.as_str()).is_ok()
+    }
+
     pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.content.blob_path(digest)
     }
@@ -1544,6 +1555,23 @@ impl ImageService {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Every tag here of `reference`'s repository (`name:tag`), sorted: what
+    /// a push without a tag sends, as dockerd.
+    pub fn repository_tags(&self, reference: &Reference) -> Result<Vec<Reference>> {
+        let name = reference.name();
+        let mut tags: Vec<Reference> = self
+            .meta()
+            .list_images()?
+            .iter()
+            .flat_map(|img| img.tags.iter())
+            .filter_map(|t| Reference::parse_normalized(t).ok())
+            .filter(|t| t.name() == name && t.tag().is_some())
+            .collect();
+        tags.sort_by_key(|t| t.to_string());
+        tags.dedup_by_key(|t| t.to_string());
+        Ok(tags)
     }
 
     /// After a push: `repo_digest` names image `id`, as dockerd records it.

@@ -1283,10 +1283,12 @@ fn pull_one(
         pulled,
         platform,
     } = image;
-    let label = reference
-        .tag()
-        .map(str::to_string)
-        .unwrap_or_else(|| manifest_digest.to_string());
+    // dockerd's label: the tag, or the whole reference pulled by digest.
+    let label = match (reference.tag(), reference.digest()) {
+        (Some(tag), _) => tag.to_string(),
+        (None, Some(_)) => reference.to_string(),
+        (None, None) => manifest_digest.to_string(),
+    };
     progress(Status {
         id: Some(label),
         status: format!("Pulling from {}", reference.path()),
@@ -1324,6 +1326,8 @@ fn pull_one(
 
     let lease = images.blob_lease();
     let mut staged = StagedLayers::new();
+    // dockerd lists no layers of an image it already has.
+    let known = images.has_image(config.digest());
     let fetched = fetch_layers(
         &LayerJob {
             images,
@@ -1337,7 +1341,11 @@ fn pull_one(
         },
         limits.downloads.max(1),
         &mut staged,
-        progress,
+        &mut |status: Status| {
+            if !(known && status.status == "Already exists") {
+                progress(status);
+            }
+        },
     );
     let abort_staged = |staged: &StagedLayers| {
         for (chain, s) in staged {

@@ -210,18 +210,35 @@ pub fn check_push(
     reference: &Reference,
     platform: Option<&Platform>,
 ) -> Result<()> {
-    let reference = if reference.tag().is_none() {
-        reference.clone().with_default_tag()
-    } else {
-        reference.clone()
-    };
-    let source = images.push_source(&reference)?;
-    plan(images, &reference, source, platform).map(drop)
+    for reference in references_to_push(images, reference)? {
+        let source = images.push_source(&reference)?;
+        plan(images, &reference, source, platform)?;
+    }
+    Ok(())
 }
 
-/// Pushes the local image `reference` (a tag; `latest` when none is given)
-/// to its registry (never to a mirror). With `platform`, only that
-/// platform's image of the index it was pulled with.
+/// The tags a push of `reference` sends: that tag, or, for a bare
+/// repository name, every tag of it here (as dockerd; `docker push -a`).
+fn references_to_push(images: &ImageService, reference: &Reference) -> Result<Vec<Reference>> {
+    if reference.tag().is_some() {
+        return Ok(vec![reference.clone()]);
+    }
+    if reference.digest().is_some() {
+        return Ok(vec![reference.clone().with_default_tag()]);
+    }
+    let tags = images.repository_tags(reference)?;
+    if tags.is_empty() {
+        return Err(Error::NotFound(format!(
+            "An image does not exist locally with the tag: {}",
+            reference.familiar_name()
+        )));
+    }
+    Ok(tags)
+}
+
+/// Pushes the local image `reference` (a tag; every tag of the repository
+/// here when none is given) to its registry (never to a mirror). With
+/// `platform`, only that platform's image of the index it was pulled with.
 pub fn push(
     settings: &RegistrySettings,
     images: &ImageService,
@@ -231,11 +248,37 @@ pub fn push(
     limits: &TransferLimits,
     progress: &mut dyn FnMut(Status),
 ) -> Result<()> {
-    let reference = if reference.tag().is_none() {
-        reference.clone().with_default_tag()
-    } else {
-        reference.clone()
-    };
+    let references = references_to_push(images, reference)?;
+    // One line for the repository, however many tags go (as dockerd).
+    progress(Status::line(format!(
+        "The push refers to repository [{}]",
+        reference.familiar_name()
+    )));
+    for reference in &references {
+        push_tag(
+            settings,
+            images,
+            reference,
+            platform,
+            credentials,
+            limits,
+            progress,
+        )?;
+    }
+    Ok(())
+}
+
+/// [`push`] of one tag.
+fn push_tag(
+    settings: &RegistrySettings,
+    images: &ImageService,
+    reference: &Reference,
+    platform: Option<&Platform>,
+    credentials: Option<&Credentials>,
+    limits: &TransferLimits,
+    progress: &mut dyn FnMut(Status),
+) -> Result<()> {
+    let reference = reference.clone();
     let tag = reference.tag().unwrap_or("latest").to_string();
     let source = images.push_source(&reference)?;
     // Where the index came from holds every blob it names: a mount source.
@@ -277,10 +320,6 @@ pub fn push(
         reference.path(),
         &mount_from,
     )?;
-    progress(Status::line(format!(
-        "The push refers to repository [{}]",
-        reference.familiar_name()
-    )));
     push_layers(
         &PushJob {
             registry: &registry,
@@ -564,11 +603,9 @@ impl PushJob<'_> {
         let location = match source {
             Some(from) => match start_upload(registry, reference, Some((digest, &from))) {
                 Ok(Upload::Mounted) => {
-                    let name = format!("{}/{from}", reference.domain());
-                    let shown = Reference::parse_normalized(&name)
-                        .map(|r| r.familiar_name())
-                        .unwrap_or(name);
-                    let _ = status.send(Status::layer(id, format!("Mounted from {shown}")));
+                    // The repository's path on the registry, as dockerd
+                    // shows it (`library/busybox`, `team/app`).
+                    let _ = status.send(Status::layer(id, format!("Mounted from {from}")));
                     return Ok(());
                 }
                 Ok(Upload::Started(at)) => at,
