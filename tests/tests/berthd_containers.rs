@@ -1793,3 +1793,72 @@ fn a_missing_bind_source_is_made_for_v_but_not_for_mount() {
     );
     assert!(!missing.exists());
 }
+
+#[test]
+fn joining_the_namespaces_of_other_containers_by_name() {
+    let berthd = daemon();
+    // pid and ipc: the other container must exist at create, as dockerd
+    // checks; network: at start.
+    for flag in ["--pid", "--ipc"] {
+        let out = berthd.docker(&["create", flag, "container:nonexistent", "busybox", "true"]);
+        assert_eq!(status(&out), 1, "{}", describe(&out));
+        assert!(
+            text(&out.stderr).contains("No such container: nonexistent"),
+            "{}",
+            describe(&out)
+        );
+    }
+    berthd.docker_ok(&[
+        "create",
+        "--name",
+        "late",
+        "--network",
+        "container:nonexistent",
+        "busybox",
+        "true",
+    ]);
+    let out = berthd.docker(&["start", "late"]);
+    assert_ne!(status(&out), 0, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("No such container: nonexistent"),
+        "{}",
+        describe(&out)
+    );
+    // Starting looks the other container up by name among all of them,
+    // this one included: the daemon goes on answering.
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "host-of-ns",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    for _ in 0..5 {
+        let out = berthd.docker(&[
+            "run",
+            "--rm",
+            "--pid",
+            "container:host-of-ns",
+            "--network",
+            "container:host-of-ns",
+            "busybox",
+            "sh",
+            "-c",
+            "ps -o comm | grep -c sleep",
+        ]);
+        assert!(out.status.success(), "{}", describe(&out));
+        assert_eq!(text(&out.stdout).trim(), "1", "{}", describe(&out));
+    }
+    let names = berthd.docker_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(
+        names.contains("host-of-ns") && names.contains("late"),
+        "{names}"
+    );
+    let out = berthd.docker(&["start", "late"]);
+    assert_ne!(status(&out), 0, "{}", describe(&out));
+    berthd.docker_ok(&["ps"]);
+}

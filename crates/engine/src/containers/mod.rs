@@ -375,20 +375,27 @@ impl ContainerService {
 
     /// Finds a container by full id, unique id prefix, or name (with or
     /// without the leading `/`).
+    ///
+    /// Names are compared with each container's lock taken in turn, after
+    /// the map's lock is let go: a caller must not hold any container's
+    /// lock (it would wait on itself).
     fn lookup(&self, name: &str) -> Result<Arc<Entry>> {
-        let entries = self.entries();
         if name.is_empty() {
             return Err(not_found(name));
         }
-        if let Some(e) = entries.get(name) {
-            return Ok(e.clone());
-        }
+        let entries: Vec<Arc<Entry>> = {
+            let map = self.entries();
+            if let Some(e) = map.get(name) {
+                return Ok(e.clone());
+            }
+            map.values().cloned().collect()
+        };
         let plain = name.strip_prefix('/').unwrap_or(name);
-        if let Some(e) = entries.values().find(|e| e.inner().name == plain) {
+        if let Some(e) = entries.iter().find(|e| e.inner().name == plain) {
             return Ok(e.clone());
         }
         if name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut matches = entries.values().filter(|e| e.id.starts_with(name));
+            let mut matches = entries.iter().filter(|e| e.id.starts_with(name));
             if let Some(first) = matches.next() {
                 if matches.next().is_some() {
                     return Err(Error::InvalidArgument(format!(
@@ -501,6 +508,17 @@ impl ContainerService {
         config.image = Some(image_name.clone());
         spec::validate_create(&config, &host_config)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        // As dockerd: the container whose pid or ipc namespace is joined
+        // must exist now (a network one only when this one starts).
+        for mode in [&host_config.pid_mode, &host_config.ipc_mode] {
+            if let Some(other) = mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
+                // 400, as dockerd: a 404 would make the docker CLI pull the image.
+                self.lookup(other).map_err(|e| match e {
+                    Error::NotFound(message) => Error::InvalidArgument(message),
+                    e => e,
+                })?;
+            }
+        }
         let mut host_config = host_config;
         let mut warnings = Vec::new();
         let publishes = host_config
@@ -824,6 +842,10 @@ impl ContainerService {
         rootfs: &Path,
     ) -> Result<ShimClient> {
         let id = &entry.id;
+        // Before this container's lock is taken: finding the containers
+        // named by `container:<name>` takes each one's lock.
+        let host_config = entry.inner().record.host_config.clone();
+        let namespace_paths = self.namespace_paths(&host_config)?;
         let inner = entry.inner();
         let paths = self.paths(id);
         write_etc_files(&paths, &inner.record.config, id)?;
@@ -860,7 +882,7 @@ impl ContainerService {
             rootfs,
             container_dir: &paths.dir,
             cgroups_path: &format!("/{}/{id}", cgroup_parent.trim_matches('/')),
-            namespace_paths: &self.namespace_paths(&inner.record.host_config)?,
+            namespace_paths: &namespace_paths,
             shm_source: None,
             volumes: &[],
             init: self.settings.init_path.as_deref(),
