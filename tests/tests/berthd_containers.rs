@@ -1843,6 +1843,8 @@ fn joining_the_namespaces_of_other_containers_by_name() {
             "--rm",
             "--pid",
             "container:host-of-ns",
+            "--ipc",
+            "container:host-of-ns",
             "--network",
             "container:host-of-ns",
             "busybox",
@@ -1853,10 +1855,71 @@ fn joining_the_namespaces_of_other_containers_by_name() {
         assert!(out.status.success(), "{}", describe(&out));
         assert_eq!(text(&out.stdout).trim(), "1", "{}", describe(&out));
     }
+    // The IPC namespace comes with its /dev/shm: what one writes, the
+    // other reads; a private one can't be joined, as with dockerd.
+    berthd.docker_ok(&[
+        "exec",
+        "host-of-ns",
+        "sh",
+        "-c",
+        "echo shared > /dev/shm/note",
+    ]);
+    let out = berthd.docker(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "container:host-of-ns",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /dev/shm/note; grep ' /dev/shm ' /proc/mounts | grep -c tmpfs",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "shared\n1\n", "{}", describe(&out));
+    berthd.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "private-ipc",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = berthd.docker(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "container:private-ipc",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("non-shareable IPC"),
+        "{}",
+        describe(&out)
+    );
     let names = berthd.docker_ok(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(
         names.contains("host-of-ns") && names.contains("late"),
         "{names}"
+    );
+    // Its /dev/shm goes when it stops.
+    let shm = berthd.data_root().join("containers");
+    assert_eq!(
+        mounts_under(&shm)
+            .iter()
+            .filter(|m| m.ends_with("shm"))
+            .count(),
+        1,
+        "{:?}",
+        mounts_under(&shm)
+    );
+    berthd.docker_ok(&["stop", "-t", "0", "host-of-ns"]);
+    assert!(
+        !mounts_under(&shm).iter().any(|m| m.ends_with("shm")),
+        "{:?}",
+        mounts_under(&shm)
     );
     let out = berthd.docker(&["start", "late"]);
     assert_ne!(status(&out), 0, "{}", describe(&out));

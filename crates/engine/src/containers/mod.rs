@@ -429,6 +429,73 @@ impl ContainerService {
         }
     }
 
+    /// Where a `--ipc shareable` container's /dev/shm tmpfs is mounted on
+    /// the host, so containers that join its IPC namespace can bind it.
+    fn shm_dir(&self, id: &str) -> PathBuf {
+        self.paths(id).dir.join("shm")
+    }
+
+    /// Mounts the host tmpfs of a shareable IPC namespace (`size` bytes).
+    fn mount_shm(&self, id: &str, size: i64) -> Result<()> {
+        use nix::mount::{mount, MsFlags};
+        let dir = self.shm_dir(id);
+        self.unmount_shm(id);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err(format!("create {}", dir.display())))?;
+        mount(
+            Some("shm"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(format!("mode=1777,size={size}").as_str()),
+        )
+        .map_err(|e| Error::Internal(format!("mounting a tmpfs on {}: {e}", dir.display())))
+    }
+
+    /// Unmounts and removes the shareable /dev/shm, if the container has one.
+    fn unmount_shm(&self, id: &str) {
+        let dir = self.shm_dir(id);
+        if !dir.exists() {
+            return;
+        }
+        if let Err(e) = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH) {
+            if e != nix::errno::Errno::EINVAL {
+                tracing::warn!("container {id}: unmounting {}: {e}", dir.display());
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    /// What a container mounts: its rootfs and its shareable /dev/shm.
+    fn unmount_container(&self, id: &str) -> Result<()> {
+        self.unmount_shm(id);
+        self.images.unmount_rootfs(id)
+    }
+
+    /// The host directory bound at /dev/shm: a shareable container's own
+    /// tmpfs, or the one of the container whose IPC namespace it joins
+    /// (which must be shareable, or use the host's, as dockerd requires).
+    fn shm_source(&self, id: &str, host_config: &HostConfig) -> Result<Option<PathBuf>> {
+        match host_config.ipc_mode.as_deref() {
+            Some("shareable") => Ok(Some(self.shm_dir(id))),
+            Some(m) if m.starts_with("container:") => {
+                let donor = self.lookup(&m["container:".len()..])?;
+                let mode = donor.inner().record.host_config.ipc_mode.clone();
+                match mode.as_deref() {
+                    Some("shareable") => Ok(Some(self.shm_dir(&donor.id))),
+                    Some("host") => Ok(Some(PathBuf::from("/dev/shm"))),
+                    _ => Err(Error::InvalidArgument(
+                        "non-shareable IPC (hint: use IpcMode:shareable for the donor container)"
+                            .to_string(),
+                    )),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn save_state(&self, entry: &Entry, inner: &Inner) {
         let state = match serde_json::to_value(&inner.state) {
             Ok(v) => v,
@@ -768,11 +835,26 @@ impl ContainerService {
                 return Err(e);
             }
         };
+        let (ipc_mode, shm_size) = {
+            let inner = entry.inner();
+            let hc = &inner.record.host_config;
+            (hc.ipc_mode.clone(), hc.shm_size)
+        };
+        if ipc_mode.as_deref() == Some("shareable") {
+            let size = shm_size
+                .filter(|&s| s > 0)
+                .unwrap_or(spec::DEFAULT_SHM_SIZE);
+            if let Err(e) = self.mount_shm(&id, size) {
+                let _ = self.unmount_container(&id);
+                let _ = std::fs::remove_dir_all(&state_dir);
+                return Err(e);
+            }
+        }
         // dockerd creates a working directory the image lacks.
         let workdir = entry.inner().record.config.working_dir.clone();
         if let Some(dir) = workdir.filter(|d| d.starts_with('/') && d != "/") {
             if let Err(e) = berth_snapshot::ensure_dir_in_root(&rootfs, &dir) {
-                let _ = self.images.unmount_rootfs(&id);
+                let _ = self.unmount_container(&id);
                 let _ = std::fs::remove_dir_all(&state_dir);
                 return Err(Error::StartFailed(format!(
                     "failed to create the working directory: {e}"
@@ -783,7 +865,7 @@ impl ContainerService {
         let shim = match result {
             Ok(shim) => shim,
             Err(e) => {
-                let _ = self.images.unmount_rootfs(&id);
+                let _ = self.unmount_container(&id);
                 let _ = std::fs::remove_dir_all(&state_dir);
                 return Err(e);
             }
@@ -792,7 +874,7 @@ impl ContainerService {
         // does for `--network none`.
         if let Err(e) = self.loopback_up(entry, &shim) {
             let _ = shim.shutdown();
-            let _ = self.images.unmount_rootfs(&id);
+            let _ = self.unmount_container(&id);
             return Err(e);
         }
         // Attaches that came before the start get every byte of output.
@@ -809,7 +891,7 @@ impl ContainerService {
             Err(e) => {
                 let _ = shim.kill(9, true);
                 let _ = shim.shutdown();
-                let _ = self.images.unmount_rootfs(&id);
+                let _ = self.unmount_container(&id);
                 return Err(shim_err(e));
             }
         };
@@ -846,6 +928,7 @@ impl ContainerService {
         // named by `container:<name>` takes each one's lock.
         let host_config = entry.inner().record.host_config.clone();
         let namespace_paths = self.namespace_paths(&host_config)?;
+        let shm_source = self.shm_source(id, &host_config)?;
         let inner = entry.inner();
         let paths = self.paths(id);
         write_etc_files(&paths, &inner.record.config, id)?;
@@ -883,7 +966,7 @@ impl ContainerService {
             container_dir: &paths.dir,
             cgroups_path: &format!("/{}/{id}", cgroup_parent.trim_matches('/')),
             namespace_paths: &namespace_paths,
-            shm_source: None,
+            shm_source: shm_source.as_deref(),
             volumes: &[],
             init: self.settings.init_path.as_deref(),
             host: spec::HostFacts::current().map_err(|e| Error::Internal(e.to_string()))?,
@@ -1081,7 +1164,7 @@ impl ContainerService {
         self.save_state(entry, &inner);
         entry.publish_watch(&inner, true, false);
         drop(inner);
-        if let Err(e) = self.images.unmount_rootfs(&entry.id) {
+        if let Err(e) = self.unmount_container(&entry.id) {
             tracing::warn!("container {}: unmounting its rootfs: {e}", entry.id);
         }
     }
@@ -1436,6 +1519,7 @@ impl ContainerService {
             inner.state.status = Status::Removing;
             entry.publish_watch(&inner, false, false);
         }
+        self.unmount_shm(&entry.id);
         self.images.remove_rootfs(&entry.id)?;
         let paths = self.paths(&entry.id);
         let _ = std::fs::remove_dir_all(self.state_dir(&entry.id));
