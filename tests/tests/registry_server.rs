@@ -1752,31 +1752,43 @@ fn the_token_endpoint_takes_oauth2_password_and_refresh_grants() {
     );
     assert_eq!(out.status, 401, "{out:?}");
 
-    // Bad requests get 400 and say what is wrong.
-    for (form, expected) in [
+    // Bad requests get 400, say what is wrong, and carry OAuth 2's error
+    // code too.
+    for (form, expected, oauth) in [
         (
             format!(
                 "grant_type=refresh_token&refresh_token={access}&client_id=test&service={SERVICE}"
             ),
             "refresh_token is not valid",
+            "invalid_grant",
         ),
         (
             format!("grant_type=refresh_token&refresh_token={refresh}&service={SERVICE}"),
             "client_id is missing",
+            "invalid_request",
         ),
         (
             "grant_type=client_credentials&client_id=test".to_owned(),
             "unsupported grant_type",
+            "unsupported_grant_type",
         ),
         (
             "client_id=test&username=alice".to_owned(),
             "grant_type is missing",
+            "invalid_request",
         ),
     ] {
         let (status, body) = registry.token_post(&form);
         assert_eq!(status, 400, "{form}: {body}");
         assert!(
             body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(expected)),
+            "{form}: {body}"
+        );
+        assert_eq!(body["error"], oauth, "{form}: {body}");
+        assert!(
+            body["error_description"]
                 .as_str()
                 .is_some_and(|m| m.contains(expected)),
             "{form}: {body}"

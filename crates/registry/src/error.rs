@@ -48,6 +48,10 @@ pub enum RegistryError {
     ServiceUnknown(String),
     #[error("token request: {0}")]
     TokenRequestInvalid(String),
+    #[error("token request: {0}")]
+    TokenGrantInvalid(String),
+    #[error("token request: {0}")]
+    TokenGrantUnsupported(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -79,7 +83,10 @@ impl RegistryError {
             BlobTooLarge(_) => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
             Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
             Denied { .. } => ("DENIED", StatusCode::FORBIDDEN),
-            ServiceUnknown(_) | TokenRequestInvalid(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
+            ServiceUnknown(_)
+            | TokenRequestInvalid(_)
+            | TokenGrantInvalid(_)
+            | TokenGrantUnsupported(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
             NotFound => ("UNSUPPORTED", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Io(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
@@ -102,9 +109,23 @@ impl IntoResponse for RegistryError {
             }
             _ => serde_json::Value::Null,
         };
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "errors": [{ "code": code, "message": self.to_string(), "detail": detail }]
         });
+        // The token endpoint also answers as an OAuth 2 server does
+        // (RFC 6749, 5.2), for clients that read that form.
+        let oauth = match &self {
+            RegistryError::TokenRequestInvalid(_) | RegistryError::ServiceUnknown(_) => {
+                Some("invalid_request")
+            }
+            RegistryError::TokenGrantInvalid(_) => Some("invalid_grant"),
+            RegistryError::TokenGrantUnsupported(_) => Some("unsupported_grant_type"),
+            _ => None,
+        };
+        if let Some(error) = oauth {
+            body["error"] = error.into();
+            body["error_description"] = self.to_string().into();
+        }
         let mut response = (status, axum::Json(body)).into_response();
         if let RegistryError::Unauthorized { challenge } | RegistryError::Denied { challenge } =
             &self

@@ -382,7 +382,7 @@ async fn token_endpoint(
                 Grant::Refresh(value("refresh_token").ok_or_else(|| missing("refresh_token"))?)
             }
             Some(other) => {
-                return Err(RegistryError::TokenRequestInvalid(format!(
+                return Err(RegistryError::TokenGrantUnsupported(format!(
                     "unsupported grant_type {other:?}: expected password or refresh_token"
                 )))
             }
@@ -405,7 +405,7 @@ async fn token_endpoint(
         TokenAnswer::BadCredentials => Err(RegistryError::Unauthorized {
             challenge: "Basic realm=\"berth-registry\"".into(),
         }),
-        TokenAnswer::BadRefreshToken => Err(RegistryError::TokenRequestInvalid(
+        TokenAnswer::BadRefreshToken => Err(RegistryError::TokenGrantInvalid(
             "refresh_token is not valid (expired, revoked or for another service)".into(),
         )),
         TokenAnswer::UnknownService(service) => Err(RegistryError::ServiceUnknown(service)),
