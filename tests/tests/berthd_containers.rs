@@ -89,6 +89,59 @@ fn run_prints_output_and_returns_the_exit_code() {
 }
 
 #[test]
+fn rm_container_that_cannot_start_reports_the_error_once() {
+    let berthd = daemon();
+    // The CLI waits for the removal of a --rm container; dockerd ends that
+    // wait without the start's error, which the CLI would log again.
+    for args in [
+        &["run", "--rm", "busybox", "no-such-command"][..],
+        &["run", "--rm", "-u", "nosuchuser", "busybox", "true"][..],
+    ] {
+        let out = berthd.docker(args);
+        assert_ne!(status(&out), 0, "{}", describe(&out));
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            stderr.matches("Error response from daemon").count(),
+            1,
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            !stderr.contains("Error waiting for container"),
+            "{}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn ps_filters_name_by_pattern_and_ancestor_by_reference() {
+    let berthd = daemon();
+    for name in ["web-1", "web-2", "db"] {
+        berthd.docker_ok(&["create", "--name", name, "busybox", "true"]);
+    }
+    let names = |filter: &str| {
+        let out = berthd.docker_ok(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"]);
+        let mut names: Vec<String> = out.lines().map(str::to_string).collect();
+        names.sort();
+        names.join(" ")
+    };
+    assert_eq!(names("name=web"), "web-1 web-2");
+    assert_eq!(names("name=^web-1$"), "web-1");
+    assert_eq!(names("name=^/db"), "db");
+    assert_eq!(names("name=web-[2-9]"), "web-2");
+    assert_eq!(names("ancestor=busybox"), "db web-1 web-2");
+    assert_eq!(names("ancestor=busybox:latest"), "db web-1 web-2");
+    assert_eq!(
+        names("ancestor=docker.io/library/busybox:latest"),
+        "db web-1 web-2"
+    );
+    assert_eq!(names("ancestor=no-such-image"), "");
+    assert_eq!(names("is-task=false"), "db web-1 web-2");
+    assert_eq!(names("is-task=true"), "");
+}
+
+#[test]
 fn stdin_reaches_the_container() {
     let berthd = daemon();
     let mut command = berthd.docker_command();

@@ -11,6 +11,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use berth_content::Digest;
 use berth_engine::containers::{Attached, Details, Status, Watch};
 use berth_shim::AttachOptions;
 use hyper_util::rt::TokioIo;
@@ -923,14 +924,22 @@ fn matches_filters(
     d: &Details,
     filters: &BTreeMap<String, Vec<String>>,
     all: &[Details],
+    ancestors: &[Digest],
 ) -> Result<bool, ApiError> {
     for (key, values) in filters {
         let ok = match key.as_str() {
             "id" => values.iter().any(|v| d.id.starts_with(v.as_str())),
-            "name" => values.iter().any(|v| {
-                let v = v.strip_prefix('/').unwrap_or(v);
-                d.name.contains(v)
-            }),
+            // As dockerd: the value equals or is a regular expression
+            // matching the name, with or without its leading slash.
+            "name" => {
+                let slashed = format!("/{}", d.name);
+                values.iter().any(|v| {
+                    *v == d.name
+                        || *v == slashed
+                        || regex::Regex::new(v)
+                            .is_ok_and(|re| re.is_match(&d.name) || re.is_match(&slashed))
+                })
+            }
             "status" => {
                 for v in values {
                     if !matches!(
@@ -960,14 +969,17 @@ fn matches_filters(
                     None => labels.contains_key(v.as_str()),
                 })
             }
-            "ancestor" => values.iter().any(|v| {
-                d.record.image_name == *v
-                    || d.image_id.to_string() == *v
-                    || d.image_id
-                        .hex()
-                        .starts_with(v.trim_start_matches("sha256:"))
-                    || d.record.image_name == format!("{v}:latest")
-            }),
+            "ancestor" => {
+                ancestors.contains(&d.image_id)
+                    || values.iter().any(|v| {
+                        d.record.image_name == *v
+                            || d.image_id.to_string() == *v
+                            || d.image_id
+                                .hex()
+                                .starts_with(v.trim_start_matches("sha256:"))
+                            || d.record.image_name == format!("{v}:latest")
+                    })
+            }
             "before" | "since" => {
                 let Some(other) = values.first().and_then(|v| {
                     all.iter().find(|o| {
@@ -1005,6 +1017,22 @@ fn matches_filters(
                     .any(|v| mounts.iter().any(|m| m.source == *v || m.destination == *v))
             }
             "isolation" => values.iter().any(|v| v == "default"),
+            // Swarm tasks: there are none.
+            "is-task" => {
+                let mut wanted = Vec::new();
+                for v in values {
+                    match v.as_str() {
+                        "true" | "1" => wanted.push(true),
+                        "false" | "0" => wanted.push(false),
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "invalid filter 'is-task={v}'"
+                            )))
+                        }
+                    }
+                }
+                wanted.contains(&false)
+            }
             other => {
                 return Err(ApiError::bad_request(format!("invalid filter '{other}'")));
             }
@@ -1033,8 +1061,15 @@ pub async fn list(
         .transpose()?
         .filter(|l| *l > 0);
     let filters = q.filters()?;
+    let ancestor_values = filters.get("ancestor").cloned().unwrap_or_default();
     let listed = blocking(&state, move |engine| {
         let every = engine.containers().list();
+        // `ancestor` names an image as docker run does (`busybox:latest`,
+        // `docker.io/library/busybox`, an id); one not here matches nothing.
+        let ancestors: Vec<Digest> = ancestor_values
+            .iter()
+            .filter_map(|v| engine.images().resolve(v).ok().map(|(id, _)| id))
+            .collect();
         let sizes: Vec<Option<u64>> = if with_size {
             every
                 .iter()
@@ -1043,10 +1078,10 @@ pub async fn list(
         } else {
             vec![None; every.len()]
         };
-        Ok((every, sizes))
+        Ok((every, sizes, ancestors))
     })
     .await?;
-    let (every, sizes) = listed;
+    let (every, sizes, ancestors) = listed;
     let mut out = Vec::new();
     for (d, size) in every.iter().zip(sizes) {
         let shown = all
@@ -1057,7 +1092,7 @@ pub async fn list(
         if !shown && !filters.contains_key("exited") {
             continue;
         }
-        if !matches_filters(d, &filters, &every)? {
+        if !matches_filters(d, &filters, &every, &ancestors)? {
             continue;
         }
         let mut s = summary_json(d);
