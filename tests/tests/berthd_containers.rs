@@ -142,6 +142,28 @@ fn ps_filters_name_by_pattern_and_ancestor_by_reference() {
 }
 
 #[test]
+fn ps_and_inspect_size_include_the_image() {
+    let berthd = daemon();
+    berthd.docker_ok(&["create", "--name", "sized", "busybox", "true"]);
+    // The docker CLI shows `(virtual …)` when SizeRootFs is there.
+    let size = berthd.docker_ok(&["ps", "-a", "-s", "--format", "{{.Size}}"]);
+    assert!(size.starts_with("0B (virtual "), "{size}");
+    let sizes = berthd.docker_ok(&[
+        "inspect",
+        "-s",
+        "-f",
+        "{{.SizeRw}} {{.SizeRootFs}}",
+        "sized",
+    ]);
+    let sizes = sizes.trim();
+    let root_fs: u64 = sizes
+        .split_once(' ')
+        .and_then(|(_, r)| r.parse().ok())
+        .unwrap_or_else(|| panic!("SizeRootFs in {sizes:?}"));
+    assert!(root_fs > 1_000_000, "{sizes}");
+}
+
+#[test]
 fn stdin_reaches_the_container() {
     let berthd = daemon();
     let mut command = berthd.docker_command();

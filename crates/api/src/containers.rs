@@ -656,6 +656,15 @@ pub async fn logs(
 
 // ------------------------------------------------------------------ inspect, list
 
+/// The size of a container's image, its part of `SizeRootFs` (0 when the
+/// image is gone).
+fn image_size(engine: &berth_engine::Engine, id: &Digest) -> u64 {
+    engine
+        .images()
+        .inspect(id.as_ref())
+        .map_or(0, |i| i.image.size)
+}
+
 pub async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -666,7 +675,11 @@ pub async fn inspect(
     let (details, size) = blocking(&state, move |engine| {
         let d = engine.containers().details(&id)?;
         let size = if with_size {
-            engine.containers().size_rw(&d.id).ok()
+            engine
+                .containers()
+                .size_rw(&d.id)
+                .ok()
+                .map(|rw| (rw, rw + image_size(engine, &d.image_id)))
         } else {
             None
         };
@@ -674,8 +687,9 @@ pub async fn inspect(
     })
     .await?;
     let mut out = inspect_json(&details);
-    if let Some(size) = size {
-        out["SizeRw"] = json!(size);
+    if let Some((rw, root_fs)) = size {
+        out["SizeRw"] = json!(rw);
+        out["SizeRootFs"] = json!(root_fs);
     }
     Ok(Json(out))
 }
@@ -1070,10 +1084,17 @@ pub async fn list(
             .iter()
             .filter_map(|v| engine.images().resolve(v).ok().map(|(id, _)| id))
             .collect();
-        let sizes: Vec<Option<u64>> = if with_size {
+        let sizes: Vec<Option<(u64, u64)>> = if with_size {
+            let mut images = BTreeMap::new();
             every
                 .iter()
-                .map(|d| engine.containers().size_rw(&d.id).ok())
+                .map(|d| {
+                    let image = *images
+                        .entry(d.image_id.clone())
+                        .or_insert_with(|| image_size(engine, &d.image_id));
+                    let rw = engine.containers().size_rw(&d.id).ok()?;
+                    Some((rw, rw + image))
+                })
                 .collect()
         } else {
             vec![None; every.len()]
@@ -1096,8 +1117,9 @@ pub async fn list(
             continue;
         }
         let mut s = summary_json(d);
-        if let Some(size) = size {
-            s["SizeRw"] = json!(size);
+        if let Some((rw, root_fs)) = size {
+            s["SizeRw"] = json!(rw);
+            s["SizeRootFs"] = json!(root_fs);
         }
         out.push(s);
         if limit.is_some_and(|l| out.len() as i64 >= l) {
