@@ -164,6 +164,55 @@ fn ps_and_inspect_size_include_the_image() {
 }
 
 #[test]
+fn create_refuses_a_cpuset_the_host_lacks() {
+    let berthd = daemon();
+    let out = berthd.docker(&["run", "--rm", "--cpuset-cpus", "4095", "busybox", "true"]);
+    assert_eq!(status(&out), 125, "{}", describe(&out));
+    assert!(
+        text(&out.stderr)
+            .contains("Requested CPUs are not available - requested 4095, available: "),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(berthd.docker_ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn containers_get_dockerenv_and_mtab_as_with_dockerd() {
+    let berthd = daemon();
+    let out = berthd.docker_ok(&[
+        "run",
+        "--name",
+        "plain",
+        "busybox",
+        "sh",
+        "-c",
+        "stat -c '%a %s' /.dockerenv; readlink /etc/mtab",
+    ]);
+    assert_eq!(out, "755 0\n/proc/mounts\n");
+    // Not changes of the container: diff shows nothing, as with dockerd.
+    assert_eq!(berthd.docker_ok(&["diff", "plain"]), "");
+    let mut export = berthd.docker_command();
+    export.args(["export", "plain"]);
+    let out = output_with_timeout(&mut export, CLI_TIMEOUT).expect("docker export");
+    assert_eq!(status(&out), 0, "{}", describe(&out));
+    let work = tempfile::tempdir().expect("tempdir");
+    let tar = work.path().join("plain.tar");
+    std::fs::write(&tar, &out.stdout).expect("write the export");
+    let listing = Command::new("tar")
+        .arg("-tvf")
+        .arg(&tar)
+        .output()
+        .expect("tar -t");
+    let listing = text(&listing.stdout);
+    assert!(
+        listing.contains(" .dockerenv") || listing.contains(" ./.dockerenv"),
+        "{listing}"
+    );
+    assert!(listing.contains("etc/mtab -> /proc/mounts"), "{listing}");
+}
+
+#[test]
 fn stdin_reaches_the_container() {
     let berthd = daemon();
     let mut command = berthd.docker_command();

@@ -340,7 +340,13 @@ fn compare(new: &Path, old: &LowerView, overlay: bool, skip: &[&str]) -> Result<
                 continue;
             }
             (Some(n), None) => {
-                let placeholder = is_dir(&n) || (file_type(&n) == SFlag::S_IFREG && n.st_size == 0);
+                // Directories, empty files and the /etc/mtab symlink, as
+                // the runtime or the engine make them.
+                let placeholder = is_dir(&n)
+                    || (file_type(&n) == SFlag::S_IFREG && n.st_size == 0)
+                    || (file_type(&n) == SFlag::S_IFLNK
+                        && nix::fcntl::readlinkat(dir, name.as_os_str())
+                            .is_ok_and(|t| t == crate::inroot::MTAB_TARGET));
                 if placeholder && skip.contains(&path.as_str()) {
                     continue;
                 }

@@ -210,6 +210,36 @@ pub fn ensure_dir_in_root(root: &Path, path: &str) -> std::io::Result<()> {
     }
 }
 
+/// Target of the `/etc/mtab` symlink [`ensure_init_files`] makes.
+pub const MTAB_TARGET: &str = "/proc/mounts";
+
+/// The files dockerd's init layer gives every container, where the image
+/// lacks them: an empty `/.dockerenv` (mode 0755, how programs tell they
+/// run in a container) and `/etc/mtab` as a symlink to `/proc/mounts`
+/// (`/etc` is made when missing; a symlinked `/etc` is left alone).
+pub fn ensure_init_files(root: &Path) -> std::io::Result<()> {
+    let root_fd = open_dir(root)?;
+    match openat(
+        &root_fd,
+        ".dockerenv",
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o755),
+    ) {
+        Ok(fd) => nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o755))?,
+        Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let etc = match walk_dirs(root_fd.as_fd(), &[OsStr::new("etc")], true) {
+        Ok(Some(fd)) => fd,
+        Ok(None) | Err(WalkError::Symlink(_) | WalkError::NotDir(_)) => return Ok(()),
+        Err(WalkError::Sys(e)) => return Err(e.into()),
+    };
+    match nix::unistd::symlinkat(MTAB_TARGET, &etc, "mtab") {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ mod diff;
 mod error;
 mod extract;
 mod inroot;
-pub use inroot::ensure_dir_in_root;
+pub use inroot::{ensure_dir_in_root, ensure_init_files, MTAB_TARGET};
 mod store;
 mod unpack;
 

@@ -850,6 +850,14 @@ impl ContainerService {
                 return Err(e);
             }
         }
+        // What dockerd's init layer holds: /.dockerenv and /etc/mtab.
+        if let Err(e) = berth_snapshot::ensure_init_files(&rootfs) {
+            let _ = self.unmount_container(&id);
+            let _ = std::fs::remove_dir_all(&state_dir);
+            return Err(Error::StartFailed(format!(
+                "failed to create /.dockerenv and /etc/mtab: {e}"
+            )));
+        }
         // dockerd creates a working directory the image lacks.
         let workdir = entry.inner().record.config.working_dir.clone();
         if let Some(dir) = workdir.filter(|d| d.starts_with('/') && d != "/") {
