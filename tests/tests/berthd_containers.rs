@@ -213,6 +213,25 @@ fn containers_get_dockerenv_and_mtab_as_with_dockerd() {
 }
 
 #[test]
+fn ps_shows_the_network_a_container_is_on() {
+    let berthd = daemon();
+    berthd.docker_ok(&["create", "--name", "on-none", "busybox", "true"]);
+    berthd.docker_ok(&[
+        "create",
+        "--name",
+        "on-host",
+        "--network",
+        "host",
+        "busybox",
+        "true",
+    ]);
+    let out = berthd.docker_ok(&["ps", "-a", "--format", "{{.Names}} {{.Networks}}"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["on-host host", "on-none none"]);
+}
+
+#[test]
 fn stdin_reaches_the_container() {
     let berthd = daemon();
     let mut command = berthd.docker_command();

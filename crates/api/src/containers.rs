@@ -803,13 +803,19 @@ fn inspect_json(d: &Details) -> Value {
             "IPPrefixLen": 0,
             "IPv6Gateway": "",
             "MacAddress": "",
-            "Networks": { mode: {
-                "IPAMConfig": Value::Null, "Links": Value::Null, "Aliases": Value::Null,
-                "MacAddress": "", "DriverOpts": Value::Null, "NetworkID": network_id, "EndpointID": "",
-                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": Value::Null
-            }}
+            "Networks": { mode: endpoint_json(&network_id) }
         }
+    })
+}
+
+/// A container's endpoint on a predefined network, as inspect and list
+/// show it.
+fn endpoint_json(network_id: &str) -> Value {
+    json!({
+        "IPAMConfig": Value::Null, "Links": Value::Null, "Aliases": Value::Null,
+        "MacAddress": "", "DriverOpts": Value::Null, "NetworkID": network_id, "EndpointID": "",
+        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": Value::Null
     })
 }
 
@@ -889,6 +895,14 @@ fn status_text(d: &Details) -> String {
 }
 
 pub(crate) fn summary_json(d: &Details) -> Value {
+    // The predefined network it is on (`docker ps --format {{.Networks}}`).
+    let mut networks = serde_json::Map::new();
+    if let Some(name) = crate::networks::network_of(d) {
+        networks.insert(
+            name.to_string(),
+            endpoint_json(&crate::networks::network_id(name)),
+        );
+    }
     // dockerd quotes arguments with spaces in single quotes.
     let mut command = vec![d.record.path.clone()];
     command.extend(d.record.args.iter().map(|a| {
@@ -910,7 +924,7 @@ pub(crate) fn summary_json(d: &Details) -> Value {
         "State": d.state.status.as_str(),
         "Status": status_text(d),
         "HostConfig": {"NetworkMode": network_mode(d)},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks},
         "Mounts": mounts_json(d),
     })
 }
