@@ -570,6 +570,23 @@ fn init_reaps_and_forwards_signals() {
     assert_eq!(out.trim(), "1");
     let out = berthd.docker_ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"]);
     assert_eq!(out.trim(), "2");
+    // It shows as dockerd's init does, naming no host path.
+    let out = berthd.docker_ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/comm; tr '\\0' ' ' < /proc/1/cmdline",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("docker-init"), "{out}");
+    assert_eq!(
+        lines.next().map(str::trim_end),
+        Some("docker-init --"),
+        "{out}"
+    );
     // An orphaned grandchild is reaped: no zombie stays behind.
     let out = berthd.docker_ok(&[
         "run",

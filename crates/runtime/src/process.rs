@@ -447,6 +447,7 @@ fn run_as_init() -> Result<()> {
         }
         berth_sys::process::Forked::Parent(pid) => pid,
     };
+    retitle_as_init();
     loop {
         let signal = all.wait().unwrap_or(Signal::SIGCHLD);
         if signal != Signal::SIGCHLD {
@@ -466,8 +467,67 @@ fn run_as_init() -> Result<()> {
     }
 }
 
+/// The built-in init's name and command line as the container sees them
+/// (`ps`, /proc/1/cmdline): `docker-init --`, as dockerd's init shows,
+/// instead of the shim's, which names host paths. The command line is
+/// rewritten where the kernel reads it, through /proc/self/mem; what does
+/// not fit is left as it was, and failures leave it all as it was.
+fn retitle_as_init() {
+    let _ = nix::sys::prctl::set_name(c"docker-init");
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // After the name in parentheses come fields 3 (state) onwards;
+    // arg_start and arg_end are fields 48 and 49.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let field = |n: usize| {
+        rest.split_whitespace()
+            .nth(n - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+    };
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return;
+    };
+    let Some(title) = init_title(end.saturating_sub(start)) else {
+        return;
+    };
+    if let Ok(mem) = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+    {
+        let _ = std::os::unix::fs::FileExt::write_all_at(&mem, &title, start);
+    }
+}
+
+/// `docker-init --` as NUL-separated arguments, padded with NULs to `len`
+/// bytes (the room the original arguments took); none when it can't fit.
+fn init_title(len: u64) -> Option<Vec<u8>> {
+    let mut title = b"docker-init\0--\0".to_vec();
+    let len = usize::try_from(len).ok()?;
+    if len < title.len() {
+        return None;
+    }
+    title.resize(len, 0);
+    Some(title)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_init_title_fills_the_room_of_the_old_arguments() {
+        assert_eq!(super::init_title(5), None);
+        assert_eq!(
+            super::init_title(15).as_deref(),
+            Some(&b"docker-init\0--\0"[..])
+        );
+        let padded = super::init_title(40).expect("fits");
+        assert_eq!(padded.len(), 40);
+        assert!(padded.starts_with(b"docker-init\0--\0\0"));
+        assert!(padded[15..].iter().all(|&b| b == 0));
+    }
+
     use super::*;
 
     #[test]
