@@ -2085,3 +2085,40 @@ fn joining_the_namespaces_of_other_containers_by_name() {
     assert_ne!(status(&out), 0, "{}", describe(&out));
     berthd.docker_ok(&["ps"]);
 }
+
+#[test]
+fn ps_filters_by_exposed_and_published_ports() {
+    let berthd = daemon();
+    berthd.docker_ok(&[
+        "create", "--name", "web", "--expose", "80", "busybox", "true",
+    ]);
+    berthd.docker_ok(&[
+        "create", "--name", "dns", "--expose", "53/udp", "busybox", "true",
+    ]);
+    // Published on the default network: kept in the container's
+    // configuration (with a warning that the ports are discarded).
+    berthd.docker_ok(&[
+        "create", "--name", "pub", "-p", "8080:80", "busybox", "true",
+    ]);
+    berthd.docker_ok(&["create", "--name", "bare", "busybox", "true"]);
+    let names = |filter: &str| {
+        let out = berthd.docker_ok(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"]);
+        let mut names: Vec<String> = out.lines().map(str::to_string).collect();
+        names.sort();
+        names.join(" ")
+    };
+    assert_eq!(names("expose=80"), "pub web");
+    assert_eq!(names("expose=80/tcp"), "pub web");
+    assert_eq!(names("expose=53"), "");
+    assert_eq!(names("expose=53/udp"), "dns");
+    assert_eq!(names("expose=50-60/udp"), "dns");
+    assert_eq!(names("publish=80"), "pub");
+    assert_eq!(names("publish=8080"), "");
+    let out = berthd.docker(&["ps", "-a", "--filter", "publish=0.0.0.0:80"]);
+    assert_ne!(status(&out), 0, "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("filter for 'publish' should not contain ':'"),
+        "{}",
+        describe(&out)
+    );
+}

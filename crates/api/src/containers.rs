@@ -1,7 +1,7 @@
 //! `/containers/...`: create, lifecycle, wait, attach (HTTP upgrade), logs,
 //! inspect and list, in dockerd's JSON shapes and stream framing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -947,6 +947,44 @@ fn mounts_json(d: &Details) -> Value {
     Value::Array(mounts)
 }
 
+/// `port/proto` with the protocol dockerd assumes (tcp) when none is given.
+fn normalize_port(port: &str) -> String {
+    match port.split_once('/') {
+        Some((number, proto)) => format!("{number}/{}", proto.to_ascii_lowercase()),
+        None => format!("{port}/tcp"),
+    }
+}
+
+/// The ports an `expose` or `publish` filter names (`80`, `80/udp`,
+/// `8000-8080/tcp`), as `port/proto`; dockerd's messages for bad ones.
+fn port_filter(key: &str, values: &[String]) -> Result<BTreeSet<String>, ApiError> {
+    let mut ports = BTreeSet::new();
+    for value in values {
+        if value.contains(':') {
+            return Err(ApiError::bad_request(format!(
+                "filter for '{key}' should not contain ':': {value}"
+            )));
+        }
+        let bad = || {
+            ApiError::bad_request(format!(
+                "error while looking up for {key} {value}: invalid port range"
+            ))
+        };
+        let (range, proto) = value.split_once('/').unwrap_or((value.as_str(), "tcp"));
+        let parse = |s: &str| s.trim().parse::<u16>().map_err(|_| bad());
+        let (start, end) = match range.split_once('-') {
+            Some((a, b)) => (parse(a)?, parse(b)?),
+            None => (parse(range)?, parse(range)?),
+        };
+        if start > end || proto.is_empty() {
+            return Err(bad());
+        }
+        let proto = proto.to_ascii_lowercase();
+        ports.extend((start..=end).map(|p| format!("{p}/{proto}")));
+    }
+    Ok(ports)
+}
+
 /// `docker ps` filters.
 fn matches_filters(
     d: &Details,
@@ -1043,6 +1081,23 @@ fn matches_filters(
                 values
                     .iter()
                     .any(|v| mounts.iter().any(|m| m.source == *v || m.destination == *v))
+            }
+            // As dockerd: a port or range (`80`, `8000-8080/udp`) among the
+            // exposed ports, or among the port bindings asked for.
+            "expose" => {
+                let wanted = port_filter(key, values)?;
+                let exposed = d.record.config.exposed_ports.clone().unwrap_or_default();
+                exposed.iter().any(|p| wanted.contains(&normalize_port(p)))
+            }
+            "publish" => {
+                let wanted = port_filter(key, values)?;
+                let bindings = d
+                    .record
+                    .host_config
+                    .port_bindings
+                    .clone()
+                    .unwrap_or_default();
+                bindings.keys().any(|p| wanted.contains(&normalize_port(p)))
             }
             "isolation" => values.iter().any(|v| v == "default"),
             // Swarm tasks: there are none.
@@ -1146,6 +1201,32 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_filters_read_ports_ranges_and_protocols() {
+        let ports = |v: &[&str]| {
+            port_filter(
+                "expose",
+                &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .map(|set| set.into_iter().collect::<Vec<_>>())
+            .map_err(|e| e.message)
+        };
+        assert_eq!(ports(&["80"]), Ok(vec!["80/tcp".to_string()]));
+        assert_eq!(
+            ports(&["53/UDP", "8000-8001"]),
+            Ok(vec!["53/udp".into(), "8000/tcp".into(), "8001/tcp".into()])
+        );
+        assert_eq!(
+            ports(&["127.0.0.1:80"]),
+            Err("filter for 'expose' should not contain ':': 127.0.0.1:80".to_string())
+        );
+        for bad in ["x", "90-80", "70000", "80/"] {
+            assert!(ports(&[bad]).is_err(), "{bad}");
+        }
+        assert_eq!(normalize_port("80"), "80/tcp");
+        assert_eq!(normalize_port("53/UDP"), "53/udp");
+    }
 
     #[test]
     fn durations_as_docker_ps_shows_them() {
