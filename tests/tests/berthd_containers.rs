@@ -210,6 +210,23 @@ fn containers_get_dockerenv_and_mtab_as_with_dockerd() {
         "{listing}"
     );
     assert!(listing.contains("etc/mtab -> /proc/mounts"), "{listing}");
+    // A container never started has them too, as dockerd's init layer
+    // gives them at create.
+    berthd.docker_ok(&["create", "--name", "fresh", "busybox", "true"]);
+    let mut export = berthd.docker_command();
+    export.args(["export", "fresh"]);
+    let out = output_with_timeout(&mut export, CLI_TIMEOUT).expect("docker export");
+    assert_eq!(status(&out), 0, "{}", describe(&out));
+    std::fs::write(&tar, &out.stdout).expect("write the export");
+    let listing = Command::new("tar")
+        .arg("-tvf")
+        .arg(&tar)
+        .output()
+        .expect("tar -t");
+    let listing = text(&listing.stdout);
+    assert!(listing.contains("etc/mtab -> /proc/mounts"), "{listing}");
+    assert!(listing.contains(".dockerenv"), "{listing}");
+    assert_eq!(berthd.docker_ok(&["diff", "fresh"]), "");
 }
 
 #[test]

@@ -104,6 +104,11 @@ impl ContainerService {
             inner.shim.is_some() && inner.state.status.is_live()
         };
         let merged = self.images.mount_rootfs(&entry.id)?;
+        // dockerd's init layer has /.dockerenv and /etc/mtab from create
+        // on; a container never started gets them here.
+        if let Err(e) = berth_snapshot::ensure_init_files(&merged) {
+            tracing::warn!("container {}: /.dockerenv and /etc/mtab: {e}", entry.id);
+        }
         let result = binds
             .iter()
             .fold(ContainerRoot::open(&merged), |root, b| {
