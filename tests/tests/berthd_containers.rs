@@ -2139,3 +2139,50 @@ fn ps_filters_by_exposed_and_published_ports() {
         describe(&out)
     );
 }
+
+#[test]
+fn inspect_shows_the_masked_and_read_only_paths() {
+    let berthd = daemon();
+    berthd.docker_ok(&["create", "--name", "plain", "busybox", "true"]);
+    berthd.docker_ok(&[
+        "create",
+        "--name",
+        "root",
+        "--privileged",
+        "busybox",
+        "true",
+    ]);
+    berthd.docker_ok(&[
+        "create",
+        "--name",
+        "open",
+        "--security-opt",
+        "systempaths=unconfined",
+        "busybox",
+        "true",
+    ]);
+    let paths = |name: &str| {
+        inspect(
+            &berthd,
+            name,
+            "{{json .HostConfig.MaskedPaths}} {{json .HostConfig.ReadonlyPaths}}",
+        )
+    };
+    // The defaults dockerd fills in at create, which the container gets.
+    let plain = paths("plain");
+    assert!(
+        plain.contains("\"/proc/kcore\"") && plain.contains("\"/proc/sysrq-trigger\""),
+        "{plain}"
+    );
+    assert_eq!(paths("root"), "null null");
+    assert_eq!(paths("open"), "[] []");
+    let out = berthd.docker_ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "wc -c < /proc/timer_list; grep ' /proc/sys ' /proc/mounts | grep -c ' ro,'",
+    ]);
+    assert_eq!(out, "0\n1\n");
+}

@@ -732,6 +732,12 @@ fn host_config_json(d: &Details) -> Value {
     });
     hc["LogConfig"] = json!({"Type": d.record.log.driver, "Config": d.record.log.opts});
     hc["Runtime"] = json!(d.record.runtime);
+    if let Ok(host) = berth_engine::spec::HostFacts::current() {
+        let (masked, readonly) =
+            berth_engine::spec::inspected_system_paths(&d.record.host_config, host);
+        hc["MaskedPaths"] = json!(masked);
+        hc["ReadonlyPaths"] = json!(readonly);
+    }
     if hc
         .get("NetworkMode")
         .and_then(Value::as_str)

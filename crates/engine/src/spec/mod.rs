@@ -248,6 +248,45 @@ pub fn default_hostname(id: &str, host_config: &HostConfig) -> String {
     id.chars().take(12).collect()
 }
 
+/// The masked and read-only paths of a container (None: none apply, as
+/// for a privileged one): what the request gave, else the defaults.
+fn system_paths(
+    hc: &HostConfig,
+    unconfined: bool,
+    thermal_throttle: &[String],
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let masked = match &hc.masked_paths {
+        Some(paths) => Some(paths.clone()),
+        None if unconfined => None,
+        None => Some(defaults::masked_paths(thermal_throttle)),
+    };
+    let readonly = match &hc.readonly_paths {
+        Some(paths) => Some(paths.clone()),
+        None if unconfined => None,
+        None => Some(
+            defaults::READONLY_PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        ),
+    };
+    (masked, readonly)
+}
+
+/// `HostConfig.MaskedPaths` and `ReadonlyPaths` as `docker inspect` shows
+/// them: dockerd fills the defaults in at create unless the container is
+/// privileged (`--security-opt systempaths=unconfined` sends empty lists).
+pub fn inspected_system_paths(
+    hc: &HostConfig,
+    host: &HostFacts,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    system_paths(
+        hc,
+        hc.privileged.unwrap_or(false),
+        &host.thermal_throttle_paths,
+    )
+}
+
 /// Builds the runtime spec dockerd would give this container.
 pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let config = input.config;
@@ -402,19 +441,10 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     })?;
 
     let unconfined_paths = privileged || security.unconfined_system_paths;
-    let masked_paths = match &hc.masked_paths {
-        Some(paths) => paths.clone(),
-        None if unconfined_paths => Vec::new(),
-        None => defaults::masked_paths(&input.host.thermal_throttle_paths),
-    };
-    let readonly_paths = match &hc.readonly_paths {
-        Some(paths) => paths.clone(),
-        None if unconfined_paths => Vec::new(),
-        None => defaults::READONLY_PATHS
-            .iter()
-            .map(|p| p.to_string())
-            .collect(),
-    };
+    let (masked_paths, readonly_paths) =
+        system_paths(hc, unconfined_paths, &input.host.thermal_throttle_paths);
+    let masked_paths = masked_paths.unwrap_or_default();
+    let readonly_paths = readonly_paths.unwrap_or_default();
 
     let seccomp = seccomp::for_container(
         security.seccomp.as_deref(),
