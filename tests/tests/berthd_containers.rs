@@ -2186,3 +2186,41 @@ fn inspect_shows_the_masked_and_read_only_paths() {
     ]);
     assert_eq!(out, "0\n1\n");
 }
+
+#[test]
+fn volumes_are_refused_at_create_and_volume_paths_exist() {
+    let berthd = daemon();
+    // Named volumes are not implemented yet: refused at create, with a
+    // clear reason, and nothing is created.
+    for args in [
+        &["run", "--rm", "-v", "myvol:/x", "busybox", "true"][..],
+        &[
+            "create",
+            "--mount",
+            "type=volume,source=v2,target=/y",
+            "busybox",
+            "true",
+        ],
+    ] {
+        let out = berthd.docker(args);
+        assert_ne!(status(&out), 0, "{}", describe(&out));
+        assert!(
+            text(&out.stderr).contains("volumes are not supported yet"),
+            "{}",
+            describe(&out)
+        );
+    }
+    assert_eq!(berthd.docker_ok(&["ps", "-aq"]).trim(), "");
+    // A VOLUME path (of the image, or `-v /path`) exists and is writable.
+    let out = berthd.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/scratch/deep",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /scratch/deep/f && echo writable",
+    ]);
+    assert_eq!(out, "writable\n");
+}

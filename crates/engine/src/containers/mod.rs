@@ -575,6 +575,13 @@ impl ContainerService {
         config.image = Some(image_name.clone());
         spec::validate_create(&config, &host_config)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let volumes = spec::requested_volumes(&host_config);
+        if !volumes.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "volumes are not supported yet ({}): bind a host directory instead, e.g. -v /srv/data:/data",
+                volumes.join(", ")
+            )));
+        }
         // As dockerd: the container whose pid or ipc namespace is joined
         // must exist now (a network one only when this one starts).
         for mode in [&host_config.pid_mode, &host_config.ipc_mode] {
@@ -866,6 +873,27 @@ impl ContainerService {
                 let _ = std::fs::remove_dir_all(&state_dir);
                 return Err(Error::StartFailed(format!(
                     "failed to create the working directory: {e}"
+                )));
+            }
+        }
+        // The image's VOLUME paths exist in the container (in its writable
+        // layer until volumes are implemented).
+        let volume_dirs = entry
+            .inner()
+            .record
+            .config
+            .volumes
+            .clone()
+            .unwrap_or_default();
+        for dir in volume_dirs
+            .iter()
+            .filter(|d| d.starts_with('/') && *d != "/")
+        {
+            if let Err(e) = berth_snapshot::ensure_dir_in_root(&rootfs, dir) {
+                let _ = self.unmount_container(&id);
+                let _ = std::fs::remove_dir_all(&state_dir);
+                return Err(Error::StartFailed(format!(
+                    "failed to create the volume directory {dir}: {e}"
                 )));
             }
         }

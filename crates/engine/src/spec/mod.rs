@@ -32,7 +32,9 @@ pub use berth_cgroups::Mode as CgroupMode;
 pub use caps::{capabilities_from_status, capability_names_from_mask};
 pub use defaults::{DEFAULT_PATH_ENV, DEFAULT_SHM_SIZE};
 pub use merge::merge_image_config;
-pub use mounts::{create_missing_bind_sources, host_binds, mount_points, HostBind, MountPoint};
+pub use mounts::{
+    create_missing_bind_sources, host_binds, mount_points, requested_volumes, HostBind, MountPoint,
+};
 pub use seccomp::{default_seccomp_profile, DEFAULT_SECCOMP_ALLOWED_SYSCALLS};
 pub use user::{resolve_user, ExecUser, UserDb};
 pub use validate::{adapt_host_config, validate_create};

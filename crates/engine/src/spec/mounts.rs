@@ -506,6 +506,33 @@ pub fn mount_points(hc: &bollard_stubs::models::HostConfig) -> Vec<MountPoint> {
     out
 }
 
+/// The volumes a request asks for, as the user wrote them: `-v name:/dst`,
+/// `-v /dst` and `--mount type=volume` (volumes are not implemented yet).
+pub fn requested_volumes(hc: &bollard_stubs::models::HostConfig) -> Vec<String> {
+    let binds = hc.binds.iter().flatten().filter(|raw| {
+        matches!(
+            parse_bind(raw),
+            Ok(ParsedBind {
+                source: BindSource::Volume(_),
+                ..
+            })
+        )
+    });
+    let mounts = hc
+        .mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.typ == Some(MountType::VOLUME))
+        .map(|m| {
+            format!(
+                "type=volume,source={},target={}",
+                m.source.as_deref().unwrap_or_default(),
+                m.target.as_deref().unwrap_or_default()
+            )
+        });
+    binds.cloned().chain(mounts).collect()
+}
+
 /// Creates the missing host directories of `-v` binds (root's, 0755), as
 /// dockerd does when the container starts; `--mount` binds must exist
 /// (create refused them otherwise).
