@@ -279,6 +279,12 @@ fn skopeo_pushes_inspects_lists_pulls_and_deletes() {
     let digest = head
         .header("docker-content-digest")
         .expect("manifest digest");
+    // Tagged with its digest, as registry:2 does.
+    assert_eq!(
+        head.header("etag"),
+        Some(format!("\"{digest}\"")),
+        "{head:?}"
+    );
     let stored = std::fs::read(registry.blob_file(&digest)).expect("stored manifest");
     assert_eq!(
         digest_of(&stored),

@@ -590,6 +590,11 @@ async fn get_manifest(
     headers.insert(header::CONTENT_TYPE, header_value(&manifest.media_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(manifest.size));
     headers.insert(DIGEST_HEADER, header_value(&manifest.digest.to_string()));
+    // The manifest's digest names its bytes, as registry:2 tags them.
+    headers.insert(
+        header::ETAG,
+        header_value(&format!("\"{}\"", manifest.digest)),
+    );
     Ok(response)
 }
 
