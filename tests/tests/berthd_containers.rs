@@ -46,6 +46,31 @@ fn inspect(berthd: &Berthd, name: &str, format: &str) -> String {
         .to_string()
 }
 
+/// `docker ps -a --filter <filter>`: the names, sorted, space-separated.
+fn filtered_names(berthd: &Berthd, filter: &str) -> String {
+    let out = berthd.docker_ok(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = out.lines().collect();
+    names.sort_unstable();
+    names.join(" ")
+}
+
+/// `tar -tv` of `docker export <name>`.
+fn export_listing(berthd: &Berthd, name: &str) -> String {
+    let mut export = berthd.docker_command();
+    export.args(["export", name]);
+    let out = output_with_timeout(&mut export, CLI_TIMEOUT).expect("docker export");
+    assert_eq!(status(&out), 0, "{}", describe(&out));
+    let work = tempfile::tempdir().expect("tempdir");
+    let tar = work.path().join("export.tar");
+    std::fs::write(&tar, &out.stdout).expect("write the export");
+    let listing = Command::new("tar")
+        .arg("-tvf")
+        .arg(&tar)
+        .output()
+        .expect("tar -t");
+    text(&listing.stdout)
+}
+
 #[test]
 fn run_prints_output_and_returns_the_exit_code() {
     let berthd = daemon();
@@ -120,12 +145,7 @@ fn ps_filters_name_by_pattern_and_ancestor_by_reference() {
     for name in ["web-1", "web-2", "db"] {
         berthd.docker_ok(&["create", "--name", name, "busybox", "true"]);
     }
-    let names = |filter: &str| {
-        let out = berthd.docker_ok(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"]);
-        let mut names: Vec<String> = out.lines().map(str::to_string).collect();
-        names.sort();
-        names.join(" ")
-    };
+    let names = |filter: &str| filtered_names(&berthd, filter);
     assert_eq!(names("name=web"), "web-1 web-2");
     assert_eq!(names("name=^web-1$"), "web-1");
     assert_eq!(names("name=^/db"), "db");
@@ -192,19 +212,7 @@ fn containers_get_dockerenv_and_mtab_as_with_dockerd() {
     assert_eq!(out, "755 0\n/proc/mounts\n");
     // Not changes of the container: diff shows nothing, as with dockerd.
     assert_eq!(berthd.docker_ok(&["diff", "plain"]), "");
-    let mut export = berthd.docker_command();
-    export.args(["export", "plain"]);
-    let out = output_with_timeout(&mut export, CLI_TIMEOUT).expect("docker export");
-    assert_eq!(status(&out), 0, "{}", describe(&out));
-    let work = tempfile::tempdir().expect("tempdir");
-    let tar = work.path().join("plain.tar");
-    std::fs::write(&tar, &out.stdout).expect("write the export");
-    let listing = Command::new("tar")
-        .arg("-tvf")
-        .arg(&tar)
-        .output()
-        .expect("tar -t");
-    let listing = text(&listing.stdout);
+    let listing = export_listing(&berthd, "plain");
     assert!(
         listing.contains(" .dockerenv") || listing.contains(" ./.dockerenv"),
         "{listing}"
@@ -213,17 +221,7 @@ fn containers_get_dockerenv_and_mtab_as_with_dockerd() {
     // A container never started has them too, as dockerd's init layer
     // gives them at create.
     berthd.docker_ok(&["create", "--name", "fresh", "busybox", "true"]);
-    let mut export = berthd.docker_command();
-    export.args(["export", "fresh"]);
-    let out = output_with_timeout(&mut export, CLI_TIMEOUT).expect("docker export");
-    assert_eq!(status(&out), 0, "{}", describe(&out));
-    std::fs::write(&tar, &out.stdout).expect("write the export");
-    let listing = Command::new("tar")
-        .arg("-tvf")
-        .arg(&tar)
-        .output()
-        .expect("tar -t");
-    let listing = text(&listing.stdout);
+    let listing = export_listing(&berthd, "fresh");
     assert!(listing.contains("etc/mtab -> /proc/mounts"), "{listing}");
     assert!(listing.contains(".dockerenv"), "{listing}");
     assert_eq!(berthd.docker_ok(&["diff", "fresh"]), "");
@@ -2118,12 +2116,7 @@ fn ps_filters_by_exposed_and_published_ports() {
         "create", "--name", "pub", "-p", "8080:80", "busybox", "true",
     ]);
     berthd.docker_ok(&["create", "--name", "bare", "busybox", "true"]);
-    let names = |filter: &str| {
-        let out = berthd.docker_ok(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"]);
-        let mut names: Vec<String> = out.lines().map(str::to_string).collect();
-        names.sort();
-        names.join(" ")
-    };
+    let names = |filter: &str| filtered_names(&berthd, filter);
     assert_eq!(names("expose=80"), "pub web");
     assert_eq!(names("expose=80/tcp"), "pub web");
     assert_eq!(names("expose=53"), "");

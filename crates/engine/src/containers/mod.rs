@@ -820,6 +820,50 @@ impl ContainerService {
         }
     }
 
+    /// What the container's mounted root needs before it starts: the host
+    /// tmpfs of a shareable IPC namespace, what dockerd's init layer holds
+    /// (/.dockerenv, /etc/mtab), the working directory and the image's
+    /// VOLUME paths (plain directories in its writable layer until volumes
+    /// are implemented) where the image lacks them. The caller undoes the
+    /// mounts on failure.
+    fn prepare_rootfs(&self, entry: &Entry, rootfs: &Path) -> Result<()> {
+        let (shareable_shm, workdir, volume_dirs) = {
+            let inner = entry.inner();
+            let hc = &inner.record.host_config;
+            let config = &inner.record.config;
+            (
+                (hc.ipc_mode.as_deref() == Some("shareable")).then(|| {
+                    hc.shm_size
+                        .filter(|&s| s > 0)
+                        .unwrap_or(spec::DEFAULT_SHM_SIZE)
+                }),
+                config.working_dir.clone(),
+                config.volumes.clone().unwrap_or_default(),
+            )
+        };
+        if let Some(size) = shareable_shm {
+            self.mount_shm(&entry.id, size)?;
+        }
+        berth_snapshot::ensure_init_files(rootfs).map_err(|e| {
+            Error::StartFailed(format!("failed to create /.dockerenv and /etc/mtab: {e}"))
+        })?;
+        // dockerd creates a working directory the image lacks.
+        if let Some(dir) = workdir.filter(|d| d.starts_with('/') && d != "/") {
+            berth_snapshot::ensure_dir_in_root(rootfs, &dir).map_err(|e| {
+                Error::StartFailed(format!("failed to create the working directory: {e}"))
+            })?;
+        }
+        for dir in volume_dirs
+            .iter()
+            .filter(|d| d.starts_with('/') && *d != "/")
+        {
+            berth_snapshot::ensure_dir_in_root(rootfs, dir).map_err(|e| {
+                Error::StartFailed(format!("failed to create the volume directory {dir}: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     fn start_locked(&self, entry: &Arc<Entry>) -> Result<()> {
         let id = entry.id.clone();
         let state_dir = self.state_dir(&id);
@@ -842,60 +886,10 @@ impl ContainerService {
                 return Err(e);
             }
         };
-        let (ipc_mode, shm_size) = {
-            let inner = entry.inner();
-            let hc = &inner.record.host_config;
-            (hc.ipc_mode.clone(), hc.shm_size)
-        };
-        if ipc_mode.as_deref() == Some("shareable") {
-            let size = shm_size
-                .filter(|&s| s > 0)
-                .unwrap_or(spec::DEFAULT_SHM_SIZE);
-            if let Err(e) = self.mount_shm(&id, size) {
-                let _ = self.unmount_container(&id);
-                let _ = std::fs::remove_dir_all(&state_dir);
-                return Err(e);
-            }
-        }
-        // What dockerd's init layer holds: /.dockerenv and /etc/mtab.
-        if let Err(e) = berth_snapshot::ensure_init_files(&rootfs) {
+        if let Err(e) = self.prepare_rootfs(entry, &rootfs) {
             let _ = self.unmount_container(&id);
             let _ = std::fs::remove_dir_all(&state_dir);
-            return Err(Error::StartFailed(format!(
-                "failed to create /.dockerenv and /etc/mtab: {e}"
-            )));
-        }
-        // dockerd creates a working directory the image lacks.
-        let workdir = entry.inner().record.config.working_dir.clone();
-        if let Some(dir) = workdir.filter(|d| d.starts_with('/') && d != "/") {
-            if let Err(e) = berth_snapshot::ensure_dir_in_root(&rootfs, &dir) {
-                let _ = self.unmount_container(&id);
-                let _ = std::fs::remove_dir_all(&state_dir);
-                return Err(Error::StartFailed(format!(
-                    "failed to create the working directory: {e}"
-                )));
-            }
-        }
-        // The image's VOLUME paths exist in the container (in its writable
-        // layer until volumes are implemented).
-        let volume_dirs = entry
-            .inner()
-            .record
-            .config
-            .volumes
-            .clone()
-            .unwrap_or_default();
-        for dir in volume_dirs
-            .iter()
-            .filter(|d| d.starts_with('/') && *d != "/")
-        {
-            if let Err(e) = berth_snapshot::ensure_dir_in_root(&rootfs, dir) {
-                let _ = self.unmount_container(&id);
-                let _ = std::fs::remove_dir_all(&state_dir);
-                return Err(Error::StartFailed(format!(
-                    "failed to create the volume directory {dir}: {e}"
-                )));
-            }
+            return Err(e);
         }
         let result = self.spawn_shim(entry, &state_dir, &rootfs);
         let shim = match result {
